@@ -1,0 +1,1 @@
+"""CallBuddy PBX: every caller reaches a person or gets a text back."""

@@ -1,0 +1,5 @@
+import sys
+
+from callbuddy_pbx.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""Command line: `callbuddy-pbx run | demo | check | calls | replay`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callbuddy-pbx", description="Missed-call text-back for Asterisk PBXs.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="watch the configured Asterisk and record every inbound call")
+    run.add_argument("--config", "-c", required=True, help="YAML configuration file")
+
+    demo = commands.add_parser("demo", help="run the service against a simulated PBX with generated calls")
+    demo.add_argument("--data-dir", default="data/demo", help="where the demo's SQLite file goes (default data/demo)")
+    demo.add_argument("--calls", type=int, default=12, help="how many calls the simulated PBX places (default 12)")
+    demo.add_argument("--speed", type=float, default=10.0, help="time compression of the scripted calls (default 10x)")
+
+    check = commands.add_parser("check", help="validate a configuration file and list every problem")
+    check.add_argument("--config", "-c", required=True, help="YAML configuration file")
+
+    calls = commands.add_parser("calls", help="list recorded calls")
+    calls.add_argument("--config", "-c", help="YAML configuration file (for the database path)")
+    calls.add_argument("--db", help="SQLite file (overrides the configuration)")
+    calls.add_argument("--missed", action="store_true", help="only calls nobody answered")
+    calls.add_argument("--since", help="ISO date/time, or an age such as 30m, 6h, 2d")
+    calls.add_argument("--limit", type=int, default=100, help="at most this many calls, newest first (default 100)")
+    calls.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    replay = commands.add_parser("replay", help="classify the calls in a recorded AMI stream (ami.raw)")
+    replay.add_argument("file", help="recorded AMI stream, as read from the socket")
+    replay.add_argument("--config", "-c", help="YAML configuration (businesses and inbound rules)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(f"callbuddy_pbx.commands.{args.command}")
+    try:
+        code: int = module.main(args)
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
