@@ -1,0 +1,83 @@
+"""Which new channel starts an inbound call to a business number (pure; no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from callbuddy_pbx.config import DEFAULT_INBOUND_CONTEXTS, Business, Config
+from callbuddy_pbx.phone import to_e164
+
+# Contexts where desk phones' own calls run: never an inbound business call, whatever number they dial.
+DEFAULT_INTERNAL_CONTEXTS: tuple[str, ...] = (
+    "from-internal",
+    "from-internal-xfer",
+    "from-internal-noxfer",
+    "from-extensions",
+    "internal",
+    "phones",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundMatch:
+    business: str | None
+    did: str  # E.164 when the dialled number parses, else as Asterisk gave it
+    region: str  # region for reading the caller's number
+
+
+def endpoint_of(channel: str) -> str:
+    """`PJSIP/101-0000003d` -> `PJSIP/101`; `Local/100@ctx-00000006;1` -> `Local/100@ctx`."""
+    base = channel.split(";", 1)[0]
+    head, sep, suffix = base.rpartition("-")
+    if sep and len(suffix) == 8 and all(ch in "0123456789abcdef" for ch in suffix):
+        return head
+    return base
+
+
+class InboundMatcher:
+    """Decides from a call's first channel whether it is an inbound call we report, and for which business.
+
+    With businesses configured, the dialled number (the channel's Exten) must be one of theirs. Without, the channel
+    must start in an inbound context or on a configured trunk endpoint. Either way a channel in an internal context
+    (a desk phone dialling) never counts.
+    """
+
+    def __init__(
+        self,
+        businesses: tuple[Business, ...] = (),
+        *,
+        contexts: tuple[str, ...] = DEFAULT_INBOUND_CONTEXTS,
+        trunk_endpoints: tuple[str, ...] = (),
+        internal_contexts: tuple[str, ...] = DEFAULT_INTERNAL_CONTEXTS,
+        default_region: str = "US",
+    ) -> None:
+        self._businesses = businesses
+        self._by_number = {number: business for business in businesses for number in business.numbers}
+        self._regions = tuple(dict.fromkeys([default_region, *(b.default_region for b in businesses)]))
+        self._contexts = frozenset(contexts)
+        self._trunks = frozenset(trunk_endpoints)
+        self._internal = frozenset(internal_contexts)
+        self._default_region = default_region
+
+    @classmethod
+    def from_config(cls, config: Config) -> InboundMatcher:
+        return cls(
+            config.businesses,
+            contexts=config.inbound.contexts,
+            trunk_endpoints=config.inbound.trunk_endpoints,
+            default_region=config.default_region,
+        )
+
+    def match(self, channel: str, context: str, exten: str) -> InboundMatch | None:
+        if context in self._internal or channel.startswith("Local/"):
+            return None
+        if self._businesses:
+            for region in self._regions:
+                did = to_e164(exten, region)
+                if did is not None and did in self._by_number:
+                    business = self._by_number[did]
+                    return InboundMatch(business.name, did, business.default_region)
+            return None
+        if context in self._contexts or endpoint_of(channel) in self._trunks:
+            return InboundMatch(None, to_e164(exten, self._default_region) or exten, self._default_region)
+        return None
