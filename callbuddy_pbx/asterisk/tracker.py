@@ -519,9 +519,9 @@ class CallTracker:
                 seen.add(other)
                 when = max(since, at)
                 other_name = self._name(call, other)
-                if _is_person_tech(other_name):
-                    channel = call.channels.get(other)
-                    endpoint = channel.endpoint if channel is not None else endpoint_of(other_name)
+                if other_name and _is_person_tech(other_name):
+                    known = call.channels.get(other)
+                    endpoint = known.endpoint if known is not None else endpoint_of(other_name)
                     if best is None or when < best[0]:
                         best = (when, endpoint)
                 else:

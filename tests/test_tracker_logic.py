@@ -1,0 +1,269 @@
+"""Call tracker rules that the recordings do not cover: reconnects, lost events, pickups, withheld numbers."""
+
+from __future__ import annotations
+
+from callbuddy_pbx.asterisk.inbound import InboundMatcher
+from callbuddy_pbx.asterisk.tracker import CallTracker
+from callbuddy_pbx.config import Business
+from callbuddy_pbx.model import CallRecord, Outcome
+
+CALLER = {"Channel": "PJSIP/trunk-00000001", "Uniqueid": "100.1", "Linkedid": "100.1"}
+DESK_100 = {"Channel": "PJSIP/100-00000002", "Uniqueid": "100.2", "Linkedid": "100.1"}
+DESK_101 = {"Channel": "PJSIP/101-00000003", "Uniqueid": "100.3", "Linkedid": "100.1"}
+
+
+def ev(name: str, channel: dict[str, str], **fields: str) -> dict[str, str]:
+    return {"Event": name, **channel, **fields}
+
+
+def inbound_call(number: str = "15557654321", name: str = "Jane Caller", did: str = "15550001000") -> dict[str, str]:
+    return ev(
+        "Newchannel", CALLER, ChannelState="4", CallerIDNum=number, CallerIDName=name, Context="from-trunk", Exten=did
+    )
+
+
+def dial(dest: dict[str, str], status: str | None = None) -> dict[str, str]:
+    fields = {
+        **CALLER,
+        "DestChannel": dest["Channel"],
+        "DestUniqueid": dest["Uniqueid"],
+        "DestLinkedid": dest["Linkedid"],
+        "DialString": dest["Channel"].split("/")[1].split("-")[0],
+    }
+    if status is None:
+        return {"Event": "DialBegin", **fields}
+    return {"Event": "DialEnd", **fields, "DialStatus": status}
+
+
+def ringing(desk: dict[str, str]) -> list[dict[str, str]]:
+    return [
+        ev("Newchannel", desk, ChannelState="0", Context="from-internal", Exten="s"),
+        dial(desk),
+        ev("Newstate", desk, ChannelState="5"),
+    ]
+
+
+def run(tracker: CallTracker, events: list[dict[str, str]], start: float = 1000.0) -> list[CallRecord]:
+    records: list[CallRecord] = []
+    for index, event in enumerate(events):
+        records += tracker.feed(event, start + index * 0.1)
+    return records
+
+
+def test_a_leg_whose_hangup_is_never_seen_does_not_hold_the_call_forever() -> None:
+    tracker = CallTracker(InboundMatcher(), grace_s=2.0)
+    events = [
+        inbound_call(),
+        *ringing(DESK_100),
+        dial(DESK_100, "NOANSWER"),
+        ev("Hangup", CALLER, Cause="16"),
+    ]  # desk 100's Hangup was lost
+    assert run(tracker, events) == []
+    assert tracker.tick(1000.0 + 1.0) == []  # still inside the grace period
+    (record,) = tracker.tick(1000.0 + 3.0)
+    assert record.outcome is Outcome.NO_ANSWER
+    assert tracker.active_calls == 0
+
+
+def test_reconnect_finishes_calls_that_ended_while_disconnected_as_not_fully_observed() -> None:
+    tracker = CallTracker(InboundMatcher())
+    run(tracker, [inbound_call(), *ringing(DESK_100)])
+    # the AMI link dropped here; after reconnecting, CoreShowChannels lists no channel of that call
+    (record,) = tracker.reconcile([], now=2000.0)
+    assert record.linkedid == "100.1"
+    assert record.observed_from_start is False
+    assert record.ended_at == 2000.0
+    assert tracker.active_calls == 0
+
+
+def test_reconnect_keeps_calls_still_live_and_learns_their_bridge() -> None:
+    tracker = CallTracker(InboundMatcher())
+    run(tracker, [inbound_call(), *ringing(DESK_101)])
+    snapshot = [
+        {**CALLER, "ChannelState": "6", "BridgeId": "b-1"},
+        {**DESK_101, "ChannelState": "6", "BridgeId": "b-1"},
+    ]
+    assert tracker.reconcile(snapshot, now=2000.0) == []  # answered during the gap, still talking
+    records = run(tracker, [ev("Hangup", DESK_101, Cause="16"), ev("Hangup", CALLER, Cause="16")], start=2001.0)
+    assert [(r.outcome, r.answered_by) for r in records] == [(Outcome.ANSWERED, "PJSIP/101")]
+
+
+def test_a_call_already_ringing_when_we_connect_is_adopted_and_judged() -> None:
+    tracker = CallTracker(InboundMatcher())
+    snapshot = [
+        {
+            **CALLER,
+            "ChannelState": "4",
+            "Context": "from-trunk",
+            "Exten": "15550001000",
+            "CallerIDNum": "15557654321",
+            "CallerIDName": "Jane",
+        },
+        {**DESK_100, "ChannelState": "5", "Context": "from-internal", "Exten": "s"},
+    ]
+    assert tracker.reconcile(snapshot, now=2000.0) == []
+    assert tracker.active_calls == 1
+    records = run(
+        tracker,
+        [
+            ev("HangupRequest", CALLER, Cause="127"),
+            dial(DESK_100, "CANCEL"),
+            ev("Hangup", DESK_100, Cause="127"),
+            ev("Hangup", CALLER, Cause="127"),
+        ],
+        start=2001.0,
+    )
+    assert [(r.outcome, r.caller, r.observed_from_start) for r in records] == [
+        (Outcome.ABANDONED, "+15557654321", False)
+    ]
+
+
+def test_a_call_already_up_when_we_connect_is_not_guessed_at() -> None:
+    tracker = CallTracker(InboundMatcher())
+    snapshot = [{**CALLER, "ChannelState": "6", "Context": "from-trunk", "Exten": "15550001000"}]
+    tracker.reconcile(snapshot, now=2000.0)
+    assert tracker.active_calls == 0
+    assert run(tracker, [ev("Hangup", CALLER, Cause="16")]) == []
+
+
+def test_events_of_a_call_that_started_before_we_connected_are_ignored_without_error() -> None:
+    tracker = CallTracker(InboundMatcher())
+    records = run(
+        tracker,
+        [
+            dial(DESK_100, "ANSWER"),
+            ev("BridgeEnter", CALLER, BridgeUniqueid="b"),
+            ev("Hangup", DESK_100, Cause="16"),
+            ev("Hangup", CALLER, Cause="16"),
+        ],
+    )
+    assert records == []
+    assert tracker.active_calls == 0
+
+
+def test_pickup_from_another_phone_is_answered_even_though_the_picker_has_its_own_linkedid() -> None:
+    picker = {"Channel": "PJSIP/102-00000009", "Uniqueid": "200.9", "Linkedid": "200.9"}
+    tracker = CallTracker(InboundMatcher())
+    events = [
+        inbound_call(),
+        *ringing(DESK_100),
+        ev("BridgeEnter", CALLER, BridgeUniqueid="b-7"),
+        ev("BridgeEnter", picker, BridgeUniqueid="b-7"),
+        dial(DESK_100, "CANCEL"),
+        ev("Hangup", DESK_100, Cause="26"),
+        ev("BridgeLeave", CALLER, BridgeUniqueid="b-7"),
+        ev("Hangup", CALLER, Cause="16"),
+    ]
+    (record,) = run(tracker, events)
+    assert (record.outcome, record.answered_by) == (Outcome.ANSWERED, "PJSIP/102")
+
+
+def test_answered_then_transferred_and_not_picked_up_stays_answered() -> None:
+    tracker = CallTracker(InboundMatcher())
+    desk_100_again = {"Channel": "PJSIP/100-0000000a", "Uniqueid": "100.10", "Linkedid": "100.1"}
+    events = [
+        inbound_call(),
+        *ringing(DESK_101),
+        ev("Newstate", DESK_101, ChannelState="6"),
+        dial(DESK_101, "ANSWER"),
+        ev("BridgeEnter", CALLER, BridgeUniqueid="b"),
+        ev("BridgeEnter", DESK_101, BridgeUniqueid="b"),
+        ev("BridgeLeave", DESK_101, BridgeUniqueid="b"),
+        ev("Hangup", DESK_101, Cause="16"),
+        *ringing(desk_100_again),
+        dial(desk_100_again, "NOANSWER"),
+        ev("Hangup", desk_100_again, Cause="0"),
+        ev("Hangup", CALLER, Cause="16"),
+    ]
+    (record,) = run(tracker, events)
+    assert (record.outcome, record.answered_by) == (Outcome.ANSWERED, "PJSIP/101")
+
+
+def test_caller_bridged_only_with_an_announcer_or_snoop_is_not_answered() -> None:
+    tracker = CallTracker(InboundMatcher())
+    announcer = {"Channel": "Announcer/ARI_MOH-00000001;1", "Uniqueid": "100.20", "Linkedid": "100.1"}
+    events = [
+        inbound_call(),
+        ev("Newstate", CALLER, ChannelState="6"),
+        ev("BridgeEnter", CALLER, BridgeUniqueid="hold"),
+        ev("BridgeEnter", announcer, BridgeUniqueid="hold"),
+        ev("Hangup", announcer, Cause="16"),
+        ev("HangupRequest", CALLER),
+        ev("Hangup", CALLER, Cause="16"),
+    ]
+    (record,) = run(tracker, events)
+    assert record.outcome is Outcome.VOICEMAIL  # an application held the call; no person ever spoke
+
+
+def test_withheld_caller_has_no_number_to_text() -> None:
+    tracker = CallTracker(InboundMatcher())
+    events = [inbound_call(number="anonymous", name="Anonymous"), ev("Hangup", CALLER, Cause="3")]
+    (record,) = run(tracker, events)
+    assert (record.caller, record.caller_raw, record.caller_name, record.anonymous) == (None, "anonymous", None, True)
+    assert record.outcome is Outcome.UNAVAILABLE
+
+
+def test_presentation_restricted_hides_the_number_even_when_asterisk_sends_one() -> None:
+    tracker = CallTracker(InboundMatcher())
+    events = [
+        inbound_call(),
+        ev(
+            "NewCallerid",
+            CALLER,
+            CallerIDNum="15557654321",
+            **{"CID-CallingPres": "32 (Presentation Restricted, Not Screened)"},
+        ),
+        ev("Hangup", CALLER, Cause="3"),
+    ]
+    (record,) = run(tracker, events)
+    assert record.caller is None
+
+
+def test_every_desk_busy_is_busy_and_one_busy_one_ringing_out_is_no_answer() -> None:
+    tracker = CallTracker(InboundMatcher())
+    busy = [
+        inbound_call(),
+        *ringing(DESK_100),
+        dial(DESK_100, "BUSY"),
+        ev("Hangup", DESK_100, Cause="17"),
+        ev("Hangup", CALLER, Cause="17"),
+    ]
+    assert [r.outcome for r in run(tracker, busy)] == [Outcome.BUSY]
+    mixed = [
+        inbound_call(),
+        *ringing(DESK_100),
+        *ringing(DESK_101),
+        dial(DESK_100, "BUSY"),
+        ev("Hangup", DESK_100, Cause="17"),
+        dial(DESK_101, "NOANSWER"),
+        ev("Hangup", DESK_101, Cause="0"),
+        ev("Hangup", CALLER, Cause="16"),
+    ]
+    assert [r.outcome for r in run(tracker, mixed)] == [Outcome.NO_ANSWER]
+
+
+def test_queue_caller_who_hangs_up_while_waiting_is_queue_abandoned() -> None:
+    tracker = CallTracker(InboundMatcher())
+    events = [
+        inbound_call(),
+        ev("Newexten", CALLER, Application="Queue", AppData="support"),
+        ev("HangupRequest", CALLER, Cause="127"),
+        ev("Hangup", CALLER, Cause="127"),
+    ]
+    assert [r.outcome for r in run(tracker, events)] == [Outcome.QUEUE_ABANDONED]
+
+
+def test_with_businesses_only_their_numbers_count_and_desk_calls_to_them_do_not() -> None:
+    salon = Business(name="Glow Salon", numbers=("+15550001000",), timezone="UTC", default_region="US")
+    tracker = CallTracker(InboundMatcher((salon,)))
+    other_did = [inbound_call(did="15550009999"), ev("Hangup", CALLER, Cause="16")]
+    assert run(tracker, other_did) == []
+    desk = {"Channel": "PJSIP/100-00000005", "Uniqueid": "300.5", "Linkedid": "300.5"}
+    internal = [
+        ev("Newchannel", desk, ChannelState="4", CallerIDNum="100", Context="from-internal", Exten="15550001000"),
+        ev("Hangup", desk, Cause="16"),
+    ]
+    assert run(tracker, internal) == []
+    ours = [inbound_call(did="+1 (555) 000-1000"), ev("Hangup", CALLER, Cause="3")]
+    (record,) = run(tracker, ours)
+    assert (record.business, record.did) == ("Glow Salon", "+15550001000")
