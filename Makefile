@@ -1,0 +1,30 @@
+# The two commands a fresh machine needs (see README): `make demo` and `make test`.
+# Each creates .venv and installs what it needs on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench traces clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/callbuddy-pbx demo
+
+test: $(STAMP)
+	$(BIN)/ruff check callbuddy_pbx tests bench
+	$(BIN)/ruff format --check callbuddy_pbx tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+	@if [ -f ../shared/tools/check_traces.py ]; then $(BIN)/python ../shared/tools/check_traces.py --exe $(BIN)/callbuddy-pbx; fi
+
+bench: $(STAMP)
+	$(BIN)/python bench/ami_ingest.py
+
+clean:
+	rm -rf $(VENV) data build *.egg-info
