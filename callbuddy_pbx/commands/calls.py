@@ -1,0 +1,191 @@
+"""`callbuddy-pbx calls`: list recorded calls, newest first, as an aligned table or as JSON lines."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import sys
+import time
+import unicodedata
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from callbuddy_pbx.config import ConfigError, StorageConfig, load_config
+from callbuddy_pbx.model import CallRecord
+from callbuddy_pbx.phone import is_withheld
+from callbuddy_pbx.store import CallStore, StoreError
+
+PROG = "callbuddy-pbx calls"
+NAME_WIDTH = 40  # caller names are free text from the phone network
+_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+# Control, format (bidi overrides, zero-width), separator, surrogate, private and unassigned characters are shown
+# escaped, so a caller name cannot move the cursor, recolour the terminal or reorder what is printed around it.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def main(args: argparse.Namespace) -> int:
+    since: float | None = None
+    if args.since is not None:
+        try:
+            since = parse_since(args.since)
+        except ValueError as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return 2
+    if args.limit < 1:
+        print(f"{PROG}: --limit must be at least 1, not {args.limit}", file=sys.stderr)
+        return 2
+    if args.db:
+        db_path = Path(args.db)
+    elif args.config:
+        try:
+            db_path = load_config(args.config).storage.path
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            return 2
+    else:
+        db_path = StorageConfig().path
+    try:
+        records = asyncio.run(_fetch(db_path, missed_only=args.missed, since=since, limit=args.limit))
+    except StoreError as exc:
+        print(f"{PROG}: {exc} (give --db, or --config of the service that records the calls)", file=sys.stderr)
+        return 1
+    if not records:
+        # With --json, stdout stays valid JSON lines (none); the note goes to stderr.
+        print("No calls match.", file=sys.stderr if args.json else sys.stdout)
+    elif args.json:
+        for record in records:
+            print(json.dumps(as_json(record)))  # ensure_ascii: every non-ASCII character escaped, terminal-safe
+    else:
+        print(render_table(records))
+    return 0
+
+
+async def _fetch(db_path: Path, *, missed_only: bool, since: float | None, limit: int) -> list[CallRecord]:
+    async with await CallStore.open(db_path, create=False) as store:
+        return await store.list_calls(missed_only=missed_only, since=since, limit=limit)
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """Unix time from an age (`30m`, `6h`, `2d`, `1w`) or an ISO date/time (local time when it has no offset)."""
+    value = text.strip()
+    age = _AGE.fullmatch(value)
+    if age:
+        return (time.time() if now is None else now) - float(age.group(1)) * _UNIT_SECONDS[age.group(2)]
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        shown = printable(value, 40)
+        raise ValueError(
+            f"--since: {shown!r} is not a date/time or an age "
+            "(expected e.g. 2024-05-01, 2024-05-01T09:30, or 30m, 6h, 2d, 1w)"
+        ) from None
+    return moment.timestamp()  # a naive datetime is taken as local time
+
+
+def printable(text: str, width: int | None = None) -> str:
+    """Untrusted text made safe for a terminal (unsafe characters escaped) and cut to `width` columns."""
+    safe = "".join(
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch
+        for ch in text
+    )
+    if width is None or _width(safe) <= width:
+        return safe
+    cut, used = [], 0
+    for ch in safe:
+        if used + _char_width(ch) > width - 1:
+            break
+        cut.append(ch)
+        used += _char_width(ch)
+    return "".join(cut) + "…"
+
+
+def _char_width(ch: str) -> int:
+    if unicodedata.combining(ch):
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def _width(text: str) -> int:
+    return sum(_char_width(ch) for ch in text)
+
+
+def caller_shown(record: CallRecord) -> str:
+    if record.caller:
+        return record.caller
+    if is_withheld(record.caller_raw):
+        return "withheld"
+    return printable(record.caller_raw, 20)  # not a phone number (e.g. an extension): shown as given, escaped
+
+
+def ring_seconds(record: CallRecord) -> float | None:
+    """How long devices rang: until someone answered, or until the call ended."""
+    if record.ring_at is None:
+        return None
+    until = record.ended_at if record.answered_at is None else record.answered_at
+    return max(0.0, until - record.ring_at)
+
+
+def render_table(records: Sequence[CallRecord]) -> str:
+    header = ("Ended", "Business", "DID", "Caller", "Caller name", "Outcome", "Answered by", "Ring s", "Duration s")
+    right_aligned = {7, 8}
+    rows: list[tuple[str, ...]] = [header]
+    for record in records:
+        ring = ring_seconds(record)
+        rows.append(
+            (
+                datetime.fromtimestamp(record.ended_at).strftime("%Y-%m-%d %H:%M:%S"),
+                printable(record.business or "-", 30),
+                printable(record.did, 20),
+                caller_shown(record),
+                printable(record.caller_name or "", NAME_WIDTH) or "-",
+                record.outcome.value,
+                printable(record.answered_by or "-", 30),
+                "-" if ring is None else f"{ring:.0f}",
+                f"{record.duration_s:.0f}",
+            )
+        )
+    widths = [max(_width(row[column]) for row in rows) for column in range(len(header))]
+    lines = []
+    for row in rows:
+        cells = []
+        for column, cell in enumerate(row):
+            pad = " " * (widths[column] - _width(cell))
+            cells.append(pad + cell if column in right_aligned else cell + pad)
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def as_json(record: CallRecord) -> dict[str, Any]:
+    return {
+        "linkedid": record.linkedid,
+        "business": record.business,
+        "did": record.did,
+        "caller": record.caller,
+        "caller_name": record.caller_name,
+        "outcome": record.outcome.value,
+        "missed": record.missed,
+        "answered_by": record.answered_by,
+        "started_at": record.started_at,
+        "ring_at": record.ring_at,
+        "answered_at": record.answered_at,
+        "ended_at": record.ended_at,
+        "hangup_cause": record.hangup_cause,
+        "legs": [
+            {
+                "channel": leg.channel,
+                "endpoint": leg.endpoint,
+                "dial_status": leg.dial_status,
+                "hangup_cause": leg.hangup_cause,
+                "answered": leg.answered,
+                "started_at": leg.started_at,
+                "ended_at": leg.ended_at,
+            }
+            for leg in record.legs
+        ],
+    }

@@ -1,0 +1,220 @@
+"""CallStore: finished calls and their legs in one SQLite file (WAL), written idempotently per linkedid."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiosqlite
+
+from callbuddy_pbx.model import CallRecord, LegRecord, Outcome
+from callbuddy_pbx.store.schema import StoreError, migrate
+
+# ON CONFLICT (linkedid) DO NOTHING rather than INSERT OR IGNORE: only "already stored" is skipped; a broken record
+# (a NULL in a NOT NULL column) still fails the batch instead of vanishing silently.
+_INSERT_CALL = """
+    INSERT INTO calls (
+        linkedid, business, did, caller, caller_raw, caller_name, outcome, missed, answered_by,
+        started_at, ring_at, answered_at, ended_at, hangup_cause, observed_from_start, recorded_at
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (linkedid) DO NOTHING
+"""
+_INSERT_LEG = """
+    INSERT INTO call_legs (
+        linkedid, seq, channel, endpoint, dial_status, hangup_cause, answered, started_at, ended_at
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+# One query for calls and legs: the newest calls first, each call's legs in order (LEFT JOIN keeps leg-less calls).
+_SELECT_CALLS = """
+    WITH picked AS (
+        SELECT * FROM calls
+        WHERE (:missed_only = 0 OR missed = 1) AND (:since IS NULL OR ended_at >= :since)
+        ORDER BY ended_at DESC, linkedid DESC
+        LIMIT :limit
+    )
+    SELECT picked.*,
+        leg.seq AS leg_seq, leg.channel AS leg_channel, leg.endpoint AS leg_endpoint,
+        leg.dial_status AS leg_dial_status, leg.hangup_cause AS leg_hangup_cause, leg.answered AS leg_answered,
+        leg.started_at AS leg_started_at, leg.ended_at AS leg_ended_at
+    FROM picked LEFT JOIN call_legs AS leg ON leg.linkedid = picked.linkedid
+    ORDER BY picked.ended_at DESC, picked.linkedid DESC, leg.seq
+"""
+_COUNT_CALLS = "SELECT COUNT(*) FROM calls WHERE (:missed_only = 0 OR missed = 1)"
+
+
+class CallStore:
+    """Use `await CallStore.open(path)`, or `async with await CallStore.open(path) as store`."""
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._write_lock = asyncio.Lock()  # one write transaction at a time on the shared connection
+
+    @classmethod
+    async def open(cls, path: Path, *, create: bool = True) -> CallStore:
+        """Open (with create=True: create) the database and bring its schema up to date.
+
+        With create=False a missing file is a StoreError rather than a new empty database (for read-only commands).
+        """
+        target = _connect_target(path, create)
+        try:
+            conn = await aiosqlite.connect(target, uri=True, isolation_level=None)  # we issue BEGIN/COMMIT
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the database ({exc})") from exc
+        try:
+            conn.row_factory = sqlite3.Row
+            await conn.execute("PRAGMA busy_timeout = 5000")  # another process (run + calls) may hold the lock
+            await conn.execute("PRAGMA journal_mode = WAL")
+            await conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable except for the last commits
+            await conn.execute("PRAGMA foreign_keys = ON")
+            await migrate(conn, str(path))
+        except sqlite3.DatabaseError as exc:
+            await conn.close()
+            raise StoreError(f"{path}: not a usable CallBuddy database ({exc})") from exc
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, path)
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def __aenter__(self) -> CallStore:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def save_calls(self, records: Sequence[CallRecord]) -> int:
+        """Store new calls with their legs in one transaction; a linkedid already stored is left as it is.
+
+        Returns how many calls were new, so a replay or a reconnect that reports a call again is harmless.
+        """
+        if not records:
+            return 0
+        recorded_at = time.time()
+        new = 0
+        async with self._write_lock:
+            await self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for record in records:
+                    async with self._conn.execute(_INSERT_CALL, _call_row(record, recorded_at)) as cursor:
+                        inserted = cursor.rowcount == 1
+                    if inserted:
+                        new += 1
+                        rows = [_leg_row(record.linkedid, seq, leg) for seq, leg in enumerate(record.legs)]
+                        await self._conn.executemany(_INSERT_LEG, rows)
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    await self._conn.execute("ROLLBACK")
+                raise
+        return new
+
+    async def list_calls(
+        self, *, missed_only: bool = False, since: float | None = None, limit: int = 100
+    ) -> list[CallRecord]:
+        """Calls newest first (by end time), with their legs; `since` keeps calls that ended at or after it."""
+        if limit < 0:
+            raise ValueError(f"limit must be 0 or more, not {limit}")
+        params = {"missed_only": int(missed_only), "since": since, "limit": limit}
+        calls: dict[str, tuple[sqlite3.Row, list[LegRecord]]] = {}  # insertion order = newest first
+        async with self._conn.execute(_SELECT_CALLS, params) as cursor:
+            async for row in cursor:
+                _, legs = calls.setdefault(row["linkedid"], (row, []))
+                if row["leg_seq"] is not None:
+                    legs.append(_leg_from(row))
+        return [_call_from(row, legs) for row, legs in calls.values()]
+
+    async def count_calls(self, missed_only: bool = False) -> int:
+        async with self._conn.execute(_COUNT_CALLS, {"missed_only": int(missed_only)}) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row is not None else 0
+
+
+def _connect_target(path: Path, create: bool) -> str:
+    """The SQLite URI to open; file-system checks are quick metadata calls, done before the first await."""
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path.absolute().as_uri()
+    if not path.is_file():
+        raise StoreError(f"{path}: no such database")
+    return path.absolute().as_uri() + "?mode=rw"  # rw: SQLite must not create a file that is not there
+
+
+def _call_row(record: CallRecord, recorded_at: float) -> tuple[Any, ...]:
+    return (
+        record.linkedid,
+        record.business,
+        record.did,
+        record.caller,
+        record.caller_raw,
+        record.caller_name,
+        record.outcome.value,
+        int(record.missed),
+        record.answered_by,
+        record.started_at,
+        record.ring_at,
+        record.answered_at,
+        record.ended_at,
+        record.hangup_cause,
+        int(record.observed_from_start),
+        recorded_at,
+    )
+
+
+def _leg_row(linkedid: str, seq: int, leg: LegRecord) -> tuple[Any, ...]:
+    return (
+        linkedid,
+        seq,
+        leg.channel,
+        leg.endpoint,
+        leg.dial_status,
+        leg.hangup_cause,
+        int(leg.answered),
+        leg.started_at,
+        leg.ended_at,
+    )
+
+
+def _leg_from(row: sqlite3.Row) -> LegRecord:
+    return LegRecord(
+        channel=row["leg_channel"],
+        endpoint=row["leg_endpoint"],
+        dial_status=row["leg_dial_status"],
+        hangup_cause=row["leg_hangup_cause"],
+        answered=bool(row["leg_answered"]),
+        started_at=row["leg_started_at"],
+        ended_at=row["leg_ended_at"],
+    )
+
+
+def _call_from(row: sqlite3.Row, legs: list[LegRecord]) -> CallRecord:
+    try:
+        outcome = Outcome(row["outcome"])
+    except ValueError:  # written by a newer version with an outcome this one does not know
+        raise StoreError(f"call {row['linkedid']!r} has an unknown outcome {row['outcome']!r}") from None
+    return CallRecord(
+        linkedid=row["linkedid"],
+        business=row["business"],
+        did=row["did"],
+        caller=row["caller"],
+        caller_raw=row["caller_raw"],
+        caller_name=row["caller_name"],
+        outcome=outcome,
+        answered_by=row["answered_by"],
+        started_at=row["started_at"],
+        ring_at=row["ring_at"],
+        answered_at=row["answered_at"],
+        ended_at=row["ended_at"],
+        hangup_cause=row["hangup_cause"],
+        legs=tuple(legs),
+        observed_from_start=bool(row["observed_from_start"]),
+    )

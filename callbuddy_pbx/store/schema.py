@@ -1,0 +1,97 @@
+"""The database schema as ordered migrations, tracked with `PRAGMA user_version` (= how many have been applied)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+import aiosqlite
+
+# Append only: a released migration is never edited, since databases in the field have already applied it.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE calls (
+        linkedid            TEXT    NOT NULL PRIMARY KEY,
+        business            TEXT,
+        did                 TEXT    NOT NULL,
+        caller              TEXT,
+        caller_raw          TEXT    NOT NULL,
+        caller_name         TEXT,
+        outcome             TEXT    NOT NULL,
+        missed              INTEGER NOT NULL CHECK (missed IN (0, 1)),
+        answered_by         TEXT,
+        started_at          REAL    NOT NULL,
+        ring_at             REAL,
+        answered_at         REAL,
+        ended_at            REAL    NOT NULL,
+        hangup_cause        INTEGER,
+        observed_from_start INTEGER NOT NULL CHECK (observed_from_start IN (0, 1)),
+        recorded_at         REAL    NOT NULL
+    );
+    CREATE INDEX calls_ended_at ON calls (ended_at);
+    CREATE INDEX calls_missed_ended_at ON calls (missed, ended_at);
+    CREATE TABLE call_legs (
+        linkedid     TEXT    NOT NULL REFERENCES calls (linkedid) ON DELETE CASCADE,
+        seq          INTEGER NOT NULL,
+        channel      TEXT    NOT NULL,
+        endpoint     TEXT    NOT NULL,
+        dial_status  TEXT,
+        hangup_cause INTEGER,
+        answered     INTEGER NOT NULL CHECK (answered IN (0, 1)),
+        started_at   REAL    NOT NULL,
+        ended_at     REAL,
+        PRIMARY KEY (linkedid, seq)
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(Exception):
+    """The database cannot be used (not a database, newer than this code, missing...); the message says which."""
+
+
+def statements(script: str) -> Iterator[str]:
+    """Split a script into statements, so they can run inside our own transaction (executescript would commit)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending.strip()[:60]!r}")
+
+
+async def user_version(conn: aiosqlite.Connection) -> int:
+    async with conn.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+async def migrate(conn: aiosqlite.Connection, where: str) -> int:
+    """Apply the migrations this database lacks, each in its own transaction; return the schema version.
+
+    The connection must be in autocommit mode (isolation_level=None) so that BEGIN/COMMIT here are the only ones.
+    """
+    version = await user_version(conn)
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{where} has schema version {version}, but this callbuddy-pbx only knows up to {SCHEMA_VERSION}: "
+            "upgrade callbuddy-pbx to use it"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated between our read and our write lock: read again under the lock.
+            if await user_version(conn) < target:
+                for statement in statements(MIGRATIONS[target - 1]):
+                    await conn.execute(statement)
+                # PRAGMA takes no parameters; `target` is an int from this module, never data.
+                await conn.execute(f"PRAGMA user_version = {int(target)}")
+            await conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION
