@@ -30,8 +30,20 @@ def parse_message(block: bytes, *, where: str = "AMI") -> AmiMessage:
     keeps every value, joined by "\\n". Lines without a colon are logged and skipped: the rest of the message is kept.
     """
     text = block.decode("utf-8", "replace")
+    lines = text.split("\r\n")
+    # Fast path for the common, well-formed message; anything unusual goes through the careful parser.
+    try:
+        message = dict(line.split(": ", 1) for line in lines)
+    except ValueError:  # a line without ": "
+        return _parse_lines(lines, where)
+    if len(message) != len(lines) or len(text) > MAX_VALUE_CHARS:  # a repeated key, or a value that may be too long
+        return _parse_lines(lines, where)
+    return message
+
+
+def _parse_lines(lines: list[str], where: str) -> AmiMessage:
     message: AmiMessage = {}
-    for line in text.split("\r\n"):
+    for line in lines:
         key, sep, value = line.partition(": ")
         if not sep:
             key, sep, value = line.partition(":")
@@ -51,6 +63,8 @@ def parse_message(block: bytes, *, where: str = "AMI") -> AmiMessage:
 
 def encode_action(action: str, fields: Mapping[str, str | int | None]) -> bytes:
     """Encode an action. Values with CR or LF would inject extra headers, so they are refused."""
+    if "\r" in action or "\n" in action:
+        raise AmiProtocolError(f"AMI action name {action[:40]!r} contains a line break")
     lines = [f"Action: {action}"]
     for key, value in fields.items():
         if value is None:

@@ -1,0 +1,598 @@
+"""A simulated Asterisk AMI server over real TCP, for tests and the demo.
+
+It answers like the Asterisk 22 recorded in shared/traces/asterisk/actions: the same banner, login responses,
+`FullyBooted` + `SuccessfulAuth` after a login with events on, Ping, Getvar, CoreShowChannels (from the channels
+its own events created), Logoff, and `Invalid/unknown command` for the rest. Events reach clients that logged in
+with events on. Memory is bounded: writes wait for the client to drain, tracked channels and the action log are capped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+
+from callbuddy_pbx.asterisk.ami_protocol import (
+    BANNER_PREFIX,
+    MAX_MESSAGE_BYTES,
+    TERMINATOR,
+    AmiMessage,
+    AmiProtocolError,
+    parse_message,
+)
+
+log = logging.getLogger(__name__)
+
+BANNER = b"Asterisk Call Manager/11.0.0\r\n"
+WRITE_CHUNK_BYTES = 1 << 20  # a big broadcast is written in pieces, so each client's buffer stays near this size
+Timing = list[tuple[float, int, int]]  # (unix time, byte offset, length) per recorded socket read
+
+# Field order of a CoreShowChannel item, as Asterisk 22 sends it (actions/coreshowchannels-during-call.raw).
+_SHOW_CHANNEL_FIELDS = (
+    "Channel",
+    "ChannelState",
+    "ChannelStateDesc",
+    "CallerIDNum",
+    "CallerIDName",
+    "ConnectedLineNum",
+    "ConnectedLineName",
+    "Language",
+    "AccountCode",
+    "Context",
+    "Exten",
+    "Priority",
+    "Uniqueid",
+    "Linkedid",
+    "Application",
+    "ApplicationData",
+)
+# The channel snapshot every channel event carries; later events refresh it.
+_SNAPSHOT_FIELDS = _SHOW_CHANNEL_FIELDS[:14]
+_SNAPSHOT_DEFAULTS = {"ConnectedLineNum": "<unknown>", "ConnectedLineName": "<unknown>", "Language": "en"}
+_TRACKED_EVENTS = frozenset(
+    {
+        "Newchannel",
+        "Newstate",
+        "Newexten",
+        "NewCallerid",
+        "NewConnectedLine",
+        "NewAccountCode",
+        "Rename",
+        "BridgeEnter",
+        "BridgeLeave",
+        "Hangup",
+    }
+)
+_TRACKED_EVENT_BYTES = frozenset(name.encode() for name in _TRACKED_EVENTS)
+# Cheap whole-buffer test before splitting a large byte broadcast into messages.
+_TRACK_MARKERS = (b"Event: New", b"Event: Hangup", b"Event: Bridge", b"Event: Rename")
+_RECORDED_LOGIN_EVENTS = frozenset({"FullyBooted", "SuccessfulAuth"})
+
+
+def encode_event(message: Mapping[str, str]) -> bytes:
+    """Encode an event with `Event:` first. A value holding "\\n" (parse_message's repeated key) becomes one line
+    per value again; CR in a key or value would corrupt the stream, so it is refused."""
+    name = message.get("Event")
+    if not name:
+        raise AmiProtocolError("an event to send needs an 'Event' key")
+    lines = [f"Event: {name}"]
+    for key, value in message.items():
+        if key == "Event":
+            continue
+        if "\r" in key or "\n" in key or "\r" in value:
+            raise AmiProtocolError(f"event {name}: field {key!r} contains a line break")
+        lines.extend(f"{key}: {part}" for part in value.split("\n"))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def _encode(lines: Iterable[tuple[str, str]]) -> bytes:
+    return ("".join(f"{key}: {value}\r\n" for key, value in lines) + "\r\n").encode("utf-8")
+
+
+def parse_timing(text: str) -> Timing:
+    """Parse an `ami.timing.jsonl` file: one `{"t", "off", "len"}` object per recorded socket read."""
+    timing: Timing = []
+    for line in text.splitlines():
+        if line.strip():
+            item = json.loads(line)
+            timing.append((float(item["t"]), int(item["off"]), int(item["len"])))
+    return timing
+
+
+class _Client:
+    __slots__ = ("events", "logged_in", "peer", "silent", "writer")
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.logged_in = False
+        self.events = False
+        self.silent = False  # half-open: nothing written to this connection arrives
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+
+class _Channel:
+    __slots__ = ("fields", "started")
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self.fields = fields
+        self.started = time.monotonic()
+
+
+class SimulatedAmiServer:
+    """Asterisk's AMI as far as CallBuddy uses it. `await start()`, then connect to `port`."""
+
+    def __init__(
+        self,
+        username: str = "callbuddy",
+        secret: str = "callbuddy-secret",  # noqa: S107 (the test PBX's documented secret)
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        track_channels: bool = True,
+        max_channels: int = 10_000,
+        write_timeout_s: float = 10.0,
+    ) -> None:
+        self.username = username
+        self.secret = secret
+        self.host = host
+        self._requested_port = port
+        self.track_channels = track_channels  # a benchmark pushing raw bytes may turn the parsing off
+        self.max_channels = max_channels
+        self.write_timeout_s = write_timeout_s  # a client that does not read for this long is dropped
+        # Test controls (and ignore_pings below)
+        self._ignore_pings = False
+        self.reject_logins = False
+        self.response_delays: dict[str, float] = {}  # lower-case action name -> seconds (answered out of order)
+        self.variables: dict[str, str] = {}  # global variables for Getvar
+        # Counters
+        self.logins = 0
+        self.login_failures = 0
+        self.actions_received = 0
+        self.actions: deque[AmiMessage] = deque(maxlen=1000)  # latest actions, Secret masked
+        self._server: asyncio.Server | None = None
+        self._clients: set[_Client] = set()
+        self._connection_tasks: set[asyncio.Task[None]] = set()
+        self._delayed_tasks: set[asyncio.Task[None]] = set()
+        self._channels: dict[str, _Channel] = {}
+        self._started = time.monotonic()
+        self._session_ids = itertools.count(0x7F0000001000, 0x1A0)
+        self._handlers: dict[str, Callable[[_Client, AmiMessage], Awaitable[bool]]] = {
+            "login": self._login,
+            "logoff": self._logoff,
+            "ping": self._ping,
+            "getvar": self._getvar,
+            "coreshowchannels": self._core_show_channels,
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self._requested_port, limit=MAX_MESSAGE_BYTES)
+        self._started = time.monotonic()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("SimulatedAmiServer is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        await asyncio.sleep(0)  # a connection accepted just before close() starts its handler now
+        self.drop_clients()
+        for task in self._delayed_tasks:
+            task.cancel()
+        # Connection handlers end by themselves once their transport is aborted. They are not cancelled: on 3.11
+        # asyncio's start_server done-callback calls task.exception() on them, which raises for a cancelled task.
+        tasks = self._connection_tasks | self._delayed_tasks
+        if tasks:
+            await asyncio.wait(tasks, timeout=5.0)
+        await asyncio.sleep(0)  # let the aborted transports run connection_lost and close their sockets
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> SimulatedAmiServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def ignore_pings(self) -> bool:
+        return self._ignore_pings
+
+    @ignore_pings.setter
+    def ignore_pings(self, value: bool) -> None:
+        """True makes the current connections half-open: no Ping answers, no responses, no events. A client that
+        reconnects gets a working connection (as when a NAT or firewall dropped the old flow)."""
+        self._ignore_pings = value
+        for client in self._clients:
+            client.silent = value
+
+    @property
+    def clients(self) -> int:
+        """Connections that are logged in."""
+        return sum(1 for client in self._clients if client.logged_in)
+
+    @property
+    def channels(self) -> list[dict[str, str]]:
+        """Copies of the live channels' fields, oldest first."""
+        return [dict(channel.fields) for channel in self._channels.values()]
+
+    # -- test controls ----------------------------------------------------------------------------------------------
+
+    async def broadcast(self, messages: Iterable[AmiMessage] | bytes) -> None:
+        """Send events to every client logged in with events on. Dicts are encoded `Event:` first; bytes go out
+        verbatim in one write per client (fast enough for benchmarks of hundreds of thousands of events)."""
+        if isinstance(messages, bytes | bytearray | memoryview):
+            data = bytes(messages)
+            if self.track_channels and any(marker in data for marker in _TRACK_MARKERS):
+                for block in data.split(TERMINATOR):
+                    self._track_block(block)
+        else:
+            parts = []
+            for message in messages:
+                parts.append(encode_event(message))
+                if self.track_channels:
+                    self._track(message)
+            data = b"".join(parts)
+        await self._send_events(data)
+
+    async def replay_raw(
+        self,
+        data: bytes,
+        *,
+        speed: float | None = None,
+        timing: Timing | None = None,
+        chunk_sizes: Sequence[int] | None = None,
+    ) -> None:
+        """Send the events of a recorded `ami.raw` to the logged-in clients.
+
+        The recording's banner, Login response, FullyBooted and SuccessfulAuth are skipped (this server sent its
+        own). With `timing` each recorded socket read becomes one write (same boundaries); with `speed` as well the
+        writes keep the recorded spacing divided by `speed`. `chunk_sizes` splits the writes at chosen byte counts
+        (the rest goes in one last write), e.g. inside a UTF-8 character.
+        """
+        if speed is not None and (timing is None or speed <= 0):
+            raise ValueError("speed needs timing (the recording's ami.timing.jsonl) and must be positive")
+        if timing is not None and chunk_sizes is not None:
+            raise ValueError("give timing or chunk_sizes, not both")
+        start = _replay_start(data)
+        chunks: list[tuple[float, int, int]] = []  # (recorded time, start, end)
+        if timing is not None:
+            for t, offset, length in timing:
+                begin, end = max(offset, start), min(offset + length, len(data))
+                if end > begin:
+                    chunks.append((t, begin, end))
+        elif chunk_sizes is not None:
+            position = start
+            for size in chunk_sizes:
+                if position >= len(data):
+                    break
+                chunks.append((0.0, position, min(position + size, len(data))))
+                position += size
+            if position < len(data):
+                chunks.append((0.0, position, len(data)))
+        else:
+            chunks.append((0.0, start, len(data)))
+        # Track channels as each message is completely sent, so CoreShowChannels mid-replay shows that moment.
+        ends = _message_ends(data, start) if self.track_channels else []
+        tracked = 0
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        first_t = chunks[0][0] if chunks else 0.0
+        for t, begin, end in chunks:
+            if speed is not None:
+                delay = began + (t - first_t) / speed - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            elif chunk_sizes is not None and begin > start:
+                await asyncio.sleep(0.005)  # let the client read each piece separately
+            await self._send_events(data[begin:end])
+            while tracked < len(ends) and ends[tracked][1] + len(TERMINATOR) <= end:
+                self._track_block(data[ends[tracked][0] : ends[tracked][1]])
+                tracked += 1
+
+    def drop_clients(self) -> None:
+        """Close every connection abruptly, without a Shutdown event (a crash or a network drop)."""
+        for client in list(self._clients):
+            client.writer.transport.abort()
+
+    async def shutdown_clients(self, *, restart: bool = True) -> None:
+        """Like `core restart now`: `Event: Shutdown` to event clients, then close every connection."""
+        event = _encode(
+            [
+                ("Event", "Shutdown"),
+                ("Privilege", "system,all"),
+                ("Timestamp", f"{time.time():.6f}"),
+                ("Shutdown", "Cleanly"),
+                ("Restart", "True" if restart else "False"),
+            ]
+        )
+        await self._send_events(event)
+        for client in list(self._clients):
+            client.writer.close()
+        self._channels.clear()  # a restart ends every call
+        self._started = time.monotonic()
+
+    def clear_channels(self) -> None:
+        """Forget every live channel (as after a crash)."""
+        self._channels.clear()
+
+    # -- connections ------------------------------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connection_tasks.add(task)
+        client = _Client(writer)
+        self._clients.add(client)
+        try:
+            writer.write(BANNER)
+            while True:
+                try:
+                    block = await reader.readuntil(TERMINATOR)
+                except asyncio.LimitOverrunError:
+                    log.error("sim AMI %s: action larger than %d bytes; closing", client.peer, MAX_MESSAGE_BYTES)
+                    break
+                action = parse_message(block[:-4], where=f"sim AMI {client.peer}")
+                if not action:
+                    continue
+                self.actions_received += 1
+                self.actions.append({k: ("********" if k.lower() == "secret" else v) for k, v in action.items()})
+                delay = self.response_delays.get(action.get("Action", "").lower())
+                if delay:
+                    self._spawn(self._delayed(client, action, delay))
+                elif not await self._dispatch(client, action):
+                    break
+            writer.close()  # our own decision (Logoff, failed login): flush the last response, then FIN
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._clients.discard(client)
+            if not writer.is_closing():
+                writer.transport.abort()
+            self._connection_tasks.discard(task)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._delayed_tasks.add(task)
+        task.add_done_callback(self._delayed_tasks.discard)
+
+    async def _delayed(self, client: _Client, action: AmiMessage, delay: float) -> None:
+        await asyncio.sleep(delay)
+        if client in self._clients and not await self._dispatch(client, action):
+            client.writer.close()
+
+    async def _dispatch(self, client: _Client, action: AmiMessage) -> bool:
+        """Answer one action; False closes the connection."""
+        name = action.get("Action")
+        if name is None:
+            await self._reply(client, _response(action, "Error", Message="Missing action in request"))
+            return True
+        key = name.lower()
+        if not client.logged_in and key not in ("login", "logoff", "challenge"):
+            await self._reply(client, _response(action, "Error", Message="Permission denied"))
+            return True
+        handler = self._handlers.get(key)
+        if handler is None:
+            await self._reply(client, _response(action, "Error", Message="Invalid/unknown command"))
+            return True
+        return await handler(client, action)
+
+    async def _reply(self, client: _Client, data: bytes) -> None:
+        writer = client.writer
+        if client.silent or writer.is_closing():
+            return
+        writer.write(data)
+        try:
+            async with asyncio.timeout(self.write_timeout_s):
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            writer.transport.abort()
+
+    async def _send_events(self, data: bytes) -> None:
+        targets = [c for c in self._clients if c.logged_in and c.events and not c.silent and not c.writer.is_closing()]
+        if not targets:
+            return
+        view = memoryview(data)
+        for offset in range(0, len(view), WRITE_CHUNK_BYTES):
+            piece = view[offset : offset + WRITE_CHUNK_BYTES]
+            for client in targets:
+                if not client.writer.is_closing():
+                    client.writer.write(piece)
+            await asyncio.gather(*(self._drain(client) for client in targets))
+
+    async def _drain(self, client: _Client) -> None:
+        try:
+            async with asyncio.timeout(self.write_timeout_s):
+                await client.writer.drain()
+        except TimeoutError:
+            log.warning("sim AMI %s: client stopped reading for %.1f s; dropped", client.peer, self.write_timeout_s)
+            client.writer.transport.abort()
+        except ConnectionError:
+            client.writer.transport.abort()
+
+    # -- actions ----------------------------------------------------------------------------------------------------
+
+    async def _login(self, client: _Client, action: AmiMessage) -> bool:
+        if client.logged_in:
+            await self._reply(client, _response(action, "Success", Message="Already authenticated"))
+            return True
+        if self.reject_logins or action.get("Username") != self.username or action.get("Secret") != self.secret:
+            self.login_failures += 1
+            await self._reply(client, _response(action, "Error", Message="Authentication failed"))
+            return False  # Asterisk closes the connection right after
+        self.logins += 1
+        client.logged_in = True
+        client.events = action.get("Events", "on").strip().lower() != "off"
+        data = _response(action, "Success", Message="Authentication accepted")
+        if client.events:
+            data += self._login_events(client)
+        await self._reply(client, data)
+        return True
+
+    def _login_events(self, client: _Client) -> bytes:
+        uptime = str(int(time.monotonic() - self._started))
+        now = time.time()
+        tv = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}+0000"
+        sockname = client.writer.get_extra_info("sockname")
+        local = f"IPV4/TCP/{sockname[0]}/{sockname[1]}" if isinstance(sockname, tuple) else "IPV4/TCP/0.0.0.0/0"
+        remote = "IPV4/TCP/" + client.peer.replace(":", "/")
+        booted = _encode(
+            [
+                ("Event", "FullyBooted"),
+                ("Privilege", "system,all"),
+                ("Uptime", uptime),
+                ("LastReload", uptime),
+                ("Status", "Fully Booted"),
+            ]
+        )
+        auth = _encode(
+            [
+                ("Event", "SuccessfulAuth"),
+                ("Privilege", "security,all"),
+                ("Timestamp", f"{now:.6f}"),
+                ("EventTV", tv),
+                ("Severity", "Informational"),
+                ("Service", "AMI"),
+                ("EventVersion", "1"),
+                ("AccountID", self.username),
+                ("SessionID", hex(next(self._session_ids))),
+                ("LocalAddress", local),
+                ("RemoteAddress", remote),
+                ("UsingPassword", "0"),
+                ("SessionTV", tv),
+            ]
+        )
+        return booted + auth
+
+    async def _logoff(self, client: _Client, action: AmiMessage) -> bool:
+        await self._reply(client, _response(action, "Goodbye", Message="Thanks for all the fish."))
+        return False
+
+    async def _ping(self, client: _Client, action: AmiMessage) -> bool:
+        await self._reply(client, _response(action, "Success", Ping="Pong", Timestamp=f"{time.time():.6f}"))
+        return True
+
+    async def _getvar(self, client: _Client, action: AmiMessage) -> bool:
+        variable = action.get("Variable", "")
+        channel = action.get("Channel")
+        if not variable:
+            reply = _response(action, "Error", Message="No variable specified")
+        elif channel and not any(c.fields["Channel"] == channel for c in self._channels.values()):
+            reply = _response(action, "Error", Message="No such channel")
+        else:
+            reply = _response(action, "Success", Variable=variable, Value=self.variables.get(variable, ""))
+        await self._reply(client, reply)
+        return True
+
+    async def _core_show_channels(self, client: _Client, action: AmiMessage) -> bool:
+        action_id = action.get("ActionID")
+        id_line = [("ActionID", action_id)] if action_id is not None else []
+        parts = [_response(action, "Success", EventList="start", Message="Channels will follow")]
+        now = time.monotonic()
+        for channel in list(self._channels.values()):
+            fields = channel.fields
+            seconds = int(now - channel.started)
+            duration = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+            lines = [("Event", "CoreShowChannel"), *id_line]
+            lines += [(name, fields.get(name, "")) for name in _SHOW_CHANNEL_FIELDS]
+            lines += [("Duration", duration), ("BridgeId", fields.get("BridgeId", ""))]
+            parts.append(_encode(lines))
+        complete = [("EventList", "Complete"), ("ListItems", str(len(parts) - 1))]
+        parts.append(_encode([("Event", "CoreShowChannelsComplete"), *id_line, *complete]))
+        await self._reply(client, b"".join(parts))
+        return True
+
+    # -- channel tracking -------------------------------------------------------------------------------------------
+
+    def _track_block(self, block: bytes) -> None:
+        if not block.startswith(b"Event: "):
+            return
+        end = block.find(b"\r\n")
+        name = block[7:end] if end >= 0 else block[7:]
+        if name in _TRACKED_EVENT_BYTES:
+            self._track(parse_message(block, where="sim AMI broadcast"))
+
+    def _track(self, message: Mapping[str, str]) -> None:
+        name = message.get("Event")
+        if name not in _TRACKED_EVENTS:
+            return
+        uniqueid = message.get("Uniqueid")
+        if not uniqueid:
+            return
+        if name == "Newchannel":
+            if uniqueid not in self._channels and len(self._channels) >= self.max_channels:
+                oldest = next(iter(self._channels))
+                del self._channels[oldest]
+                log.warning("sim AMI: more than %d live channels; forgot %s", self.max_channels, oldest)
+            fields = {key: message.get(key, _SNAPSHOT_DEFAULTS.get(key, "")) for key in _SNAPSHOT_FIELDS}
+            fields.update(Application="", ApplicationData="", BridgeId="")
+            self._channels[uniqueid] = _Channel(fields)
+            return
+        channel = self._channels.get(uniqueid)
+        if channel is None:
+            return
+        if name == "Hangup":
+            del self._channels[uniqueid]
+            return
+        fields = channel.fields
+        for key in _SNAPSHOT_FIELDS:
+            value = message.get(key)
+            if value is not None:
+                fields[key] = value
+        if name == "Newexten":
+            fields["Application"] = message.get("Application", "")
+            fields["ApplicationData"] = message.get("AppData", "")
+        elif name == "BridgeEnter":
+            fields["BridgeId"] = message.get("BridgeUniqueid", "")
+        elif name == "BridgeLeave":
+            fields["BridgeId"] = ""
+        elif name == "Rename":
+            fields["Channel"] = message.get("Newname", fields["Channel"])
+
+
+def _response(action: Mapping[str, str], response: str, **fields: str) -> bytes:
+    """`Response:`, the action's ActionID if it had one, then the fields: Asterisk's order."""
+    lines = [("Response", response)]
+    action_id = action.get("ActionID")
+    if action_id is not None:
+        lines.append(("ActionID", action_id))
+    lines.extend(fields.items())
+    return _encode(lines)
+
+
+def _replay_start(data: bytes) -> int:
+    """Offset of the first message of a recording that is not the recorder's own login."""
+    position = 0
+    if data.startswith(BANNER_PREFIX):
+        end = data.find(b"\r\n")
+        position = len(data) if end < 0 else end + 2
+    while True:
+        end = data.find(TERMINATOR, position)
+        if end < 0:
+            return position
+        message = parse_message(data[position:end], where="recording")
+        if "Response" not in message and message.get("Event") not in _RECORDED_LOGIN_EVENTS:
+            return position
+        position = end + len(TERMINATOR)
+
+
+def _message_ends(data: bytes, start: int) -> list[tuple[int, int]]:
+    """(start, end) of every complete message from `start` on, end excluding the terminator."""
+    spans: list[tuple[int, int]] = []
+    position = start
+    while (end := data.find(TERMINATOR, position)) >= 0:
+        spans.append((position, end))
+        position = end + len(TERMINATOR)
+    return spans
