@@ -1,0 +1,115 @@
+"""Wiring only: AMI client -> call tracker -> store. Everything with logic lives in the pieces it connects."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from callbuddy_pbx.asterisk.ami import AmiClient
+from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
+from callbuddy_pbx.asterisk.inbound import InboundMatcher
+from callbuddy_pbx.asterisk.tracker import CallTracker
+from callbuddy_pbx.config import Config
+from callbuddy_pbx.model import CallRecord
+from callbuddy_pbx.phone import mask
+from callbuddy_pbx.store.db import CallStore
+
+log = logging.getLogger(__name__)
+
+TICK_INTERVAL_S = 0.25  # how often calls with a lost final Hangup are checked against the grace period
+
+
+class CallService:
+    """Follows every call on one Asterisk and stores each finished inbound call as soon as it is judged."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: CallStore,
+        *,
+        on_call: Callable[[CallRecord], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._on_call = on_call
+        self.tracker = CallTracker(InboundMatcher.from_config(config))
+        self.ami = AmiClient(
+            config.asterisk,
+            on_event=self._on_event,
+            on_connected=self._on_connected,
+            on_disconnected=self._on_disconnected,
+        )
+        self._finished: asyncio.Queue[CallRecord] = asyncio.Queue()
+        self.calls_stored = 0
+
+    async def run(self) -> None:
+        """Run until cancelled or `stop()`; the store writer drains what was judged before returning."""
+        writer = asyncio.create_task(self._write_calls(), name="call-writer")
+        ticker = asyncio.create_task(self._tick(), name="call-tick")
+        try:
+            await self.ami.run()
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            await self._finished.join()
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def stop(self) -> None:
+        await self.ami.close()
+
+    # The hot path: one call per AMI event, synchronous, no I/O.
+    def _on_event(self, event: AmiMessage, received_at: float) -> None:
+        for record in self.tracker.feed(event, received_at):
+            self._finished.put_nowait(record)
+
+    async def _on_connected(self, client: AmiClient) -> None:
+        _, channels = await client.list_action("CoreShowChannels")
+        for record in self.tracker.reconcile(channels, time.time()):
+            self._finished.put_nowait(record)
+        log.info("connected to Asterisk; %d channels live, %d calls followed", len(channels), self.tracker.active_calls)
+
+    def _on_disconnected(self, reason: str) -> None:
+        log.warning("lost the AMI connection (%s); %d calls in progress", reason, self.tracker.active_calls)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_INTERVAL_S)
+            for record in self.tracker.tick(time.time()):
+                self._finished.put_nowait(record)
+
+    async def _write_calls(self) -> None:
+        """Write each finished call at once; under load, everything waiting goes in one transaction."""
+        while True:
+            batch = [await self._finished.get()]
+            while not self._finished.empty():
+                batch.append(self._finished.get_nowait())
+            try:
+                self.calls_stored += await self._store.save_calls(batch)
+            except Exception:
+                log.exception("could not store %d finished calls; retrying", len(batch))
+                for record in batch:
+                    self._finished.put_nowait(record)
+                for _ in batch:
+                    self._finished.task_done()
+                await asyncio.sleep(1.0)
+                continue
+            for record in batch:
+                log.info(
+                    "call %s from %s to %s: %s%s",
+                    record.linkedid,
+                    mask(record.caller) if record.caller else "withheld",
+                    record.business or record.did,
+                    record.outcome.value,
+                    f" by {record.answered_by}" if record.answered_by else "",
+                )
+                if self._on_call is not None:
+                    try:
+                        self._on_call(record)
+                    except Exception:
+                        log.exception("call listener failed")
+                self._finished.task_done()
