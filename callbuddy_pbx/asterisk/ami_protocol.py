@@ -32,10 +32,12 @@ def parse_message(block: bytes, *, where: str = "AMI") -> AmiMessage:
     text = block.decode("utf-8", "replace")
     lines = text.split("\r\n")
     # Fast path for the common, well-formed message; anything unusual goes through the careful parser.
-    try:
-        message = dict(line.split(": ", 1) for line in lines)
-    except ValueError:  # a line without ": "
-        return _parse_lines(lines, where)
+    message: AmiMessage = {}
+    for line in lines:
+        key, sep, value = line.partition(": ")
+        if not sep:
+            return _parse_lines(lines, where)
+        message[key] = value
     if len(message) != len(lines) or len(text) > MAX_VALUE_CHARS:  # a repeated key, or a value that may be too long
         return _parse_lines(lines, where)
     return message
