@@ -43,6 +43,7 @@ class CallService:
         )
         self._finished: asyncio.Queue[CallRecord] = asyncio.Queue()
         self.calls_stored = 0
+        self.ready = asyncio.Event()  # set once connected and reconciled with Asterisk's live channels
 
     async def run(self) -> None:
         """Run until cancelled or `stop()`; the store writer drains what was judged before returning."""
@@ -71,6 +72,7 @@ class CallService:
         _, channels = await client.list_action("CoreShowChannels")
         for record in self.tracker.reconcile(channels, time.time()):
             self._finished.put_nowait(record)
+        self.ready.set()
         log.info("connected to Asterisk; %d channels live, %d calls followed", len(channels), self.tracker.active_calls)
 
     def _on_disconnected(self, reason: str) -> None:

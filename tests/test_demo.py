@@ -1,0 +1,34 @@
+"""`callbuddy-pbx demo`: the real service against the simulated PBX, end to end, as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from pathlib import Path
+
+import pytest
+
+from callbuddy_pbx.cli import main
+from callbuddy_pbx.store.db import CallStore
+
+
+def test_demo_prints_every_call_and_stores_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["demo", "--data-dir", str(tmp_path), "--calls", "10", "--speed", "400"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = [line for line in out.splitlines() if re.match(r"\d\d:\d\d:\d\d  ", line)]
+    summary = re.search(r"(\d+) inbound calls, (\d+) missed", out)
+    assert summary is not None, out
+    assert len(lines) == int(summary.group(1)) > 0
+    assert sum("MISSED (" in line for line in lines) == int(summary.group(2))
+
+    async def stored() -> int:
+        async with await CallStore.open(tmp_path / "callbuddy.sqlite3") as store:
+            return await store.count_calls()
+
+    assert asyncio.run(stored()) == len(lines)
+
+
+def test_demo_rejects_nonsense_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--calls", "0"]) == 2
+    assert "--calls" in capsys.readouterr().err
