@@ -29,6 +29,16 @@ DEFAULT_INBOUND_CONTEXTS: tuple[str, ...] = (
     "inbound",
 )
 
+# Contexts where desk phones' own calls run (FreePBX and the usual hand-written dialplans).
+DEFAULT_INTERNAL_CONTEXTS: tuple[str, ...] = (
+    "from-internal",
+    "from-internal-xfer",
+    "from-internal-noxfer",
+    "from-extensions",
+    "internal",
+    "phones",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class AsteriskConfig:
@@ -58,6 +68,8 @@ class InboundConfig:
 
     contexts: tuple[str, ...] = DEFAULT_INBOUND_CONTEXTS
     trunk_endpoints: tuple[str, ...] = ()  # e.g. ("PJSIP/trunk",): calls whose first channel is on these endpoints
+    # Calls that start in these contexts are placed by desk phones: never inbound, whatever number they dial.
+    internal_contexts: tuple[str, ...] = DEFAULT_INTERNAL_CONTEXTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +114,7 @@ _TIMING_KEYS = (
     "reconnect_max_s",
 )
 _BUSINESS_KEYS = ("name", "numbers", "timezone", "default_region")
-_INBOUND_KEYS = ("contexts", "trunk_endpoints")
+_INBOUND_KEYS = ("contexts", "trunk_endpoints", "internal_contexts")
 _STORAGE_KEYS = ("path",)
 _LOGGING_KEYS = ("level", "format")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -513,7 +525,11 @@ class _Reader:
                 section["trunk_endpoints"], "inbound.trunk_endpoints", "an endpoint such as PJSIP/trunk", _ENDPOINT
             )
             endpoints = tuple(values or ())
-        return InboundConfig(contexts=contexts, trunk_endpoints=endpoints)
+        internal = InboundConfig().internal_contexts
+        if "internal_contexts" in section:
+            values = self.names(section["internal_contexts"], "inbound.internal_contexts", "a dialplan context name")
+            internal = tuple(values or ())
+        return InboundConfig(contexts=contexts, trunk_endpoints=endpoints, internal_contexts=internal)
 
     def names(self, node: yaml.Node, path: str, what: str, pattern: re.Pattern[str] | None = None) -> list[str] | None:
         """A list of non-empty strings without spaces; None when the list itself is wrong or any item is."""

@@ -29,6 +29,7 @@ businesses:
 inbound:
   contexts: [from-trunk, from-pstn]
   trunk_endpoints: [PJSIP/trunk]
+  internal_contexts: [desks, from-internal]
 storage:
   path: data/callbuddy.sqlite3
 logging:
@@ -79,6 +80,7 @@ def test_example_loads_and_normalises(write, monkeypatch, tmp_path):
     assert business.default_region == "US"
     assert config.inbound.contexts == ("from-trunk", "from-pstn")
     assert config.inbound.trunk_endpoints == ("PJSIP/trunk",)
+    assert config.inbound.internal_contexts == ("desks", "from-internal")
     assert config.storage.path == tmp_path / "data" / "callbuddy.sqlite3"
     assert config.logging.level == "INFO"
     assert config.logging.format == "text"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
 from callbuddy_pbx.asterisk.tracker import CallTracker
-from callbuddy_pbx.config import Business
+from callbuddy_pbx.config import Business, Config, InboundConfig
 from callbuddy_pbx.model import CallRecord, Outcome
 
 CALLER = {"Channel": "PJSIP/trunk-00000001", "Uniqueid": "100.1", "Linkedid": "100.1"}
@@ -267,3 +267,23 @@ def test_with_businesses_only_their_numbers_count_and_desk_calls_to_them_do_not(
     ours = [inbound_call(did="+1 (555) 000-1000"), ev("Hangup", CALLER, Cause="3")]
     (record,) = run(tracker, ours)
     assert (record.business, record.did) == ("Glow Salon", "+15550001000")
+
+
+def test_a_custom_internal_context_keeps_desk_calls_out_even_on_an_inbound_looking_number() -> None:
+    config = Config(inbound=InboundConfig(contexts=("from-trunk", "desks"), internal_contexts=("desks",)))
+    tracker = CallTracker(InboundMatcher.from_config(config))
+    desk = {"Channel": "PJSIP/100-00000005", "Uniqueid": "300.5", "Linkedid": "300.5"}
+    events = [
+        ev("Newchannel", desk, ChannelState="4", CallerIDNum="100", Context="desks", Exten="15550001000"),
+        ev("Hangup", desk, Cause="16"),
+    ]
+    assert run(tracker, events) == []
+
+
+def test_caller_id_from_the_network_is_kept_verbatim_but_bounded() -> None:
+    tracker = CallTracker(InboundMatcher())
+    hostile = "<script>alert(1)</script>\"'\x07" + "A" * 5000
+    (record,) = run(tracker, [inbound_call(number="1" * 3000, name=hostile), ev("Hangup", CALLER, Cause="3")])
+    assert record.caller_name is not None and record.caller_name.startswith("<script>alert(1)</script>\"'\x07")
+    assert len(record.caller_name) <= 80 and len(record.caller_raw) <= 40
+    assert record.caller is None  # not a phone number

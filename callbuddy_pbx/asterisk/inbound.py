@@ -4,18 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from callbuddy_pbx.config import DEFAULT_INBOUND_CONTEXTS, Business, Config
+from callbuddy_pbx.config import DEFAULT_INBOUND_CONTEXTS, DEFAULT_INTERNAL_CONTEXTS, Business, Config
 from callbuddy_pbx.phone import to_e164
-
-# Contexts where desk phones' own calls run: never an inbound business call, whatever number they dial.
-DEFAULT_INTERNAL_CONTEXTS: tuple[str, ...] = (
-    "from-internal",
-    "from-internal-xfer",
-    "from-internal-noxfer",
-    "from-extensions",
-    "internal",
-    "phones",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +55,7 @@ class InboundMatcher:
             config.businesses,
             contexts=config.inbound.contexts,
             trunk_endpoints=config.inbound.trunk_endpoints,
+            internal_contexts=config.inbound.internal_contexts,
             default_region=config.default_region,
         )
 

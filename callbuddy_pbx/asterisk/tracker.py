@@ -63,6 +63,9 @@ _CAUSE_BUSY = 17
 _CAUSES_UNREACHABLE = frozenset({1, 2, 3, 20, 22, 27, 28, 34, 38, 41, 42, 44, 47, 58, 66, 88, 102, 111})
 
 DEFAULT_GRACE_S = 2.0  # after the caller hangs up, how long to wait for the other legs' last events
+# Caller ID comes from the phone network: keep what a display needs, never an unbounded string.
+MAX_CALLER_NAME_CHARS = 80
+MAX_CALLER_NUMBER_CHARS = 40
 
 
 def _tech(channel: str) -> str:
@@ -474,8 +477,8 @@ class CallTracker:
             business=call.match.business,
             did=call.match.did,
             caller=caller_number,
-            caller_raw=call.caller_number,
-            caller_name=None if is_withheld(call.caller_name) else call.caller_name,
+            caller_raw=call.caller_number[:MAX_CALLER_NUMBER_CHARS],
+            caller_name=None if is_withheld(call.caller_name) else call.caller_name[:MAX_CALLER_NAME_CHARS],
             outcome=outcome,
             answered_by=person,
             started_at=call.caller.created_at,

@@ -1,0 +1,44 @@
+"""What an installer copies from the repository must work as shipped."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from callbuddy_pbx.cli import main
+from callbuddy_pbx.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def ami_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AMI_SECRET", "from-the-environment")
+
+
+def test_example_config_passes_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", str(ROOT / "asterisk_conf" / "callbuddy.example.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "Glow Salon" in out
+    assert "from-the-environment" not in out  # the secret is never printed
+
+
+def test_readme_config_example_loads(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+    path = tmp_path / "callbuddy.yaml"
+    path.write_text(block)
+    config = load_config(path)
+    assert [b.name for b in config.businesses] == ["Glow Salon", "Bright Smile Dental"]
+    assert config.businesses[0].numbers == ("+15550001000", "+15550001003")
+
+
+def test_manager_conf_gives_the_event_classes_the_readme_asks_for() -> None:
+    text = (ROOT / "asterisk_conf" / "manager.conf").read_text()
+    assert re.search(r"^timestampevents\s*=\s*yes", text, flags=re.M)
+    (read,) = re.findall(r"^read\s*=\s*(.+)$", text, flags=re.M)
+    assert {"call", "dialplan", "agent", "system"} <= {c.strip() for c in read.split(",")}
+    (write,) = re.findall(r"^write\s*=\s*(.+)$", text, flags=re.M)
+    assert "reporting" in write  # CoreShowChannels after a reconnect
