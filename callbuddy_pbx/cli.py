@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from callbuddy_pbx.config import ConfigError
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callbuddy-pbx", description="Missed-call text-back for Asterisk PBXs.")
@@ -42,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     module = importlib.import_module(f"callbuddy_pbx.commands.{args.command}")
     try:
         code: int = module.main(args)
+    except ConfigError as exc:  # every command that reads a config reports its problems the same way
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
     return code

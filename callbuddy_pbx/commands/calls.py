@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from callbuddy_pbx.config import ConfigError, StorageConfig, load_config
+from callbuddy_pbx.config import StorageConfig, load_config
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.phone import is_withheld
 from callbuddy_pbx.store import CallStore, StoreError
@@ -42,12 +42,7 @@ def main(args: argparse.Namespace) -> int:
     if args.db:
         db_path = Path(args.db)
     elif args.config:
-        try:
-            db_path = load_config(args.config).storage.path
-        except ConfigError as exc:
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            return 2
+        db_path = load_config(args.config).storage.path
     else:
         db_path = StorageConfig().path
     try:

@@ -5,16 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from callbuddy_pbx.config import SECRET_ENV_VAR, Config, ConfigError, load_config
+from callbuddy_pbx.config import SECRET_ENV_VAR, Config, load_config
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
+    config = load_config(args.config)
     print(summary(config))
     if not config.asterisk.secret:
         print(f"warning: no AMI secret (set asterisk.secret or {SECRET_ENV_VAR}); `run` cannot log in", file=sys.stderr)

@@ -10,6 +10,7 @@ from pathlib import Path
 from callbuddy_pbx.asterisk.ami_protocol import iter_stream
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
 from callbuddy_pbx.asterisk.tracker import CallTracker
+from callbuddy_pbx.config import load_config
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.serialize import call_to_dict
 
@@ -37,17 +38,7 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"callbuddy-pbx replay: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return 2
-    if args.config:
-        from callbuddy_pbx.config import ConfigError, load_config
-
-        try:
-            matcher = InboundMatcher.from_config(load_config(args.config))
-        except ConfigError as exc:
-            for problem in exc.problems:
-                print(problem, file=sys.stderr)
-            return 2
-    else:
-        matcher = InboundMatcher()
+    matcher = InboundMatcher.from_config(load_config(args.config)) if args.config else InboundMatcher()
     for record in replay_bytes(data, matcher, where=str(path)):
         print(json.dumps(call_to_dict(record), ensure_ascii=False))
     return 0

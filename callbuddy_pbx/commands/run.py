@@ -6,10 +6,9 @@ import argparse
 import asyncio
 import logging
 import signal
-import sys
 
 from callbuddy_pbx.app import CallService
-from callbuddy_pbx.config import Config, ConfigError, load_config
+from callbuddy_pbx.config import Config, load_config
 from callbuddy_pbx.logs import setup_logging
 from callbuddy_pbx.store.db import CallStore
 
@@ -36,12 +35,7 @@ async def serve(config: Config) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
+    config = load_config(args.config)
     setup_logging(config.logging.level, config.logging.format)
     asyncio.run(serve(config))
     return 0
