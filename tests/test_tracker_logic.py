@@ -287,3 +287,37 @@ def test_caller_id_from_the_network_is_kept_verbatim_but_bounded() -> None:
     assert record.caller_name is not None and record.caller_name.startswith("<script>alert(1)</script>\"'\x07")
     assert len(record.caller_name) <= 80 and len(record.caller_raw) <= 40
     assert record.caller is None  # not a phone number
+
+
+def test_queue_that_times_out_is_no_answer_even_though_its_members_legs_were_cancelled() -> None:
+    one = {"Channel": "Local/100@queue-members-00000001;1", "Uniqueid": "100.4", "Linkedid": "100.1"}
+    two = {"Channel": "Local/100@queue-members-00000001;2", "Uniqueid": "100.5", "Linkedid": "100.1"}
+    inner_dial = {
+        **two,
+        "DestChannel": DESK_100["Channel"],
+        "DestUniqueid": DESK_100["Uniqueid"],
+        "DestLinkedid": "100.1",
+        "DialString": "100",
+    }
+    tracker = CallTracker(InboundMatcher())
+    events = [
+        inbound_call(),
+        ev("Newexten", CALLER, Application="Queue", AppData="support"),
+        ev("Newchannel", one, ChannelState="0"),
+        ev("Newchannel", two, ChannelState="4"),
+        dial(one),
+        ev("Newchannel", DESK_100, ChannelState="0"),
+        {"Event": "DialBegin", **inner_dial},
+        ev("Newstate", DESK_100, ChannelState="5"),
+        ev("Newstate", one, ChannelState="5"),
+        # the queue's own timeout: it hangs up the member's Local channel, which cancels the desk's Dial
+        dial(one, "CANCEL"),
+        {"Event": "DialEnd", **inner_dial, "DialStatus": "CANCEL"},
+        ev("Hangup", DESK_100, Cause="16"),
+        ev("Hangup", two, Cause="16"),
+        ev("Hangup", one, Cause="16"),
+        ev("Newexten", CALLER, Application="Hangup"),
+        ev("SoftHangupRequest", CALLER, Cause="16"),
+        ev("Hangup", CALLER, Cause="16"),
+    ]
+    assert [r.outcome for r in run(tracker, events)] == [Outcome.NO_ANSWER]

@@ -544,7 +544,9 @@ class CallTracker:
             return Outcome.QUEUE_ABANDONED
         devices = [c for c in call.others() if _is_person_tech(c.name)]
         results = {r for r in (c.device_result() for c in devices) if r is not None}
-        if call.left_while_ringing or results == {_CANCEL}:
+        # Who hung up is told by the caller's HangupRequest, not by CANCEL statuses: a queue that times out
+        # cancels its members' legs too, while the caller is still there.
+        if call.left_while_ringing:
             return Outcome.ABANDONED
         if call.caller.up_at is not None:
             return Outcome.VOICEMAIL  # answered by an application, never by a person
