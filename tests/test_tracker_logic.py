@@ -321,3 +321,24 @@ def test_queue_that_times_out_is_no_answer_even_though_its_members_legs_were_can
         ev("Hangup", CALLER, Cause="16"),
     ]
     assert [r.outcome for r in run(tracker, events)] == [Outcome.NO_ANSWER]
+
+
+def test_adoption_reads_asterisks_real_coreshowchannels_answer() -> None:
+    from callbuddy_pbx.asterisk.ami_protocol import iter_stream
+    from tests.traces import TRACES_DIR
+
+    raw = (TRACES_DIR / "actions" / "coreshowchannels-during-call.raw").read_bytes()
+    channels = [m for m in iter_stream(raw) if m.get("Event") == "CoreShowChannel"]
+    tracker = CallTracker(InboundMatcher())
+    tracker.reconcile(channels, now=5000.0)
+    assert tracker.active_calls == 1
+    caller = next(c for c in channels if c["Uniqueid"] == c["Linkedid"])
+    hangups = [
+        {**caller, "Event": "HangupRequest", "Cause": "127"},
+        *({**c, "Event": "Hangup", "Cause": "127"} for c in channels if c is not caller),
+        {**caller, "Event": "Hangup", "Cause": "127"},
+    ]
+    (record,) = run(tracker, hangups, start=5001.0)
+    assert (record.caller, record.did, record.outcome) == ("+15557654321", "+15550001000", Outcome.ABANDONED)
+    assert record.started_at == 5000.0 - 2  # `Duration: 00:00:02` when we connected
+    assert {leg.endpoint for leg in record.legs} == {"PJSIP/100", "PJSIP/101"}

@@ -439,7 +439,8 @@ class CallTracker:
         match = self._matcher.match(name, first.get("Context", ""), first.get("Exten", ""))
         if match is None:
             return
-        caller = _Channel(name, linkedid, now, state=STATE_RING)
+        caller = _Channel(name, linkedid, now - _duration_s(first.get("Duration", "")), state=STATE_RING)
+        caller.application = first.get("Application", "").lower()
         call = _Call(linkedid, match, caller, first.get("CallerIDNum", ""), first.get("CallerIDName", ""))
         call.observed_from_start = False
         call.channels[linkedid] = caller
@@ -560,6 +561,15 @@ class CallTracker:
         if reached == {_BUSY}:
             return Outcome.BUSY
         return Outcome.NO_ANSWER
+
+
+def _duration_s(text: str) -> float:
+    """CoreShowChannel's `Duration: HH:MM:SS` in seconds (0 when absent or odd)."""
+    try:
+        hours, minutes, seconds = (int(part) for part in text.split(":"))
+    except ValueError:
+        return 0.0
+    return float(hours * 3600 + minutes * 60 + seconds)
 
 
 def _int_state(event: Mapping[str, str]) -> int:
