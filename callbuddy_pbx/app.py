@@ -20,6 +20,7 @@ from callbuddy_pbx.store.db import CallStore
 log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 0.25  # how often calls with a lost final Hangup are checked against the grace period
+STOP_DRAIN_S = 5.0  # on stop, how long judged calls may take to reach the database
 
 
 class CallService:
@@ -55,7 +56,10 @@ class CallService:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ticker
-            await self._finished.join()
+            try:
+                await asyncio.wait_for(self._finished.join(), STOP_DRAIN_S)
+            except TimeoutError:
+                log.error("stopping with %d judged calls not stored (database unavailable)", self._finished.qsize())
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer

@@ -137,3 +137,37 @@ async def test_calls_are_stored_while_the_next_ones_still_ring(tmp_path: Path) -
         assert [r.linkedid for r in await run.store.list_calls()] == [record.linkedid]
         await run.server.replay_raw(rest)
         await run.wait_for_calls(2)
+
+
+async def test_a_database_hiccup_delays_a_call_but_loses_nothing(tmp_path: Path) -> None:
+    store = await CallStore.open(tmp_path / "calls.sqlite3")
+    failures = 1
+    real_save = store.save_calls
+
+    async def flaky_save(records):  # the first write fails, like a locked or full disk
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise OSError("disk I/O error")
+        return await real_save(records)
+
+    store.save_calls = flaky_save  # type: ignore[method-assign]
+    server = SimulatedAmiServer(secret="s3cret")
+    await server.start()
+    config = Config(asterisk=AsteriskConfig(port=server.port, secret="s3cret"), storage=StorageConfig(store.path))
+    calls: list[CallRecord] = []
+    service = CallService(config, store, on_call=calls.append)
+    task = asyncio.create_task(service.run())
+    try:
+        await asyncio.wait_for(service.ready.wait(), 5)
+        await server.replay_raw(trace("01-ring-no-answer").raw)
+        async with asyncio.timeout(5):
+            while not calls:
+                await asyncio.sleep(0.05)
+        assert failures == 0
+        assert [r.outcome for r in await store.list_calls()] == [Outcome.NO_ANSWER]
+    finally:
+        await service.stop()
+        await asyncio.wait_for(task, 10)
+        await store.close()
+        await server.stop()
