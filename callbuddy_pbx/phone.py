@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
 
 # What callers' networks put in CallerIDNum when the number is withheld.
@@ -47,3 +49,11 @@ def mask(number: str | None) -> str:
         return "*" * len(text)
     keep_head = 4 if text.startswith("+") else 2
     return text[:keep_head] + "*" * (len(text) - keep_head - 2) + text[-2:]
+
+
+_DIGIT_RUN = re.compile(r"\+?\d{6,}")
+
+
+def redact(text: str) -> str:
+    """Mask every phone-number-like run of digits in free text (a malformed AMI line quoted in a log)."""
+    return _DIGIT_RUN.sub(lambda m: mask(m.group(0)), text)

@@ -162,3 +162,12 @@ def test_encode_action_order_and_none_skipped() -> None:
 def test_encode_action_refuses_line_break_injection(action: str, fields: dict[str, str]) -> None:
     with pytest.raises(AmiProtocolError, match="line break"):
         encode_action(action, fields)
+
+
+def test_a_malformed_line_is_logged_without_the_phone_number_it_holds(caplog: pytest.LogCaptureFixture) -> None:
+    from callbuddy_pbx.asterisk.ami_protocol import parse_message
+
+    message = parse_message(b"Event: Newchannel\r\nCallerIDNum 15557654321\r\nExten: 100")
+    assert message == {"Event": "Newchannel", "Exten": "100"}
+    assert "15557654321" not in caplog.text
+    assert "15*******21" in caplog.text

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping
 
+from callbuddy_pbx.phone import redact
+
 AmiMessage = dict[str, str]
 
 TERMINATOR = b"\r\n\r\n"
@@ -51,7 +53,7 @@ def _parse_lines(lines: list[str], where: str) -> AmiMessage:
             key, sep, value = line.partition(":")
             if not sep:
                 if line:
-                    log.error("%s: skipped a line without 'Key: Value' in a message: %r", where, line[:80])
+                    log.error("%s: skipped a line without 'Key: Value' in a message: %r", where, redact(line[:80]))
                 continue
         if len(value) > MAX_VALUE_CHARS:
             log.error("%s: value of %r is %d characters, cut to %d", where, key[:40], len(value), MAX_VALUE_CHARS)
