@@ -342,3 +342,24 @@ def test_adoption_reads_asterisks_real_coreshowchannels_answer() -> None:
     assert (record.caller, record.did, record.outcome) == ("+15557654321", "+15550001000", Outcome.ABANDONED)
     assert record.started_at == 5000.0 - 2  # `Duration: 00:00:02` when we connected
     assert {leg.endpoint for leg in record.legs} == {"PJSIP/100", "PJSIP/101"}
+
+
+def test_a_did_that_the_dialplan_finds_after_the_call_arrived_on_s_still_counts() -> None:
+    """Some carriers send every call to `s`; the dialplan then jumps to the DID taken from a SIP header."""
+    salon = Business(name="Glow Salon", numbers=("+15550001000",), timezone="UTC", default_region="US")
+    tracker = CallTracker(InboundMatcher((salon,)))
+    events = [
+        inbound_call(did="s"),
+        ev("Newexten", CALLER, Context="from-trunk", Exten="s", Application="Goto", AppData="from-trunk,15550001000,1"),
+        ev("Newexten", CALLER, Context="from-trunk", Exten="15550001000", Application="Dial", AppData="PJSIP/100"),
+        *ringing(DESK_100),
+        dial(DESK_100, "NOANSWER"),
+        ev("Hangup", DESK_100, Cause="0"),
+        ev("Hangup", CALLER, Cause="16"),
+    ]
+    (record,) = run(tracker, events)
+    assert (record.business, record.did, record.outcome) == ("Glow Salon", "+15550001000", Outcome.NO_ANSWER)
+    assert tracker.active_calls == 0
+    other = [inbound_call(did="s"), ev("Hangup", CALLER, Cause="16")]  # never reached a business number
+    assert run(tracker, other) == []
+    assert tracker.active_calls == 0

@@ -59,8 +59,12 @@ class InboundMatcher:
             default_region=config.default_region,
         )
 
+    def could_be_inbound(self, channel: str, context: str) -> bool:
+        """A new channel worth following: not a desk phone's own call, not a Local channel half."""
+        return context not in self._internal and not channel.startswith("Local/")
+
     def match(self, channel: str, context: str, exten: str) -> InboundMatch | None:
-        if context in self._internal or channel.startswith("Local/"):
+        if not self.could_be_inbound(channel, context):
             return None
         if self._businesses:
             for region in self._regions:

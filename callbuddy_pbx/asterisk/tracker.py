@@ -131,7 +131,7 @@ class _Channel:
 @dataclass(slots=True, eq=False)
 class _Call:
     linkedid: str
-    match: InboundMatch
+    match: InboundMatch | None  # None until the dialplan reaches a business number (e.g. after a Goto from `s`)
     caller: _Channel
     caller_number: str
     caller_name: str
@@ -191,7 +191,7 @@ class CallTracker:
             return []
         call = handler(event, received_at)
         if call is not None and call.caller_ended_received is not None and not any(c.live for c in call.others()):
-            return [self._finish(call)]
+            return self._finish(call)
         return []
 
     def tick(self, now: float) -> list[CallRecord]:
@@ -201,12 +201,12 @@ class CallTracker:
             for call in self._calls.values()
             if call.caller_ended_received is not None and now - call.caller_ended_received >= self._grace_s
         ]
-        return [self._finish(call) for call in done]
+        return [record for call in done for record in self._finish(call)]
 
     def flush(self) -> list[CallRecord]:
         """End of a recorded stream: finish every call whose caller has hung up; calls still in progress stay."""
         done = [call for call in self._calls.values() if call.caller.ended_at is not None]
-        return [self._finish(call) for call in done]
+        return [record for call in done for record in self._finish(call)]
 
     def reconcile(self, live_channels: Iterable[Mapping[str, str]], now: float) -> list[CallRecord]:
         """After (re)connecting: align with Asterisk's `CoreShowChannels` list.
@@ -229,7 +229,7 @@ class CallTracker:
             if not call.caller.live:
                 if call.caller_ended_received is None:
                     call.caller_ended_received = now
-                finished.append(self._finish(call))
+                finished += self._finish(call)
         by_linkedid: dict[str, list[Mapping[str, str]]] = {}
         for snapshot in live.values():
             by_linkedid.setdefault(snapshot.get("Linkedid", ""), []).append(snapshot)
@@ -262,10 +262,10 @@ class CallTracker:
             return call
         if not uniqueid or uniqueid != linkedid or _int_state(event) != STATE_RING:
             return None
-        name = event.get("Channel", "")
-        match = self._matcher.match(name, event.get("Context", ""), event.get("Exten", ""))
-        if match is None:
+        name, context = event.get("Channel", ""), event.get("Context", "")
+        if not self._matcher.could_be_inbound(name, context):
             return None
+        match = self._matcher.match(name, context, event.get("Exten", ""))
         caller = _Channel(name, uniqueid, at, state=STATE_RING)
         call = _Call(linkedid, match, caller, event.get("CallerIDNum", ""), event.get("CallerIDName", ""))
         call.channels[uniqueid] = caller
@@ -304,6 +304,8 @@ class CallTracker:
         call, channel = self._channel(event)
         if channel is not None:
             channel.application = event.get("Application", "").lower()
+            if call is not None and call.match is None and channel is call.caller:
+                call.match = self._matcher.match(channel.name, event.get("Context", ""), event.get("Exten", ""))
         return call
 
     def _on_dialbegin(self, event: Mapping[str, str], received_at: float) -> _Call | None:
@@ -435,10 +437,10 @@ class CallTracker:
         # Only a caller still ringing is safe to judge: one already Up may have talked to a person we never saw.
         if first is None or _int_state(first) != STATE_RING:
             return
-        name = first.get("Channel", "")
-        match = self._matcher.match(name, first.get("Context", ""), first.get("Exten", ""))
-        if match is None:
+        name, context = first.get("Channel", ""), first.get("Context", "")
+        if not self._matcher.could_be_inbound(name, context):
             return
+        match = self._matcher.match(name, context, first.get("Exten", ""))
         caller = _Channel(name, linkedid, now - _duration_s(first.get("Duration", "")), state=STATE_RING)
         caller.application = first.get("Application", "").lower()
         call = _Call(linkedid, match, caller, first.get("CallerIDNum", ""), first.get("CallerIDName", ""))
@@ -454,8 +456,14 @@ class CallTracker:
 
     # ---- judging a finished call ------------------------------------------------------------------------------
 
-    def _finish(self, call: _Call) -> CallRecord:
+    def _finish(self, call: _Call) -> list[CallRecord]:
+        """Forget the call; judge it if it reached a business number (otherwise it was never ours to report)."""
         del self._calls[call.linkedid]
+        if call.match is None:
+            return []
+        return [self._judge(call, call.match)]
+
+    def _judge(self, call: _Call, match: InboundMatch) -> CallRecord:
         person, answered_at = self._person_connected(call)
         outcome = Outcome.ANSWERED if person is not None else self._missed_outcome(call)
         legs = tuple(
@@ -471,12 +479,12 @@ class CallTracker:
             for c in sorted(call.others(), key=lambda c: c.created_at)
         )
         ring_times = [c.ringing_at for c in call.others() if c.ringing_at is not None]
-        caller_number = None if call.withheld else to_e164(call.caller_number, call.match.region)
+        caller_number = None if call.withheld else to_e164(call.caller_number, match.region)
         ended_at = call.caller.ended_at if call.caller.ended_at is not None else call.caller.created_at
         return CallRecord(
             linkedid=call.linkedid,
-            business=call.match.business,
-            did=call.match.did,
+            business=match.business,
+            did=match.did,
             caller=caller_number,
             caller_raw=call.caller_number[:MAX_CALLER_NUMBER_CHARS],
             caller_name=None if is_withheld(call.caller_name) else call.caller_name[:MAX_CALLER_NAME_CHARS],
