@@ -9,6 +9,8 @@ import re
 import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date
+from datetime import time as time_of_day
 from pathlib import Path
 
 import phonenumbers
@@ -60,6 +62,51 @@ class Business:
     numbers: tuple[str, ...]  # E.164, normalised with the business's default_region
     timezone: str = "UTC"
     default_region: str = "US"
+    booking_url: str = ""
+    text_back: TextBack = field(default_factory=lambda: TextBack())
+    hours: WeeklyHours | None = None  # None: always "business hours" (the after-hours template is never used)
+    holidays: tuple[date, ...] = ()  # whole days treated as after hours
+
+
+MISSED_OUTCOMES: tuple[str, ...] = ("no_answer", "busy", "abandoned", "unavailable", "voicemail", "queue_abandoned")
+DEFAULT_TEMPLATE = (
+    "Hi, this is {business}. Sorry we missed your call! Book online: {booking_url} Reply STOP to opt out."
+)
+DEFAULT_HELP_TEXT = "{business}: missed-call texts. Book online: {booking_url} Reply STOP to opt out."
+DEFAULT_OPT_OUT_TEXT = "{business}: you will get no more texts from us. Reply START to undo."
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """A daily window in the business's time zone when texts wait (may cross midnight: 21:00-08:00)."""
+
+    start: time_of_day
+    end: time_of_day
+
+
+@dataclass(frozen=True, slots=True)
+class WeeklyHours:
+    """Opening hours: for each weekday (0 = Monday), the (open, close) intervals of that day."""
+
+    days: tuple[tuple[tuple[time_of_day, time_of_day], ...], ...]  # exactly 7 entries
+
+
+@dataclass(frozen=True, slots=True)
+class TextBack:
+    """Per business: who gets a text back after a missed call, what it says, how it is sent."""
+
+    enabled: bool = True
+    outcomes: tuple[str, ...] = MISSED_OUTCOMES  # Outcome values that get a text
+    template: str = DEFAULT_TEMPLATE  # fields: {business} {booking_url} {caller_name} {date} {time}
+    after_hours_template: str | None = None  # used outside `hours` (and on holidays) when set
+    help_text: str = DEFAULT_HELP_TEXT  # the answer to HELP
+    opt_out_text: str = DEFAULT_OPT_OUT_TEXT  # the one confirmation after STOP
+    sender: str | None = None  # E.164 or alphanumeric sender id; None: the business number that was called
+    gateway: str | None = None  # a name from `gateways`; None: the first gateway
+    window_s: float = 24 * 3600.0  # at most one text per caller per business in this window
+    min_ring_s: float = 0.0  # a caller who hangs up sooner than this (pocket dial) gets no text
+    hold_off_s: float = 0.0  # wait this long; an answered call from the same caller meanwhile cancels the text
+    quiet_hours: QuietHours | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +131,51 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """One way of sending texts. `kind` picks the implementation; the other fields are those it uses."""
+
+    name: str
+    kind: str  # "smpp" | "twilio" | "kannel" | "generic" | "simulated"
+    rate_per_s: float = 1.0  # per sender number; 0 = unlimited
+    # smpp
+    host: str = "127.0.0.1"
+    port: int = 2775
+    system_id: str = ""
+    password: str = field(default="", repr=False)
+    system_type: str = ""
+    window: int = 10  # outstanding submit_sm without a response
+    enquire_link_s: float = 30.0
+    # http (twilio, kannel, generic)
+    url: str = ""  # Twilio: API base (default https://api.twilio.com); Kannel: the sendsms URL; generic: the URL
+    account_sid: str = ""
+    auth_token: str = field(default="", repr=False)
+    username: str = ""  # Kannel sendsms user
+    # generic
+    method: str = "POST"
+    body_format: str = "form"  # "form" or "json"
+    body: tuple[tuple[str, str], ...] = ()  # field -> template using {to} {sender} {text} {key}
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may carry an auth header
+    message_id_path: str = ""  # dotted path into the JSON answer, e.g. "messages.0.id"
+    error_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # how gateways reach us for receipts and inbound texts, e.g. https://cb.example.com
+    webhook_token: str = field(default="", repr=False)  # shared secret in webhook URLs (Kannel, generic)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     asterisk: AsteriskConfig = AsteriskConfig()
     businesses: tuple[Business, ...] = ()
     inbound: InboundConfig = InboundConfig()
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
+    gateways: tuple[GatewayConfig, ...] = ()
+    web: WebConfig = WebConfig()
     default_region: str = "US"  # for callers' numbers when no business applies
     source: str | None = None  # the file this came from, for messages
 
