@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -99,24 +100,26 @@ class CallStore:
         """
         if not records:
             return 0
-        recorded_at = time.time()
-        new = 0
+        async with self.transaction() as conn:
+            return len(await insert_calls(conn, records))
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction on the shared connection (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error)."""
         async with self._write_lock:
             await self._conn.execute("BEGIN IMMEDIATE")
             try:
-                for record in records:
-                    async with self._conn.execute(_INSERT_CALL, _call_row(record, recorded_at)) as cursor:
-                        inserted = cursor.rowcount == 1
-                    if inserted:
-                        new += 1
-                        rows = [_leg_row(record.linkedid, seq, leg) for seq, leg in enumerate(record.legs)]
-                        await self._conn.executemany(_INSERT_LEG, rows)
+                yield self._conn
                 await self._conn.execute("COMMIT")
             except BaseException:
                 if self._conn.in_transaction:
                     await self._conn.execute("ROLLBACK")
                 raise
-        return new
+
+    @property
+    def connection(self) -> aiosqlite.Connection:
+        """For reads by the sibling stores (messages); writes go through `transaction()`."""
+        return self._conn
 
     async def list_calls(
         self, *, missed_only: bool = False, since: float | None = None, limit: int = 100
@@ -137,6 +140,20 @@ class CallStore:
         async with self._conn.execute(_COUNT_CALLS, {"missed_only": int(missed_only)}) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row is not None else 0
+
+
+async def insert_calls(conn: aiosqlite.Connection, records: Sequence[CallRecord]) -> list[CallRecord]:
+    """Inside a transaction: insert the calls not stored yet (with their legs); return those that were new."""
+    recorded_at = time.time()
+    new: list[CallRecord] = []
+    for record in records:
+        async with conn.execute(_INSERT_CALL, _call_row(record, recorded_at)) as cursor:
+            inserted = cursor.rowcount == 1
+        if inserted:
+            new.append(record)
+            rows = [_leg_row(record.linkedid, seq, leg) for seq, leg in enumerate(record.legs)]
+            await conn.executemany(_INSERT_LEG, rows)
+    return new
 
 
 def _connect_target(path: Path, create: bool) -> str:

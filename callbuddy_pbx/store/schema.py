@@ -43,6 +43,66 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (linkedid, seq)
     );
     """,
+    # 2: text-back. One outbox row per text (key = the call's linkedid for a missed-call text), the policy's
+    # verdict for every call, opt-outs per business, inbound texts, and receipts that arrived before their send
+    # was recorded.
+    """
+    CREATE TABLE messages (
+        id          INTEGER PRIMARY KEY,
+        key         TEXT    NOT NULL UNIQUE,
+        kind        TEXT    NOT NULL,
+        linkedid    TEXT    REFERENCES calls (linkedid),
+        business    TEXT,
+        to_number   TEXT    NOT NULL,
+        sender      TEXT    NOT NULL,
+        gateway     TEXT    NOT NULL,
+        body        TEXT    NOT NULL,
+        state       TEXT    NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        send_at     REAL    NOT NULL,
+        created_at  REAL    NOT NULL,
+        updated_at  REAL    NOT NULL,
+        sent_at     REAL,
+        done_at     REAL,
+        message_id  TEXT,
+        error       TEXT
+    );
+    CREATE INDEX messages_due ON messages (state, send_at);
+    CREATE INDEX messages_by_gateway_id ON messages (gateway, message_id);
+    CREATE INDEX messages_by_recipient ON messages (to_number, business, created_at);
+    CREATE TABLE text_decisions (
+        linkedid    TEXT    NOT NULL PRIMARY KEY REFERENCES calls (linkedid),
+        send        INTEGER NOT NULL CHECK (send IN (0, 1)),
+        reason      TEXT    NOT NULL,
+        decided_at  REAL    NOT NULL
+    );
+    CREATE TABLE opt_outs (
+        number      TEXT    NOT NULL,
+        business    TEXT    NOT NULL,
+        opted_out   INTEGER NOT NULL CHECK (opted_out IN (0, 1)),
+        changed_at  REAL    NOT NULL,
+        PRIMARY KEY (number, business)
+    );
+    CREATE TABLE inbound_messages (
+        id          INTEGER PRIMARY KEY,
+        gateway     TEXT    NOT NULL,
+        sender      TEXT    NOT NULL,
+        to_number   TEXT    NOT NULL,
+        business    TEXT,
+        body        TEXT    NOT NULL,
+        keyword     TEXT    NOT NULL,
+        received_at REAL    NOT NULL
+    );
+    CREATE TABLE early_reports (
+        gateway     TEXT    NOT NULL,
+        message_id  TEXT    NOT NULL,
+        state       TEXT    NOT NULL,
+        error_code  TEXT,
+        detail      TEXT    NOT NULL,
+        received_at REAL    NOT NULL
+    );
+    CREATE INDEX early_reports_by_id ON early_reports (gateway, message_id);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,335 @@
+"""MessageStore: the durable outbox of texts, the policy's verdicts, opt-outs, inbound texts and receipts.
+
+Every write is one transaction on the CallStore's connection, so a call, its verdict and its text are stored
+together or not at all: a crash can neither lose a decided text nor let a replayed call create a second one
+(the text's key is the call's linkedid, UNIQUE in the table).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from callbuddy_pbx.model import CallRecord
+from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState
+from callbuddy_pbx.store.db import CallStore, insert_calls
+
+# States of a text. `unknown`: the process died while the gateway had it; it is never re-sent blindly.
+QUEUED, SENDING, SENT, DELIVERED, FAILED, EXPIRED, UNKNOWN, CANCELLED = (
+    "queued",
+    "sending",
+    "sent",
+    "delivered",
+    "failed",
+    "expired",
+    "unknown",
+    "cancelled",
+)
+FINAL_STATES = frozenset({DELIVERED, FAILED, EXPIRED, CANCELLED})
+# Texts that count toward "one text per caller per window" (a failed or cancelled one did not reach the caller).
+_LAST_TEXT = """
+    SELECT MAX(created_at) FROM messages
+    WHERE to_number = ? AND business = ? AND kind = 'missed_call' AND created_at >= ?
+      AND state IN ('queued', 'sending', 'sent', 'delivered', 'unknown')
+"""
+_REPORT_STATES = {
+    DeliveryState.DELIVERED: DELIVERED,
+    DeliveryState.FAILED: FAILED,
+    DeliveryState.EXPIRED: EXPIRED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class NewText:
+    key: str  # idempotency key: the call's linkedid, or e.g. "optout:<business>:<number>:<time>"
+    kind: str  # "missed_call" | "opt_out_confirmation" | "help"
+    to: str
+    sender: str
+    gateway: str
+    body: str
+    send_at: float
+    business: str | None = None
+    linkedid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    linkedid: str
+    send: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    key: str
+    kind: str
+    linkedid: str | None
+    business: str | None
+    to: str
+    sender: str
+    gateway: str
+    body: str
+    state: str
+    attempts: int
+    send_at: float
+    created_at: float
+    updated_at: float
+    sent_at: float | None
+    done_at: float | None
+    message_id: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendUpdate:
+    """What one send attempt changed: the new state, and when to try again for a retry."""
+
+    id: int
+    state: str
+    attempts: int
+    send_at: float
+    message_id: str | None
+    error: str | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientFacts:
+    opted_out: bool
+    last_text_at: float | None
+
+
+_INSERT_TEXT = """
+    INSERT INTO messages (key, kind, linkedid, business, to_number, sender, gateway, body, state, attempts,
+                          send_at, created_at, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)
+    ON CONFLICT (key) DO NOTHING
+"""
+_SELECT_ROWS = """
+    SELECT id, key, kind, linkedid, business, to_number, sender, gateway, body, state, attempts, send_at,
+           created_at, updated_at, sent_at, done_at, message_id, error
+    FROM messages
+"""
+
+
+def _row(row: sqlite3.Row) -> OutboxRow:
+    return OutboxRow(*row)
+
+
+class MessageStore:
+    def __init__(self, calls: CallStore) -> None:
+        self._calls = calls
+
+    # ---- decisions ------------------------------------------------------------------------------------------
+
+    async def save_calls_with_texts(
+        self,
+        records: Sequence[CallRecord],
+        verdicts: Sequence[Verdict],
+        texts: Sequence[NewText],
+        cancel_for: Sequence[tuple[str, str]] = (),
+        now: float = 0.0,
+    ) -> list[CallRecord]:
+        """Store calls, and for the calls that are new their verdicts and texts; cancel texts still waiting for
+        (number, business) pairs a person has since answered. One transaction. Returns the new calls."""
+        async with self._calls.transaction() as conn:
+            new = await insert_calls(conn, records)
+            fresh = {record.linkedid for record in new}
+            await conn.executemany(
+                "INSERT INTO text_decisions (linkedid, send, reason, decided_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (linkedid) DO NOTHING",
+                [(v.linkedid, int(v.send), v.reason, now) for v in verdicts if v.linkedid in fresh],
+            )
+            await self._insert_texts(conn, [t for t in texts if t.linkedid is None or t.linkedid in fresh], now)
+            await conn.executemany(
+                "UPDATE messages SET state = 'cancelled', updated_at = ?, done_at = ?,"
+                " error = 'answered on a later call'"
+                " WHERE to_number = ? AND business = ? AND state = 'queued' AND kind = 'missed_call'",
+                [(now, now, number, business) for number, business in cancel_for],
+            )
+        return new
+
+    async def enqueue(self, texts: Sequence[NewText], now: float) -> int:
+        async with self._calls.transaction() as conn:
+            return await self._insert_texts(conn, texts, now)
+
+    @staticmethod
+    async def _insert_texts(conn: aiosqlite.Connection, texts: Sequence[NewText], now: float) -> int:
+        added = 0
+        for t in texts:
+            row = (t.key, t.kind, t.linkedid, t.business, t.to, t.sender, t.gateway, t.body, t.send_at, now, now)
+            async with conn.execute(_INSERT_TEXT, row) as cursor:
+                added += cursor.rowcount
+        return added
+
+    async def facts(self, number: str, business: str, window_start: float) -> RecipientFacts:
+        conn = self._calls.connection
+        async with conn.execute(
+            "SELECT opted_out FROM opt_outs WHERE number = ? AND business = ?", (number, business)
+        ) as cursor:
+            row = await cursor.fetchone()
+        opted_out = bool(row and row[0])
+        async with conn.execute(_LAST_TEXT, (number, business, window_start)) as cursor:
+            row = await cursor.fetchone()
+        return RecipientFacts(opted_out, row[0] if row and row[0] is not None else None)
+
+    # ---- the outbox -----------------------------------------------------------------------------------------
+
+    async def recover_after_crash(self, now: float) -> int:
+        """Texts left `sending` by a process that died: the gateway may or may not have them. Never re-send."""
+        async with (
+            self._calls.transaction() as conn,
+            conn.execute(
+                "UPDATE messages SET state = 'unknown', updated_at = ?,"
+                " error = 'the service stopped while the gateway had this text' WHERE state = 'sending'",
+                (now,),
+            ) as cursor,
+        ):
+            return cursor.rowcount
+
+    async def due(self, now: float, limit: int) -> list[OutboxRow]:
+        async with self._calls.connection.execute(
+            _SELECT_ROWS + " WHERE state = 'queued' AND send_at <= ? ORDER BY send_at, id LIMIT ?", (now, limit)
+        ) as cursor:
+            return [_row(r) for r in await cursor.fetchall()]
+
+    async def next_due_at(self) -> float | None:
+        async with self._calls.connection.execute("SELECT MIN(send_at) FROM messages WHERE state = 'queued'") as cursor:
+            row = await cursor.fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def claim(self, ids: Sequence[int], now: float) -> list[int]:
+        """Mark queued texts as `sending` (only those still queued: a cancel may have won the race)."""
+        claimed: list[int] = []
+        async with self._calls.transaction() as conn:
+            for ident in ids:
+                async with conn.execute(
+                    "UPDATE messages SET state = 'sending', updated_at = ? WHERE id = ? AND state = 'queued'",
+                    (now, ident),
+                ) as cursor:
+                    if cursor.rowcount:
+                        claimed.append(ident)
+        return claimed
+
+    async def apply_send_results(self, updates: Sequence[SendUpdate]) -> None:
+        """Record send attempts; receipts that arrived before their send was recorded are applied now."""
+        async with self._calls.transaction() as conn:
+            for u in updates:
+                await conn.execute(
+                    "UPDATE messages SET state = ?, attempts = ?, send_at = ?, message_id = COALESCE(?, message_id),"
+                    " error = ?, updated_at = ?,"
+                    " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,"
+                    " done_at = CASE WHEN ? IN ('failed', 'expired', 'delivered') THEN ? ELSE done_at END"
+                    " WHERE id = ? AND state = 'sending'",
+                    (u.state, u.attempts, u.send_at, u.message_id, u.error, u.at, u.state, u.at, u.state, u.at, u.id),
+                )
+            early = [u for u in updates if u.message_id]
+            for u in early:
+                async with conn.execute(
+                    "SELECT m.gateway, e.state, e.error_code, e.detail, e.received_at FROM early_reports AS e"
+                    " JOIN messages AS m ON m.gateway = e.gateway AND m.message_id = e.message_id WHERE m.id = ?"
+                    " ORDER BY e.received_at",
+                    (u.id,),
+                ) as cursor:
+                    reports = await cursor.fetchall()
+                for gateway, state, error_code, detail, at in reports:
+                    await self._apply_report(conn, gateway, u.message_id or "", state, error_code, detail, at)
+
+    # ---- receipts -------------------------------------------------------------------------------------------
+
+    async def apply_report(self, gateway: str, report: DeliveryReport) -> bool:
+        """Apply a delivery receipt to its text; False when no text has that id yet (kept for when it has)."""
+        state = _REPORT_STATES.get(report.state)
+        if state is None:
+            return True  # an intermediate report (en route, accepted): nothing changes
+        async with self._calls.transaction() as conn:
+            found = await self._apply_report(
+                conn, gateway, report.message_id, state, report.error_code, report.detail, report.at
+            )
+            if not found:
+                await conn.execute(
+                    "INSERT INTO early_reports (gateway, message_id, state, error_code, detail, received_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (gateway, report.message_id, state, report.error_code, report.detail, report.at),
+                )
+        return found
+
+    @staticmethod
+    async def _apply_report(
+        conn: aiosqlite.Connection,
+        gateway: str,
+        message_id: str,
+        state: str,
+        error_code: str | None,
+        detail: str,
+        at: float,
+    ) -> bool:
+        async with conn.execute(
+            "SELECT id, state FROM messages WHERE gateway = ? AND message_id = ?", (gateway, message_id)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return False
+        # Only forward: a late "failed" after "delivered" (duplicated receipt) changes nothing.
+        if row[1] not in FINAL_STATES:
+            error = None if state == DELIVERED else (detail or state) + (f" (error {error_code})" if error_code else "")
+            await conn.execute(
+                "UPDATE messages SET state = ?, done_at = ?, updated_at = ?, error = COALESCE(?, error) WHERE id = ?",
+                (state, at, at, error, row[0]),
+            )
+        return True
+
+    # ---- opt-outs and inbound texts -------------------------------------------------------------------------
+
+    async def set_opt_out(self, number: str, business: str, opted_out: bool, now: float) -> bool:
+        """Record STOP (True) or START (False); returns whether this changed anything."""
+        async with self._calls.transaction() as conn:
+            async with conn.execute(
+                "SELECT opted_out FROM opt_outs WHERE number = ? AND business = ?", (number, business)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if bool(row and row[0]) == opted_out:
+                return False
+            await conn.execute(
+                "INSERT INTO opt_outs (number, business, opted_out, changed_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (number, business) DO UPDATE SET opted_out = excluded.opted_out,"
+                " changed_at = excluded.changed_at",
+                (number, business, int(opted_out), now),
+            )
+            if opted_out:  # texts still waiting for this number are not sent after a STOP
+                await conn.execute(
+                    "UPDATE messages SET state = 'cancelled', updated_at = ?, done_at = ?, error = 'opted out'"
+                    " WHERE to_number = ? AND business = ? AND state = 'queued' AND kind = 'missed_call'",
+                    (now, now, number, business),
+                )
+        return True
+
+    async def record_inbound(
+        self, gateway: str, sender: str, to: str, business: str | None, body: str, keyword: str, at: float
+    ) -> None:
+        async with self._calls.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO inbound_messages (gateway, sender, to_number, business, body, keyword, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (gateway, sender, to, business, body, keyword, at),
+            )
+
+    # ---- reading --------------------------------------------------------------------------------------------
+
+    async def list_messages(self, *, limit: int = 100, state: str | None = None) -> list[OutboxRow]:
+        async with self._calls.connection.execute(
+            _SELECT_ROWS + " WHERE (:state IS NULL OR state = :state) ORDER BY created_at DESC, id DESC LIMIT :limit",
+            {"state": state, "limit": limit},
+        ) as cursor:
+            return [_row(r) for r in await cursor.fetchall()]
+
+    async def verdict(self, linkedid: str) -> Verdict | None:
+        async with self._calls.connection.execute(
+            "SELECT linkedid, send, reason FROM text_decisions WHERE linkedid = ?", (linkedid,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return Verdict(row[0], bool(row[1]), row[2]) if row else None
