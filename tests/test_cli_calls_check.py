@@ -219,8 +219,8 @@ def test_calls_json_lines(tmp_path, capsys):
     assert code == 0 and err == ""
     first, second = (json.loads(line) for line in out.splitlines())
     assert list(first) == [
-        "linkedid", "business", "did", "caller", "caller_name", "outcome", "missed", "answered_by",
-        "started_at", "ring_at", "answered_at", "ended_at", "hangup_cause", "legs",
+        "linkedid", "business", "did", "caller", "caller_raw", "caller_name", "outcome", "missed", "answered_by",
+        "started_at", "ring_at", "answered_at", "ended_at", "hangup_cause", "observed_from_start", "legs",
     ]  # fmt: skip
     assert first["linkedid"] == "b" and first["missed"] is True and first["caller"] is None
     assert first["outcome"] == "no_answer" and first["answered_at"] is None

@@ -8,24 +8,21 @@ import json
 import re
 import sys
 import time
-import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
+from callbuddy_pbx.commands.display import format_table, printable
 from callbuddy_pbx.config import StorageConfig, load_config
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.phone import is_withheld
+from callbuddy_pbx.serialize import call_to_dict
 from callbuddy_pbx.store import CallStore, StoreError
 
 PROG = "callbuddy-pbx calls"
 NAME_WIDTH = 40  # caller names are free text from the phone network
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-# Control, format (bidi overrides, zero-width), separator, surrogate, private and unassigned characters are shown
-# escaped, so a caller name cannot move the cursor, recolour the terminal or reorder what is printed around it.
-_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def main(args: argparse.Namespace) -> int:
@@ -55,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
         print("No calls match.", file=sys.stderr if args.json else sys.stdout)
     elif args.json:
         for record in records:
-            print(json.dumps(as_json(record)))  # ensure_ascii: every non-ASCII character escaped, terminal-safe
+            print(json.dumps(call_to_dict(record)))  # ensure_ascii: every non-ASCII character escaped, terminal-safe
     else:
         print(render_table(records))
     return 0
@@ -81,33 +78,6 @@ def parse_since(text: str, now: float | None = None) -> float:
             "(expected e.g. 2024-05-01, 2024-05-01T09:30, or 30m, 6h, 2d, 1w)"
         ) from None
     return moment.timestamp()  # a naive datetime is taken as local time
-
-
-def printable(text: str, width: int | None = None) -> str:
-    """Untrusted text made safe for a terminal (unsafe characters escaped) and cut to `width` columns."""
-    safe = "".join(
-        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in _UNSAFE_CATEGORIES else ch
-        for ch in text
-    )
-    if width is None or _width(safe) <= width:
-        return safe
-    cut, used = [], 0
-    for ch in safe:
-        if used + _char_width(ch) > width - 1:
-            break
-        cut.append(ch)
-        used += _char_width(ch)
-    return "".join(cut) + "…"
-
-
-def _char_width(ch: str) -> int:
-    if unicodedata.combining(ch):
-        return 0
-    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
-
-
-def _width(text: str) -> int:
-    return sum(_char_width(ch) for ch in text)
 
 
 def caller_shown(record: CallRecord) -> str:
@@ -145,42 +115,4 @@ def render_table(records: Sequence[CallRecord]) -> str:
                 f"{record.duration_s:.0f}",
             )
         )
-    widths = [max(_width(row[column]) for row in rows) for column in range(len(header))]
-    lines = []
-    for row in rows:
-        cells = []
-        for column, cell in enumerate(row):
-            pad = " " * (widths[column] - _width(cell))
-            cells.append(pad + cell if column in right_aligned else cell + pad)
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-def as_json(record: CallRecord) -> dict[str, Any]:
-    return {
-        "linkedid": record.linkedid,
-        "business": record.business,
-        "did": record.did,
-        "caller": record.caller,
-        "caller_name": record.caller_name,
-        "outcome": record.outcome.value,
-        "missed": record.missed,
-        "answered_by": record.answered_by,
-        "started_at": record.started_at,
-        "ring_at": record.ring_at,
-        "answered_at": record.answered_at,
-        "ended_at": record.ended_at,
-        "hangup_cause": record.hangup_cause,
-        "legs": [
-            {
-                "channel": leg.channel,
-                "endpoint": leg.endpoint,
-                "dial_status": leg.dial_status,
-                "hangup_cause": leg.hangup_cause,
-                "answered": leg.answered,
-                "started_at": leg.started_at,
-                "ended_at": leg.ended_at,
-            }
-            for leg in record.legs
-        ],
-    }
+    return format_table(rows, right_aligned)

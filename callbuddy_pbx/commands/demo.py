@@ -18,7 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 from callbuddy_pbx.app import CallService
-from callbuddy_pbx.commands.calls import caller_shown, printable
+from callbuddy_pbx.commands.calls import caller_shown
+from callbuddy_pbx.commands.display import printable
 from callbuddy_pbx.config import default_config
 from callbuddy_pbx.logs import setup_logging
 from callbuddy_pbx.model import CallRecord
