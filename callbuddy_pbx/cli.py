@@ -33,6 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--limit", type=int, default=100, help="at most this many calls, newest first (default 100)")
     calls.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    messages = commands.add_parser("messages", help="list texts sent to missed callers and their delivery status")
+    messages.add_argument("--config", "-c", help="YAML configuration file (for the database path)")
+    messages.add_argument("--db", help="SQLite file (overrides the configuration)")
+    messages.add_argument(
+        "--state",
+        choices=("queued", "sending", "sent", "delivered", "failed", "expired", "unknown", "cancelled"),
+        help="only texts in this state",
+    )
+    messages.add_argument("--limit", type=int, default=100, help="at most this many texts, newest first (default 100)")
+    messages.add_argument("--json", action="store_true", help="one JSON object per line")
+
     replay = commands.add_parser("replay", help="classify the calls in a recorded AMI stream (ami.raw)")
     replay.add_argument("file", help="recorded AMI stream, as read from the socket")
     replay.add_argument("--config", "-c", help="YAML configuration (businesses and inbound rules)")

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from callbuddy_pbx.commands.display import format_table, printable
-from callbuddy_pbx.config import StorageConfig, load_config
+from callbuddy_pbx.commands.options import database_path
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.phone import is_withheld
 from callbuddy_pbx.serialize import call_to_dict
@@ -36,12 +36,7 @@ def main(args: argparse.Namespace) -> int:
     if args.limit < 1:
         print(f"{PROG}: --limit must be at least 1, not {args.limit}", file=sys.stderr)
         return 2
-    if args.db:
-        db_path = Path(args.db)
-    elif args.config:
-        db_path = load_config(args.config).storage.path
-    else:
-        db_path = StorageConfig().path
+    db_path = database_path(args)
     try:
         records = asyncio.run(_fetch(db_path, missed_only=args.missed, since=since, limit=args.limit))
     except StoreError as exc:
