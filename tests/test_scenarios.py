@@ -25,6 +25,8 @@ import pytest
 
 from callbuddy_pbx.asterisk.ami_protocol import AmiMessage, iter_stream
 from callbuddy_pbx.sim import scenarios as sc
+from callbuddy_pbx.sim.call_templates import compile_template
+from callbuddy_pbx.sim.mixed_stream import KINDS
 from callbuddy_pbx.sim.scenarios import (
     Scenario,
     ScenarioFactory,
@@ -429,6 +431,28 @@ def test_flags_timestamps_and_cel() -> None:
     assert scenario_shape(plain.events)[2] == scenario_shape(with_cel.events)[2]
 
 
+def test_factory_methods_show_their_own_signature() -> None:
+    """The scenario methods are made from declaring methods (scenario_factory._plays): what introspection shows is
+    the declared signature and docstring, returning a Scenario, with `start` as a keyword."""
+    methods = [m for name, m in inspect.getmembers(ScenarioFactory, inspect.isfunction) if not name.startswith("_")]
+    assert len(methods) == 17
+    for method in methods:
+        signature = inspect.signature(method)
+        assert signature.return_annotation == "Scenario", method.__name__
+        assert signature.parameters["start"].kind is inspect.Parameter.KEYWORD_ONLY, method.__name__
+        assert method.__doc__, method.__name__
+    assert list(inspect.signature(ScenarioFactory.busy).parameters) == [
+        "self",
+        "caller",
+        "caller_name",
+        "did",
+        "desks",
+        "start",
+    ]
+    with pytest.raises(TypeError):
+        ScenarioFactory().busy(no_such_option=1)  # type: ignore[call-arg]
+
+
 def test_deterministic() -> None:
     a = [s.events for s in all_scenarios(factory(seed=5))]
     b = [s.events for s in all_scenarios(factory(seed=5))]
@@ -449,17 +473,17 @@ def test_interleave_orders_and_retimes() -> None:
     assert a.events[0].message["Timestamp"] == f"{a.started_at + a.events[0].at:.6f}"  # originals untouched
 
 
-@pytest.mark.parametrize("index", range(len(sc._KINDS)))
+@pytest.mark.parametrize("index", range(len(KINDS)))
 def test_templates_equal_direct_scripts(index: int) -> None:
     """The fast per-call templates produce exactly what running the script produces (roles, fields, order)."""
-    _, kind, script, variants, dids, _ = sc._KINDS[index]
+    _, kind, script, variants, dids, _ = KINDS[index]
     for variant in variants:
         kwargs = dict(variant)
         inbound = kwargs.pop("_inbound", True)
         f = factory(cel_cdr=True)
         args: tuple[str, ...] = ("15557654321", "Jane Caller", dids[0] if dids else "") if inbound else ()
         direct = f._run(script, None, *args, **kwargs)
-        template = sc._compile_template(script, dict(variant), timestamps=True, cel_cdr=True, boot=f.boot_time)
+        template = compile_template(script, dict(variant), timestamps=True, cel_cdr=True, boot=f.boot_time)
         linkedid, events = template.build(
             direct.started_at, 59, 0x3B, 6, 1, 21413, random.Random(0).getrandbits, *(args or ("100", "", ""))
         )

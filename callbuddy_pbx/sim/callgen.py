@@ -1,248 +1,82 @@
-"""Building blocks for scripted AMI event streams that look like the real Asterisk 22 (PJSIP) recordings.
+"""`CallScript`: writes the AMI events of one call the way the real Asterisk 22 (PJSIP) recordings show them.
 
-`CallScript` models the channels of one call (name, state, caller id, connected line, dialplan position, ids) and
-emits events with the same names, the same header order and the same `Privilege` values as the `ami.raw` files in
-shared/traces/asterisk. Scenario scripts (scenarios.py) are written with its primitives, step by step in the order
-the recordings show.
+It models the channels of one call (name, state, caller id, connected line, dialplan position, ids) and emits events
+with the same names, the same header order and the same `Privilege` values as the `ami.raw` files in
+shared/traces/asterisk. The scenario scripts (call_scripts.py, queue_scripts.py) are written with its primitives,
+step by step in the order the recordings show.
 
-Identifiers come from an `IdSource` (one per simulated PBX): a global counter for `Uniqueid` (`<unix>.<n>`, the unix
-part being the second the channel was created), an 8-hex-digit counter for `PJSIP/...-XXXXXXXX` names, another for
-`Local/...-XXXXXXXX;1/;2`, UUIDs for bridges. `TemplateIds` hands out placeholder tokens instead, so that one run of
-a script can be turned into a fast per-call template (see scenarios.py).
+What it is built from lives next to it and stays importable from here: the constants (pbx_constants.py), the
+identifiers and time formats (call_ids.py) and the channel / bridge snapshots (channels.py).
 """
 
 from __future__ import annotations
 
-import calendar
 import random
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
-
-UNKNOWN = "<unknown>"
-STATE_DOWN, STATE_RING, STATE_RINGING, STATE_UP = 0, 4, 5, 6
-STATE_DESC = {STATE_DOWN: "Down", STATE_RING: "Ring", STATE_RINGING: "Ringing", STATE_UP: "Up"}
-CAUSE_TEXT = {
-    0: "Unknown",
-    3: "No route to destination",
-    16: "Normal Clearing",
-    17: "User busy",
-    19: "User alerting, no answer",
-    21: "Call Rejected",
-    26: "Answered elsewhere",
-    127: "Interworking, unspecified",
-}
-PRESENTATION_ALLOWED = "0 (Presentation Allowed, Not Screened)"
-OUTGOING_LINE = "(Outgoing Line)"
-
-# Privilege classes, as Asterisk 22 sends them with `read = all`.
-P_CALL = "call,all"
-P_DIALPLAN = "dialplan,all"
-P_AGENT = "agent,all"
-P_SECURITY = "security,all"
-P_REPORTING = "reporting,all"
-P_CDR = "cdr,all"
-
-# Variables Dial() clears when it starts (VarSet order as recorded).
-DIAL_START_VARS = (
-    "DIALSTATUS",
-    "DIALEDPEERNUMBER",
-    "DIALEDPEERNAME",
-    "ANSWEREDTIME",
-    "ANSWEREDTIME_MS",
-    "DIALEDTIME",
-    "DIALEDTIME_MS",
-    "RINGTIME",
-    "RINGTIME_MS",
-    "PROGRESSTIME",
-    "PROGRESSTIME_MS",
-)
-QUEUE_START_VARS = ("ANSWEREDTIME", "ANSWEREDTIME_MS", "DIALEDTIME", "DIALEDTIME_MS", "QUEUEWAIT", "QUEUEWAIT_MS")
-_JITTER = ";".join(
-    f"{k}jitter=000.000000" for k in ("minrx", "maxrx", "avgrx", "stdevrx", "mintx", "maxtx", "avgtx", "stdevtx")
-)
-_LOST = ";".join(
-    f"  {k}lost=000.000000" for k in ("minrx", "maxrx", "avgrx", "stdevrx", "mintx", "maxtx", "avgtx", "stdevtx")
-)
-_RTT = ";".join(f"     {k}rtt=000.000000" for k in ("min", "max", "avg", "stdev"))
-_MES = ";".join(
-    f"   {k}mes=000.000000" for k in ("minrx", "maxrx", "avgrx", "stdevrx", "mintx", "maxtx", "avgtx", "stdevtx")
-)
-RTP_QOS = (
-    (
-        "RTPAUDIOQOS",
-        "ssrc={ssrc};themssrc=0;lp=0;rxjitter=0.000000;rxcount=0;txjitter=0.000000;txcount={tx};rlp=0;rtt=0.000000;"
-        "rxmes=0.000000;txmes=0.000000",
-    ),
-    ("RTPAUDIOQOSJITTER", _JITTER + ";"),
-    ("RTPAUDIOQOSLOSS", _LOST + ";"),
-    ("RTPAUDIOQOSRTT", _RTT + ";"),
-    ("RTPAUDIOQOSMES", _MES + ";"),
+from callbuddy_pbx.sim.call_ids import IdSource, cel_time, event_tv, unix_of_cel_time, uuid_from_bits
+from callbuddy_pbx.sim.channels import Bridge, Chan
+from callbuddy_pbx.sim.pbx_constants import (
+    CAUSE_TEXT,
+    DIAL_START_VARS,
+    HINTED_DESKS,
+    LOCAL_IP,
+    MEMBER_STATUS,
+    OUTGOING_LINE,
+    P_AGENT,
+    P_CALL,
+    P_CDR,
+    P_DIALPLAN,
+    P_REPORTING,
+    P_SECURITY,
+    PRESENTATION_ALLOWED,
+    QUEUE_DESKS,
+    QUEUE_START_VARS,
+    QUEUES,
+    RTP_QOS,
+    STATE_DESC,
+    STATE_DOWN,
+    STATE_RING,
+    STATE_RINGING,
+    STATE_UP,
+    UNKNOWN,
 )
 
-# The test PBX's queues (they make QueueMemberStatus noise whenever a member's device changes state).
-QUEUES = (
-    ("callbuddy-hunt", "Local/{}@queue-members"),
-    ("callbuddy-sales", "PJSIP/{}"),
-    ("callbuddy-support", "Local/{}@queue-members/n"),
-)
-QUEUE_DESKS = frozenset({"100", "101"})
-HINTED_DESKS = frozenset({"100", "101", "102"})
-MEMBER_STATUS = {"idle": ("1", "0", "Idle", "NOT_INUSE"), "inuse": ("2", "1", "InUse", "INUSE")}
-MEMBER_STATUS["ringing"] = ("6", "8", "Ringing", "RINGING")
-
-LOCAL_IP = "127.0.0.1"
-
-
-class IdSource:
-    """Identifiers the way one Asterisk process hands them out (plus the SIP peers' Call-IDs)."""
-
-    def __init__(
-        self,
-        rng: random.Random,
-        *,
-        first_uniqueid: int = 59,
-        first_pjsip: int = 0x3B,
-        first_local: int = 6,
-        sipp_pid: int = 21413,
-    ) -> None:
-        self.rng = rng
-        self.next_uniqueid = first_uniqueid
-        self.next_pjsip = first_pjsip
-        self.next_local = first_local
-        self.next_sipp_call = 1
-        self.sipp_pid = sipp_pid
-
-    def uniqueid(self, when: float) -> str:
-        n = self.next_uniqueid
-        self.next_uniqueid += 1
-        return f"{int(when)}.{n}"
-
-    def pjsip_suffix(self) -> str:
-        n = self.next_pjsip
-        self.next_pjsip += 1
-        return f"{n:08x}"
-
-    def local_suffix(self) -> str:
-        n = self.next_local
-        self.next_local += 1
-        return f"{n:08x}"
-
-    def uuid(self) -> str:
-        return uuid_from_bits(self.rng.getrandbits(128))
-
-    def sipp_call_id(self) -> str:
-        """Call-ID of a call a SIP user agent (SIPp: the carrier, a desk placing a call) started."""
-        n = self.next_sipp_call
-        self.next_sipp_call += 1
-        return f"{n}-{self.sipp_pid}@{LOCAL_IP}"
-
-    def timestamp(self, when: float) -> str:
-        return f"{when:.6f}"
-
-    def cel_time(self, when: float) -> str:
-        return cel_time(when)
-
-    def event_tv(self, when: float) -> str:
-        return event_tv(when)
-
-
-def uuid_from_bits(bits: int) -> str:
-    """A version-4 UUID string from 128 random bits (what Asterisk uses for bridge ids and its own Call-IDs)."""
-    h = f"{bits:032x}"
-    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[bits & 3]}{h[17:20]}-{h[20:32]}"
-
-
-_CEL_CACHE: dict[int, str] = {}
-
-
-def cel_time(when: float) -> str:
-    """CEL/Cdr time format of this PBX (UTC, whole seconds)."""
-    second = int(when)
-    text = _CEL_CACHE.get(second)
-    if text is None:
-        if len(_CEL_CACHE) > 4096:
-            _CEL_CACHE.clear()
-        text = _CEL_CACHE[second] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(second))
-    return text
-
-
-def event_tv(when: float) -> str:
-    """Security events' EventTV (`2026-11-21T09:53:43.830+0000`)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(when))) + f".{int(when * 1000) % 1000:03d}+0000"
-
-
-def unix_of_cel_time(text: str) -> int:
-    return calendar.timegm(time.strptime(text, "%Y-%m-%d %H:%M:%S"))
-
-
-@dataclass(slots=True, eq=False)
-class Chan:
-    """One Asterisk channel as the events describe it (the snapshot fields, in their header order)."""
-
-    name: str
-    uniqueid: str
-    linkedid: str
-    cid_num: str
-    cid_name: str
-    context: str
-    exten: str
-    state: int = STATE_DOWN
-    priority: int = 1
-    conn_num: str = UNKNOWN
-    conn_name: str = UNKNOWN
-    device: str = ""  # device-state name (`PJSIP/100`, `PJSIP/trunk`, `Local/100@queue-members`)
-    desk: str | None = None  # desk number when this channel is a desk phone
-    call_id: str = ""  # SIP Call-ID: what BRIDGEPVTCALLID shows to its bridge peer
-    dial_number: str = ""  # DIALEDPEERNUMBER, as the dialling channel records it
-    created_at: float = 0.0
-    answered_at: float | None = None
-    app: str = ""  # dialplan application running (CEL)
-    appdata: str = ""
-    ani: str = ""  # CEL CallerIDani / CallerIDdnid
-    dnid: str = ""
-    pbx_started: bool = False
-    alive: bool = True
-    hangup_source: str = ""
-    dialstatus: str = ""
-
-    def fields(self, prefix: str = "") -> list[tuple[str, str]]:
-        return [
-            (prefix + "Channel", self.name),
-            (prefix + "ChannelState", str(self.state)),
-            (prefix + "ChannelStateDesc", STATE_DESC[self.state]),
-            (prefix + "CallerIDNum", self.cid_num),
-            (prefix + "CallerIDName", self.cid_name),
-            (prefix + "ConnectedLineNum", self.conn_num),
-            (prefix + "ConnectedLineName", self.conn_name),
-            (prefix + "Language", "en"),
-            (prefix + "AccountCode", ""),
-            (prefix + "Context", self.context),
-            (prefix + "Exten", self.exten),
-            (prefix + "Priority", str(self.priority)),
-            (prefix + "Uniqueid", self.uniqueid),
-            (prefix + "Linkedid", self.linkedid),
-        ]
-
-
-@dataclass(slots=True, eq=False)
-class Bridge:
-    uniqueid: str
-    technology: str = "simple_bridge"
-    members: list[Chan] = field(default_factory=list)
-
-    def fields(self) -> list[tuple[str, str]]:
-        return [
-            ("BridgeUniqueid", self.uniqueid),
-            ("BridgeType", "basic"),
-            ("BridgeTechnology", self.technology),
-            ("BridgeCreator", UNKNOWN),
-            ("BridgeName", UNKNOWN),
-            ("BridgeNumChannels", str(len(self.members))),
-            ("BridgeVideoSourceMode", "none"),
-        ]
+__all__ = [
+    "CAUSE_TEXT",
+    "DIAL_START_VARS",
+    "HINTED_DESKS",
+    "LOCAL_IP",
+    "MEMBER_STATUS",
+    "OUTGOING_LINE",
+    "PRESENTATION_ALLOWED",
+    "P_AGENT",
+    "P_CALL",
+    "P_CDR",
+    "P_DIALPLAN",
+    "P_REPORTING",
+    "P_SECURITY",
+    "QUEUES",
+    "QUEUE_DESKS",
+    "QUEUE_START_VARS",
+    "RTP_QOS",
+    "STATE_DESC",
+    "STATE_DOWN",
+    "STATE_RING",
+    "STATE_RINGING",
+    "STATE_UP",
+    "UNKNOWN",
+    "Bridge",
+    "CallScript",
+    "Chan",
+    "IdSource",
+    "cel_time",
+    "event_tv",
+    "unix_of_cel_time",
+    "uuid_from_bits",
+]
 
 
 @dataclass(slots=True, eq=False)
@@ -317,32 +151,41 @@ class CallScript:
 
     # ---- channels -----------------------------------------------------------------------------------------------
 
-    def _register(self, ch: Chan) -> Chan:
+    def _open(self, ch: Chan) -> Chan:
+        """A new channel of this call: Newchannel (and CEL CHAN_START)."""
         ch.created_at = self.now
         self.channels.append(ch)
         self._linkedid_open += 1
+        self.newchannel(ch)
+        return ch
+
+    def _calling_channel(
+        self, device: str, cid_num: str, cid_name: str, context: str, exten: str, call_id: str, desk: str | None
+    ) -> Chan:
+        """The channel of a SIP peer calling the PBX: state Ring, its own Linkedid, Exten = the number it called."""
+        uid = self.ids.uniqueid(self.now)
+        ch = Chan(
+            name=f"{device}-" + self.ids.pjsip_suffix(),
+            uniqueid=uid,
+            linkedid=uid,
+            cid_num=cid_num,
+            cid_name=cid_name,
+            context=context,
+            exten=exten,
+            state=STATE_RING,
+            device=device,
+            desk=desk,
+            call_id=call_id,
+        )
+        self._open(ch)
+        self.varset(ch, "SIPDOMAIN", LOCAL_IP)
+        ch.ani, ch.dnid = cid_num, exten
         return ch
 
     def inbound(self, caller_num: str, caller_name: str, did: str) -> Chan:
         """A call arriving from the carrier: `PJSIP/trunk-...` in state Ring, context from-trunk, Exten = the DID."""
-        uid = self.ids.uniqueid(self.now)
-        ch = Chan(
-            name="PJSIP/trunk-" + self.ids.pjsip_suffix(),
-            uniqueid=uid,
-            linkedid=uid,
-            cid_num=caller_num,
-            cid_name=caller_name,
-            context="from-trunk",
-            exten=did,
-            state=STATE_RING,
-            device="PJSIP/trunk",
-            call_id=self.ids.sipp_call_id(),
-        )
-        self._register(ch)
-        self.newchannel(ch)
-        self.varset(ch, "SIPDOMAIN", LOCAL_IP)
-        ch.ani, ch.dnid = caller_num, did
-        return ch
+        call_id = self.ids.sipp_call_id()
+        return self._calling_channel("PJSIP/trunk", caller_num, caller_name, "from-trunk", did, call_id, None)
 
     def desk_call(self, desk: str, dialled: str, *, port: int = 5301) -> Chan:
         """A desk phone placing a call: digest challenge and auth (security events), then its channel in Ring."""
@@ -363,73 +206,45 @@ class CallScript:
         security[0] = ("EventTV", self.ids.event_tv(self.now))
         self.emit("SuccessfulAuth", P_SECURITY, [*security, ("UsingPassword", "1")])
         self.wait(0.0009)
-        uid = self.ids.uniqueid(self.now)
+        return self._calling_channel(f"PJSIP/{desk}", desk, f"Desk {desk}", "from-internal", dialled, call_id, desk)
+
+    def _dialled_leg(
+        self, caller: Chan, device: str, cid_num: str, cid_name: str, context: str, dial_number: str, desk: str | None
+    ) -> Chan:
+        """Dial() creating a leg: Newchannel (Down, Exten s), AppDial, connected line = caller. A trunk leg (no desk)
+        takes the calling channel's Exten as its caller id (NewCallerid)."""
         ch = Chan(
-            name=f"PJSIP/{desk}-" + self.ids.pjsip_suffix(),
-            uniqueid=uid,
-            linkedid=uid,
-            cid_num=desk,
-            cid_name=f"Desk {desk}",
-            context="from-internal",
-            exten=dialled,
-            state=STATE_RING,
-            device=f"PJSIP/{desk}",
+            name=f"{device}-" + self.ids.pjsip_suffix(),
+            uniqueid=self.ids.uniqueid(self.now),
+            linkedid=caller.linkedid,
+            cid_num=cid_num,
+            cid_name=cid_name,
+            context=context,
+            exten="s",
+            device=device,
             desk=desk,
-            call_id=call_id,
+            call_id=self.ids.uuid(),
+            dial_number=dial_number,
         )
-        self._register(ch)
-        self.newchannel(ch)
-        self.varset(ch, "SIPDOMAIN", LOCAL_IP)
-        ch.ani, ch.dnid = desk, dialled
+        self._open(ch)
+        self.varset(ch, "DIALEDPEERNUMBER", dial_number)
+        if desk is None:
+            ch.cid_num = caller.exten
+        ch.exten, ch.conn_num, ch.conn_name = caller.exten, caller.cid_num, caller.cid_name
+        self.newexten(ch, "AppDial", OUTGOING_LINE, extension=caller.exten)
+        if desk is None:
+            self.chan_event("NewCallerid", ch, [("CID-CallingPres", PRESENTATION_ALLOWED)])
+        self.chan_event("NewConnectedLine", ch)
         return ch
 
     def desk_leg(self, caller: Chan, desk: str) -> Chan:
         """Dial() creating the leg to a desk phone: Newchannel (Down, Exten s), AppDial, connected line = caller."""
-        ch = Chan(
-            name=f"PJSIP/{desk}-" + self.ids.pjsip_suffix(),
-            uniqueid=self.ids.uniqueid(self.now),
-            linkedid=caller.linkedid,
-            cid_num=desk,
-            cid_name=f"Desk {desk}",
-            context="from-internal",
-            exten="s",
-            device=f"PJSIP/{desk}",
-            desk=desk,
-            call_id=self.ids.uuid(),
-            dial_number=desk,
-        )
-        self._register(ch)
-        self.newchannel(ch)
-        self.varset(ch, "DIALEDPEERNUMBER", desk)
-        ch.exten, ch.conn_num, ch.conn_name = caller.exten, caller.cid_num, caller.cid_name
-        self.newexten(ch, "AppDial", OUTGOING_LINE, extension=caller.exten)
-        self.chan_event("NewConnectedLine", ch)
-        return ch
+        return self._dialled_leg(caller, f"PJSIP/{desk}", desk, f"Desk {desk}", "from-internal", desk, desk)
 
     def trunk_leg(self, caller: Chan, number: str) -> Chan:
         """Dial() of `PJSIP/<number>@trunk`: an outbound trunk channel (Down, `<unknown>`), its caller id set to the
         calling channel's Exten (NewCallerid), as in the recordings 16 and 21."""
-        ch = Chan(
-            name="PJSIP/trunk-" + self.ids.pjsip_suffix(),
-            uniqueid=self.ids.uniqueid(self.now),
-            linkedid=caller.linkedid,
-            cid_num=UNKNOWN,
-            cid_name=UNKNOWN,
-            context="from-trunk",
-            exten="s",
-            device="PJSIP/trunk",
-            call_id=self.ids.uuid(),
-            dial_number=f"{number}@trunk",
-        )
-        self._register(ch)
-        self.newchannel(ch)
-        self.varset(ch, "DIALEDPEERNUMBER", ch.dial_number)
-        ch.cid_num = caller.exten
-        ch.exten, ch.conn_num, ch.conn_name = caller.exten, caller.cid_num, caller.cid_name
-        self.newexten(ch, "AppDial", OUTGOING_LINE, extension=caller.exten)
-        self.chan_event("NewCallerid", ch, [("CID-CallingPres", PRESENTATION_ALLOWED)])
-        self.chan_event("NewConnectedLine", ch)
-        return ch
+        return self._dialled_leg(caller, "PJSIP/trunk", UNKNOWN, UNKNOWN, "from-trunk", f"{number}@trunk", None)
 
     def local_pair(self, caller: Chan, member: str, context: str = "queue-members") -> tuple[Chan, Chan]:
         """A queue member that is a Local channel (`Local/<member>@<context>/n`): the `;1` half (the queue's leg)
@@ -437,34 +252,24 @@ class CallScript:
         suffix = self.ids.local_suffix()
         base = f"Local/{member}@{context}-{suffix}"
         dial_number = f"{member}@{context}/n"
-        one = Chan(
-            name=base + ";1",
-            uniqueid=self.ids.uniqueid(self.now),
-            linkedid=caller.linkedid,
-            cid_num=UNKNOWN,
-            cid_name=UNKNOWN,
-            context=context,
-            exten=member,
-            device=f"Local/{member}@{context}",
-            call_id="",
-            dial_number=dial_number,
-        )
-        two = Chan(
-            name=base + ";2",
-            uniqueid=self.ids.uniqueid(self.now),
-            linkedid=caller.linkedid,
-            cid_num=UNKNOWN,
-            cid_name=UNKNOWN,
-            context=context,
-            exten=member,
-            state=STATE_RING,
-            device=f"Local/{member}@{context}",
-            dial_number=dial_number,
-        )
-        self._register(one)
-        self.newchannel(one)
-        self._register(two)
-        self.newchannel(two)
+
+        def half(end: str, state: int) -> Chan:
+            return Chan(
+                name=base + end,
+                uniqueid=self.ids.uniqueid(self.now),
+                linkedid=caller.linkedid,
+                cid_num=UNKNOWN,
+                cid_name=UNKNOWN,
+                context=context,
+                exten=member,
+                state=state,
+                device=f"Local/{member}@{context}",
+                dial_number=dial_number,
+            )
+
+        one, two = half(";1", STATE_DOWN), half(";2", STATE_RING)
+        self._open(one)
+        self._open(two)
         one.cid_num = caller.exten
         self.newexten(one, "AppQueue", OUTGOING_LINE, extension=member)
         self.chan_event("NewCallerid", one, [("CID-CallingPres", PRESENTATION_ALLOWED)])
