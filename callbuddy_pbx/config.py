@@ -2,21 +2,54 @@
 
 from __future__ import annotations
 
-import difflib
-import math
 import os
 import re
-import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from datetime import time as time_of_day
 from pathlib import Path
 
-import phonenumbers
 import yaml
 
+from callbuddy_pbx.config_gateways import GATEWAY_KINDS, GatewayConfig, GatewayReader, WebConfig
+from callbuddy_pbx.config_reader import NULL, Reader, shown
+from callbuddy_pbx.config_texting import (
+    BUSINESS_TEXTING_KEYS,
+    DEFAULT_HELP_TEXT,
+    DEFAULT_OPT_OUT_TEXT,
+    DEFAULT_TEMPLATE,
+    MISSED_OUTCOMES,
+    QuietHours,
+    TextBack,
+    TextingReader,
+    WeeklyHours,
+)
 from callbuddy_pbx.phone import to_e164
+
+__all__ = [
+    "DEFAULT_HELP_TEXT",
+    "DEFAULT_INBOUND_CONTEXTS",
+    "DEFAULT_INTERNAL_CONTEXTS",
+    "DEFAULT_OPT_OUT_TEXT",
+    "DEFAULT_TEMPLATE",
+    "GATEWAY_KINDS",
+    "MISSED_OUTCOMES",
+    "SECRET_ENV_VAR",
+    "AsteriskConfig",
+    "Business",
+    "Config",
+    "ConfigError",
+    "GatewayConfig",
+    "InboundConfig",
+    "LoggingConfig",
+    "QuietHours",
+    "StorageConfig",
+    "TextBack",
+    "WebConfig",
+    "WeeklyHours",
+    "default_config",
+    "load_config",
+]
 
 # Dialplan contexts in which calls from carriers usually start (FreePBX, Asterisk samples, common tutorials).
 DEFAULT_INBOUND_CONTEXTS: tuple[str, ...] = (
@@ -68,47 +101,6 @@ class Business:
     holidays: tuple[date, ...] = ()  # whole days treated as after hours
 
 
-MISSED_OUTCOMES: tuple[str, ...] = ("no_answer", "busy", "abandoned", "unavailable", "voicemail", "queue_abandoned")
-DEFAULT_TEMPLATE = (
-    "Hi, this is {business}. Sorry we missed your call! Book online: {booking_url} Reply STOP to opt out."
-)
-DEFAULT_HELP_TEXT = "{business}: missed-call texts. Book online: {booking_url} Reply STOP to opt out."
-DEFAULT_OPT_OUT_TEXT = "{business}: you will get no more texts from us. Reply START to undo."
-
-
-@dataclass(frozen=True, slots=True)
-class QuietHours:
-    """A daily window in the business's time zone when texts wait (may cross midnight: 21:00-08:00)."""
-
-    start: time_of_day
-    end: time_of_day
-
-
-@dataclass(frozen=True, slots=True)
-class WeeklyHours:
-    """Opening hours: for each weekday (0 = Monday), the (open, close) intervals of that day."""
-
-    days: tuple[tuple[tuple[time_of_day, time_of_day], ...], ...]  # exactly 7 entries
-
-
-@dataclass(frozen=True, slots=True)
-class TextBack:
-    """Per business: who gets a text back after a missed call, what it says, how it is sent."""
-
-    enabled: bool = True
-    outcomes: tuple[str, ...] = MISSED_OUTCOMES  # Outcome values that get a text
-    template: str = DEFAULT_TEMPLATE  # fields: {business} {booking_url} {caller_name} {date} {time}
-    after_hours_template: str | None = None  # used outside `hours` (and on holidays) when set
-    help_text: str = DEFAULT_HELP_TEXT  # the answer to HELP
-    opt_out_text: str = DEFAULT_OPT_OUT_TEXT  # the one confirmation after STOP
-    sender: str | None = None  # E.164 or alphanumeric sender id; None: the business number that was called
-    gateway: str | None = None  # a name from `gateways`; None: the first gateway
-    window_s: float = 24 * 3600.0  # at most one text per caller per business in this window
-    min_ring_s: float = 0.0  # a caller who hangs up sooner than this (pocket dial) gets no text
-    hold_off_s: float = 0.0  # wait this long; an answered call from the same caller meanwhile cancels the text
-    quiet_hours: QuietHours | None = None
-
-
 @dataclass(frozen=True, slots=True)
 class InboundConfig:
     """How an inbound call is recognised when no business numbers are configured (and which trunks are ours)."""
@@ -131,43 +123,6 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class GatewayConfig:
-    """One way of sending texts. `kind` picks the implementation; the other fields are those it uses."""
-
-    name: str
-    kind: str  # "smpp" | "twilio" | "kannel" | "generic" | "simulated"
-    rate_per_s: float = 1.0  # per sender number; 0 = unlimited
-    # smpp
-    host: str = "127.0.0.1"
-    port: int = 2775
-    system_id: str = ""
-    password: str = field(default="", repr=False)
-    system_type: str = ""
-    window: int = 10  # outstanding submit_sm without a response
-    enquire_link_s: float = 30.0
-    # http (twilio, kannel, generic)
-    url: str = ""  # Twilio: API base (default https://api.twilio.com); Kannel: the sendsms URL; generic: the URL
-    account_sid: str = ""
-    auth_token: str = field(default="", repr=False)
-    username: str = ""  # Kannel sendsms user
-    # generic
-    method: str = "POST"
-    body_format: str = "form"  # "form" or "json"
-    body: tuple[tuple[str, str], ...] = ()  # field -> template using {to} {sender} {text} {key}
-    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may carry an auth header
-    message_id_path: str = ""  # dotted path into the JSON answer, e.g. "messages.0.id"
-    error_path: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class WebConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    public_url: str = ""  # how gateways reach us for receipts and inbound texts, e.g. https://cb.example.com
-    webhook_token: str = field(default="", repr=False)  # shared secret in webhook URLs (Kannel, generic)
-
-
-@dataclass(frozen=True, slots=True)
 class Config:
     asterisk: AsteriskConfig = AsteriskConfig()
     businesses: tuple[Business, ...] = ()
@@ -175,7 +130,7 @@ class Config:
     storage: StorageConfig = StorageConfig()
     logging: LoggingConfig = LoggingConfig()
     gateways: tuple[GatewayConfig, ...] = ()
-    web: WebConfig = WebConfig()
+    web: WebConfig = field(default_factory=WebConfig)
     default_region: str = "US"  # for callers' numbers when no business applies
     source: str | None = None  # the file this came from, for messages
 
@@ -183,13 +138,7 @@ class Config:
 # ---------------------------------------------------------------------------------------------------------------------
 # YAML loader: walks yaml's node tree (not the constructed objects) so every problem can name its file and line.
 
-_STR = "tag:yaml.org,2002:str"
-_INT = "tag:yaml.org,2002:int"
-_FLOAT = "tag:yaml.org,2002:float"
-_BOOL = "tag:yaml.org,2002:bool"
-_NULL = "tag:yaml.org,2002:null"
-
-_TOP_KEYS = ("default_region", "asterisk", "businesses", "inbound", "storage", "logging")
+_TOP_KEYS = ("default_region", "asterisk", "businesses", "inbound", "storage", "logging", "gateways", "web")
 _ASTERISK_KEYS = ("host", "port", "username", "secret")
 _TIMING_KEYS = (
     "connect_timeout_s",
@@ -199,7 +148,7 @@ _TIMING_KEYS = (
     "reconnect_min_s",
     "reconnect_max_s",
 )
-_BUSINESS_KEYS = ("name", "numbers", "timezone", "default_region")
+_BUSINESS_KEYS = ("name", "numbers", "timezone", "default_region", *BUSINESS_TEXTING_KEYS)
 _INBOUND_KEYS = ("contexts", "trunk_endpoints", "internal_contexts")
 _STORAGE_KEYS = ("path",)
 _LOGGING_KEYS = ("level", "format")
@@ -207,9 +156,6 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _LOG_FORMATS = ("text", "json")
 SECRET_ENV_VAR = "CALLBUDDY_AMI_SECRET"  # noqa: S105 (a variable name) - read when the file has no asterisk.secret
 
-# `$${` is a literal `${`; `${...}` without its `}` is reported rather than kept verbatim.
-_ENV_REF = re.compile(r"\$\$\{|\$\{([^}]*)(\})?")
-_ENV_INNER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 _ENDPOINT = re.compile(r"[A-Za-z][A-Za-z0-9]*/\S+")
 
 
@@ -258,209 +204,8 @@ def default_config(data_dir: Path) -> Config:
     return Config(storage=StorageConfig(path=data_dir / "callbuddy.sqlite3"))
 
 
-def _join(parent: str, key: str) -> str:
-    return f"{parent}.{key}" if parent else key
-
-
-def _shown(text: str) -> str:
-    """A value quoted for a message, bounded so a huge value cannot flood the output."""
-    return repr(text if len(text) <= 60 else text[:57] + "...")
-
-
-def _kind(node: yaml.Node) -> str:
-    if isinstance(node, yaml.MappingNode):
-        return "a mapping"
-    if isinstance(node, yaml.SequenceNode):
-        return "a list"
-    return {_NULL: "nothing", _BOOL: "true/false", _INT: "a number", _FLOAT: "a number"}.get(node.tag, "a string")
-
-
-def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    if close:
-        return f"did you mean {close[0]!r}?"
-    return "expected one of: " + ", ".join(choices)
-
-
-class _Reader:
+class _Reader(Reader):
     """Turns the node tree into a Config, collecting problems instead of stopping at the first one."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self._found: list[tuple[int, str]] = []
-
-    @property
-    def problems(self) -> list[str]:
-        """In file order, whatever order the sections were checked in."""
-        return [message for _, message in sorted(self._found, key=lambda found: found[0])]
-
-    def problem(self, node: yaml.Node | None, path: str, message: str) -> None:
-        line = node.start_mark.line + 1 if node is not None else 1
-        where = f"{path}: " if path else ""
-        self._found.append((line, f"{self.source}:{line}: {where}{message}"))
-
-    # -- generic values ------------------------------------------------------------------------------------------
-
-    def mapping(self, node: yaml.Node, path: str, known: Sequence[str]) -> dict[str, yaml.Node] | None:
-        """Known keys → value nodes. Unknown and repeated keys are problems; an empty section (null) is {}."""
-        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL and path:
-            return {}
-        if not isinstance(node, yaml.MappingNode):
-            self.problem(node, path, f"expected a mapping of settings ({', '.join(known)}), got {_kind(node)}")
-            return None
-        found: dict[str, yaml.Node] = {}
-        first_line: dict[str, int] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                self.problem(key_node, path, f"expected a key name, got {_kind(key_node)}")
-                continue
-            key = str(key_node.value)
-            key_path = _join(path, key)
-            if key in first_line:
-                self.problem(key_node, key_path, f"given twice (first on line {first_line[key]})")
-                continue
-            first_line[key] = key_node.start_mark.line + 1
-            if key not in known:
-                self.problem(key_node, key_path, f"unknown key ({_did_you_mean(key, known)})")
-                continue
-            found[key] = value_node
-        return found
-
-    def expand(self, node: yaml.Node, path: str, text: str) -> str | None:
-        """Replace ${VAR} and ${VAR:-default} from the environment. Values never appear in messages."""
-        ok = True
-
-        def substitute(match: re.Match[str]) -> str:
-            nonlocal ok
-            if match.group(0) == "$${":
-                return "${"
-            inner, closed = match.group(1), match.group(2)
-            parsed = _ENV_INNER.fullmatch(inner) if closed else None
-            if parsed is None:
-                self.problem(
-                    node, path, f"malformed {_shown(match.group(0))} (expected ${{NAME}} or ${{NAME:-default}})"
-                )
-                ok = False
-                return ""
-            name, default = parsed.group(1), parsed.group(2)
-            value = os.environ.get(name)
-            if default is not None and not value:  # like the shell: the default also replaces an empty value
-                return default
-            if value is None:
-                self.problem(node, path, f"environment variable {name} is not set (or write ${{{name}:-default}})")
-                ok = False
-                return ""
-            return value
-
-        result = _ENV_REF.sub(substitute, text)
-        return result if ok else None
-
-    def text(self, node: yaml.Node, path: str, *, secret: bool = False) -> str | None:
-        """A string. Unquoted numbers (`+15550001000`, `0123`) keep their exact text rather than YAML's reading."""
-        if not isinstance(node, yaml.ScalarNode) or node.tag == _NULL:
-            self.problem(node, path, f"expected {'a secret string' if secret else 'a string'}, got {_kind(node)}")
-            return None
-        if node.tag.startswith("!"):  # application tags mean nothing here; better said than silently ignored
-            self.problem(node, path, f"unsupported YAML tag {_shown(node.tag)} (expected a plain string)")
-            return None
-        value = str(node.value)
-        return self.expand(node, path, value) if node.tag == _STR else value
-
-    def non_empty(self, node: yaml.Node, path: str, what: str) -> str | None:
-        value = self.text(node, path)
-        if value is None:
-            return None
-        value = value.strip()
-        if not value:
-            self.problem(node, path, f"expected {what}, got an empty string")
-            return None
-        return value
-
-    def integer(self, node: yaml.Node, path: str, low: int, high: int) -> int | None:
-        expected = f"expected a whole number from {low} to {high}"
-        value: int | None = None
-        if isinstance(node, yaml.ScalarNode) and node.tag == _INT:
-            value = yaml.SafeLoader("").construct_object(node)  # handles 0x.., 1_000
-        elif isinstance(node, yaml.ScalarNode) and node.tag == _STR:  # e.g. port: ${AMI_PORT}
-            text = self.expand(node, path, str(node.value))
-            if text is None:
-                return None
-            try:
-                value = int(text.strip())
-            except ValueError:
-                self.problem(node, path, f"{_shown(text)} is not a whole number ({expected})")
-                return None
-        else:
-            self.problem(node, path, f"{expected}, got {_kind(node)}")
-            return None
-        if not low <= value <= high:
-            self.problem(node, path, f"{value} is out of range ({expected})")
-            return None
-        return value
-
-    def positive(self, node: yaml.Node, path: str) -> float | None:
-        expected = "expected a positive number of seconds"
-        value: float | None = None
-        if isinstance(node, yaml.ScalarNode) and node.tag in (_INT, _FLOAT):
-            value = float(yaml.SafeLoader("").construct_object(node))
-        elif isinstance(node, yaml.ScalarNode) and node.tag == _STR:
-            text = self.expand(node, path, str(node.value))
-            if text is None:
-                return None
-            try:
-                value = float(text.strip())
-            except ValueError:
-                self.problem(node, path, f"{_shown(text)} is not a number ({expected})")
-                return None
-        else:
-            self.problem(node, path, f"{expected}, got {_kind(node)}")
-            return None
-        if not (math.isfinite(value) and value > 0):
-            self.problem(node, path, f"{value:g} is not allowed ({expected})")
-            return None
-        return value
-
-    def items(self, node: yaml.Node, path: str) -> list[tuple[yaml.Node, str]] | None:
-        """A list of values as (node, path) pairs, for per-item checks and messages."""
-        if not isinstance(node, yaml.SequenceNode):
-            self.problem(node, path, f"expected a list, got {_kind(node)}")
-            return None
-        return [(item, f"{path}[{index}]") for index, item in enumerate(node.value)]
-
-    def choice(self, node: yaml.Node, path: str, choices: Sequence[str], *, upper: bool) -> str | None:
-        value = self.non_empty(node, path, "one of " + ", ".join(choices))
-        if value is None:
-            return None
-        value = value.upper() if upper else value.lower()
-        if value not in choices:
-            self.problem(node, path, f"{_shown(value)} is not allowed ({_did_you_mean(value, choices)})")
-            return None
-        return value
-
-    def region(self, node: yaml.Node, path: str) -> str | None:
-        value = self.non_empty(node, path, "a two-letter region code")
-        if value is None:
-            return None
-        value = value.upper()
-        if value not in phonenumbers.SUPPORTED_REGIONS:
-            self.problem(
-                node, path, f"{_shown(value)} is not a region known to phonenumbers (expected e.g. US, GB, DE)"
-            )
-            return None
-        return value
-
-    def timezone(self, node: yaml.Node, path: str) -> str | None:
-        value = self.non_empty(node, path, "a time zone name")
-        if value is None:
-            return None
-        try:
-            zoneinfo.ZoneInfo(value)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-            close = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=1, cutoff=0.6)
-            hint = f"did you mean {close[0]!r}?" if close else "expected e.g. America/New_York or Europe/London"
-            self.problem(node, path, f"{_shown(value)} is not a known time zone ({hint})")
-            return None
-        return value
 
     # -- sections --------------------------------------------------------------------------------------------------
 
@@ -474,13 +219,22 @@ class _Reader:
         region = Config().default_region
         if "default_region" in top:
             region = self.region(top["default_region"], "default_region") or region
-        empty = yaml.ScalarNode(_NULL, "")
+        empty = yaml.ScalarNode(NULL, "")
+        senders = GatewayReader(self)
+        gateways = senders.gateways(top.get("gateways", empty))  # before businesses, which name them
+        texting = TextingReader(self, senders)
+        businesses = self.businesses(top.get("businesses", empty), region, texting)
+        texting.finish()
+        web = senders.web(top.get("web", empty))
+        senders.finish(web)
         return Config(
             asterisk=self.asterisk(top.get("asterisk", empty)),
-            businesses=self.businesses(top.get("businesses", empty), region),
+            businesses=businesses,
             inbound=self.inbound(top.get("inbound", empty)),
             storage=self.storage(top.get("storage", empty), base_dir),
             logging=self.logging(top.get("logging", empty)),
+            gateways=gateways,
+            web=web,
             default_region=region,
             source=self.source,
         )
@@ -524,8 +278,8 @@ class _Reader:
             )
         return config
 
-    def businesses(self, node: yaml.Node, default_region: str) -> tuple[Business, ...]:
-        if isinstance(node, yaml.ScalarNode) and node.tag == _NULL:
+    def businesses(self, node: yaml.Node, default_region: str, texting: TextingReader) -> tuple[Business, ...]:
+        if isinstance(node, yaml.ScalarNode) and node.tag == NULL:
             return ()
         entries = self.items(node, "businesses")
         if entries is None:
@@ -560,8 +314,20 @@ class _Reader:
                 self.problem(entry, path, "missing required key 'numbers' (a list of the business's phone numbers)")
             else:
                 numbers = self.numbers(section["numbers"], f"{path}.numbers", region, name or path, owners)
+            extra = texting.business(entry, section, path, region)
             if name is not None:
-                result.append(Business(name, tuple(numbers), timezone, region))
+                result.append(
+                    Business(
+                        name,
+                        tuple(numbers),
+                        timezone,
+                        region,
+                        booking_url=extra.booking_url,
+                        text_back=extra.text_back,
+                        hours=extra.hours,
+                        holidays=extra.holidays,
+                    )
+                )
         return tuple(result)
 
     def numbers(
@@ -580,7 +346,7 @@ class _Reader:
             number = to_e164(raw, region)
             if number is None:
                 expected = f"expected e.g. +15550001000 or a number valid in region {region}"
-                self.problem(item, item_path, f"{_shown(raw)} is not a phone number ({expected})")
+                self.problem(item, item_path, f"{shown(raw)} is not a phone number ({expected})")
                 continue
             line = item.start_mark.line + 1
             if number in owners:
@@ -628,10 +394,10 @@ class _Reader:
             if value is None:
                 continue
             if any(ch.isspace() for ch in value):
-                self.problem(item, item_path, f"{_shown(value)} contains spaces (expected {what})")
+                self.problem(item, item_path, f"{shown(value)} contains spaces (expected {what})")
                 continue
             if pattern is not None and not pattern.fullmatch(value):
-                self.problem(item, item_path, f"{_shown(value)} is not valid (expected {what})")
+                self.problem(item, item_path, f"{shown(value)} is not valid (expected {what})")
                 continue
             values.append(value)
         return values if len(values) == len(items) else None

@@ -1,23 +1,41 @@
-"""`callbuddy-pbx check --config F`: validate a configuration, list every problem, or summarise what it sets up."""
+"""`callbuddy-pbx check --config F`: validate a configuration, list every problem, or summarise what it sets up.
+
+For each business that texts, every message is rendered with a sample caller and time, with its encoding and
+segment count, so a curly quote that turns a text into UCS-2 (and doubles its cost) shows up before it is sent.
+Secrets (AMI secret, gateway passwords and tokens, header values, the webhook token) are only said to be set.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import unicodedata
+from datetime import datetime
+from datetime import time as time_of_day
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
-from callbuddy_pbx.config import SECRET_ENV_VAR, Config, load_config
+from callbuddy_pbx.config import SECRET_ENV_VAR, Business, Config, GatewayConfig, WebConfig, load_config
+from callbuddy_pbx.sms.text import CALLER_NAME_MAX, encoding_of, fields_of, non_gsm_characters, render, segments
+
+SAMPLE_CALLER = "Jane"
+SAMPLE_TIME = (2025, 11, 21, 15, 5)  # Fri Nov 21, 3:05 PM in the business's time zone
+_LONGEST_NAME = "W" * CALLER_NAME_MAX
 
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(summary(config))
+    warnings = texting_warnings(config)
     if not config.asterisk.secret:
-        print(f"warning: no AMI secret (set asterisk.secret or {SECRET_ENV_VAR}); `run` cannot log in", file=sys.stderr)
+        warnings.insert(0, f"no AMI secret (set asterisk.secret or {SECRET_ENV_VAR}); `run` cannot log in")
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
 def summary(config: Config) -> str:
-    """What the configuration means, in a few lines. The AMI secret is only said to be set, never shown."""
+    """What the configuration means, in a few lines. Secrets are only said to be set, never shown."""
     ami = config.asterisk
     lines = [
         f"{config.source}: OK",
@@ -30,11 +48,159 @@ def summary(config: Config) -> str:
             lines.append(
                 f"  {business.name}: {numbers} (time zone {business.timezone}, region {business.default_region})"
             )
+            lines.extend("    " + line for line in texting_lines(business))
     else:
         lines.append("Businesses: none (every call that starts in an inbound context is tracked)")
+    if config.gateways:
+        lines.append("Gateways:   " + "\n            ".join(gateway_line(gateway) for gateway in config.gateways))
+    if config.gateways or config.web != WebConfig():
+        lines.append(f"Web:        {web_line(config.web)}")
     lines.append(f"Inbound:    contexts {', '.join(config.inbound.contexts)}")
     if config.inbound.trunk_endpoints:
         lines.append(f"            trunks {', '.join(config.inbound.trunk_endpoints)}")
     lines.append(f"Database:   {config.storage.path}")
     lines.append(f"Logging:    {config.logging.level}, {config.logging.format}")
     return "\n".join(lines)
+
+
+def _messages(business: Business) -> list[tuple[str, str]]:
+    """(label, template) of every text a business can send."""
+    settings = business.text_back
+    messages = [("template", settings.template)]
+    if settings.after_hours_template is not None:
+        messages.append(("after_hours_template", settings.after_hours_template))
+    messages += [("help_text", settings.help_text), ("opt_out_text", settings.opt_out_text)]
+    return messages
+
+
+def _sample(business: Business, template: str, caller_name: str = SAMPLE_CALLER) -> str:
+    when = datetime(*SAMPLE_TIME, tzinfo=ZoneInfo(business.timezone))
+    return render(
+        template, business=business.name, booking_url=business.booking_url, caller_name=caller_name, when=when
+    )
+
+
+def _cost(text: str) -> str:
+    count = segments(text)
+    return f"{encoding_of(text)}, {count} segment{'s' if count > 1 else ''}"
+
+
+def texting_lines(business: Business) -> list[str]:
+    """The business's text-back settings, and each of its messages as a caller would read it."""
+    settings = business.text_back
+    if not settings.enabled:
+        return ["text-back: off"]
+    sender = settings.sender or "the number called"
+    window_h = f"{settings.window_s / 3600:g}"
+    lines = [
+        f"text-back: on after {', '.join(settings.outcomes)}",
+        f"  via {settings.gateway} from {sender}; at most one text per caller per {window_h} h",
+    ]
+    timing = []
+    if settings.hold_off_s:
+        timing.append(f"hold-off {settings.hold_off_s:g} s")
+    if settings.min_ring_s:
+        timing.append(f"no text when abandoned within {settings.min_ring_s:g} s")
+    if settings.quiet_hours is not None:
+        quiet = settings.quiet_hours
+        timing.append(f"quiet hours {quiet.start:%H:%M}-{quiet.end:%H:%M} (texts wait)")
+    if timing:
+        lines.append("  " + "; ".join(timing))
+    if business.hours is not None or business.holidays:
+        lines.append(f"  open: {_hours_text(business)}")
+    for label, template in _messages(business):
+        text = _sample(business, template)
+        lines.append(f"{label} ({_cost(text)}): {text}")
+    return lines
+
+
+def _hours_text(business: Business) -> str:
+    parts = []
+    if business.hours is not None:
+        for name, intervals in zip(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"), business.hours.days, strict=True):
+            spans = ", ".join(f"{_hhmm(start)}-{_hhmm(end)}" for start, end in intervals)
+            parts.append(f"{name} {spans or 'closed'}")
+    if business.holidays:
+        parts.append(f"closed on {len(business.holidays)} holiday{'s' if len(business.holidays) > 1 else ''}")
+    return "; ".join(parts)
+
+
+def _hhmm(value: time_of_day) -> str:
+    return "24:00" if value == time_of_day.max else f"{value:%H:%M}"
+
+
+def texting_warnings(config: Config) -> list[str]:
+    """What will work but probably not as meant: costly encodings, long texts, unused or unanswerable settings."""
+    warnings: list[str] = []
+    for business in config.businesses:
+        settings = business.text_back
+        if not settings.enabled:
+            continue
+        for label, template in _messages(business):
+            where = f"{business.name}: {label}"
+            text = _sample(business, template)
+            odd = non_gsm_characters(text)
+            if odd:
+                named = ", ".join(_character_name(char) for char in odd)
+                verb = "makes" if len(odd) == 1 else "make"
+                warnings.append(f"{where}: {named} {verb} the text UCS-2 (70 characters per segment instead of 160)")
+            count = segments(text)
+            if count > 1:
+                warnings.append(f"{where}: {count} segments (each text is billed as {count} messages)")
+            elif "caller_name" in fields_of(template):
+                longest = segments(_sample(business, template, _LONGEST_NAME))
+                if longest > 1:
+                    warnings.append(
+                        f"{where}: with a {CALLER_NAME_MAX}-character caller name it takes {longest} segments"
+                    )
+            if label in ("template", "after_hours_template") and "stop" not in text.lower():
+                warnings.append(f"{where}: does not say how to opt out (e.g. 'Reply STOP to opt out')")
+        if settings.after_hours_template is not None and business.hours is None and not business.holidays:
+            warnings.append(f"{business.name}: after_hours_template is never used (no hours or holidays are set)")
+        if settings.sender and not settings.sender.startswith("+"):
+            warnings.append(
+                f"{business.name}: sender {settings.sender!r} is not a phone number: callers cannot reply STOP or "
+                "HELP, and some countries (US, Canada) do not deliver texts from alphanumeric senders"
+            )
+    return warnings
+
+
+def _character_name(char: str) -> str:
+    return f"{char!r} ({unicodedata.name(char, f'U+{ord(char):04X}')})"
+
+
+def gateway_line(gateway: GatewayConfig) -> str:
+    """One gateway: where it sends, as whom, and whether its secrets are set (never their values)."""
+    rate = "unlimited" if gateway.rate_per_s == 0 else f"{gateway.rate_per_s:g}/s per sender"
+    if gateway.kind == "smpp":
+        where = f"{gateway.host}:{gateway.port} as {gateway.system_id}, password {_set(gateway.password)}"
+    elif gateway.kind == "twilio":
+        where = f"{_safe_url(gateway.url)}, auth token {_set(gateway.auth_token)}"
+    elif gateway.kind == "kannel":
+        where = f"{_safe_url(gateway.url)} as {gateway.username}, password {_set(gateway.password)}"
+    elif gateway.kind == "generic":
+        headers = (
+            f", headers {', '.join(name for name, _ in gateway.headers)} (values hidden)" if gateway.headers else ""
+        )
+        where = f"{gateway.method} {gateway.body_format} to {_safe_url(gateway.url)}{headers}"
+    else:
+        where = "texts are only recorded, never sent"
+    return f"{gateway.name} ({gateway.kind}): {where}; {rate}"
+
+
+def web_line(web: WebConfig) -> str:
+    public = f"public URL {web.public_url}" if web.public_url else "no public URL"
+    return f"{web.host}:{web.port}, {public}, webhook token {_set(web.webhook_token)}"
+
+
+def _set(secret: str) -> str:
+    return "set" if secret else "NOT set"
+
+
+def _safe_url(url: str) -> str:
+    """A URL without credentials or query string, which may carry keys."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    hidden = " (query hidden)" if parts.query else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{hidden}"
