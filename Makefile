@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench traces clean
+.PHONY: demo test lint bench traces clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/callbuddy-pbx demo
 
-test: $(STAMP)
+# Kannel (an HTTP SMS gateway from Debian) is a real peer in the tests.
+system-deps:
+	@if [ ! -x /usr/sbin/bearerbox ] || [ ! -x /usr/lib/kannel/test/fakesmsc ]; then \
+		echo "installing Kannel (kannel, kannel-extras) for the gateway tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kannel kannel-extras >/dev/null; \
+	fi
+
+test: $(STAMP) system-deps
 	$(BIN)/ruff check callbuddy_pbx tests bench
 	$(BIN)/ruff format --check callbuddy_pbx tests bench
 	$(BIN)/mypy
