@@ -1,4 +1,4 @@
-"""Wiring only: AMI client -> call tracker -> store. Everything with logic lives in the pieces it connects."""
+"""Wiring only: AMI client -> call tracker -> store (+ text-back). The logic lives in the pieces it connects."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from callbuddy_pbx.asterisk.tracker import CallTracker
 from callbuddy_pbx.config import Config
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.phone import mask
+from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.store.db import CallStore
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,11 @@ class CallService:
         store: CallStore,
         *,
         on_call: Callable[[CallRecord], None] | None = None,
+        text_back: TextBackService | None = None,
     ) -> None:
         self._store = store
         self._on_call = on_call
+        self.text_back = text_back
         self.tracker = CallTracker(InboundMatcher.from_config(config))
         self.ami = AmiClient(
             config.asterisk,
@@ -49,13 +52,16 @@ class CallService:
     async def run(self) -> None:
         """Run until cancelled or `stop()`; the store writer drains what was judged before returning."""
         writer = asyncio.create_task(self._write_calls(), name="call-writer")
-        ticker = asyncio.create_task(self._tick(), name="call-tick")
+        helpers = [asyncio.create_task(self._tick(), name="call-tick")]
+        if self.text_back is not None:
+            await self.text_back.start()
+            helpers.append(asyncio.create_task(self.text_back.outbox.run(), name="outbox"))
         try:
             await self.ami.run()
         finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             try:
                 await asyncio.wait_for(self._finished.join(), STOP_DRAIN_S)
             except TimeoutError:
@@ -63,6 +69,8 @@ class CallService:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
+            if self.text_back is not None:
+                await self.text_back.close()
 
     async def stop(self) -> None:
         await self.ami.close()
@@ -95,7 +103,10 @@ class CallService:
             while not self._finished.empty():
                 batch.append(self._finished.get_nowait())
             try:
-                self.calls_stored += await self._store.save_calls(batch)
+                if self.text_back is not None:
+                    self.calls_stored += await self.text_back.record_calls(batch)
+                else:
+                    self.calls_stored += await self._store.save_calls(batch)
             except Exception:
                 log.exception("could not store %d finished calls; retrying", len(batch))
                 for record in batch:

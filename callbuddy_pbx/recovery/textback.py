@@ -1,0 +1,145 @@
+"""Text-back: from finished calls to queued texts, and from receipts and replies (STOP, START, HELP) to their effects.
+
+Decisions are made by the pure policy; this module gathers the facts it needs, stores each call with its verdict and
+its text in one transaction, and hands receipts and replies from the gateways to the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from zoneinfo import ZoneInfo
+
+from callbuddy_pbx.config import Business, Config
+from callbuddy_pbx.model import CallRecord, Outcome
+from callbuddy_pbx.phone import mask, to_e164
+from callbuddy_pbx.recovery.outbox import Outbox
+from callbuddy_pbx.recovery.policy import Keyword, PolicyFacts, classify_inbound, decide
+from callbuddy_pbx.sms.gateway import DeliveryReport, InboundSms, SmsGateway
+from callbuddy_pbx.sms.text import render
+from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.store.messages import MessageStore, NewText, OutboxRow, SendUpdate, Verdict
+
+log = logging.getLogger(__name__)
+
+MAX_INBOUND_CHARS = 640
+
+
+class TextBackService:
+    def __init__(
+        self,
+        config: Config,
+        store: CallStore,
+        gateways: Mapping[str, SmsGateway],
+        *,
+        clock: Callable[[], float] = time.time,
+        on_update: Callable[[OutboxRow, SendUpdate], None] | None = None,
+    ) -> None:
+        self._config = config
+        self._gateways = gateways
+        self._clock = clock
+        self.messages = MessageStore(store)
+        rates = {g.name: g.rate_per_s for g in config.gateways}
+        self.outbox = Outbox(self.messages, gateways, rates=rates, clock=clock, on_update=on_update)
+        self._businesses = {b.name: b for b in config.businesses}
+        self._by_number = {n: b for b in config.businesses for n in b.numbers}
+        self._by_sender = {b.text_back.sender: b for b in config.businesses if b.text_back.sender}
+
+    async def start(self) -> None:
+        for name, gateway in self._gateways.items():
+            await gateway.start(partial(self.on_report, name), partial(self.on_inbound, name))
+
+    async def close(self) -> None:
+        for gateway in self._gateways.values():
+            await gateway.close()
+
+    # ---- calls -> texts -------------------------------------------------------------------------------------
+
+    async def record_calls(self, records: Sequence[CallRecord]) -> int:
+        """Store finished calls with the policy's verdict and, for those that get one, their text."""
+        now = self._clock()
+        verdicts: list[Verdict] = []
+        texts: list[NewText] = []
+        answered: list[tuple[str, str]] = []
+        texted_now: dict[tuple[str, str], float] = {}  # two missed calls from one caller in one batch: one text
+        for record in records:
+            business = self._businesses.get(record.business or "")
+            if business is not None and record.caller and record.outcome is Outcome.ANSWERED:
+                answered.append((record.caller, business.name))
+            facts = PolicyFacts()
+            if business is not None and record.caller:
+                pair = (record.caller, business.name)
+                stored = await self.messages.facts(record.caller, business.name, now - business.text_back.window_s)
+                last = max(filter(None, (stored.last_text_at, texted_now.get(pair))), default=None)
+                facts = PolicyFacts(opted_out=stored.opted_out, last_text_at=last)
+            decision = decide(record, business, facts, now)
+            verdicts.append(Verdict(record.linkedid, decision.send, decision.reason.value))
+            if decision.send and business is not None:
+                texted_now[(decision.to, business.name)] = now
+                texts.append(
+                    NewText(
+                        key=record.linkedid,
+                        kind="missed_call",
+                        to=decision.to,
+                        sender=decision.sender,
+                        gateway=decision.gateway,
+                        body=decision.text,
+                        send_at=decision.send_at,
+                        business=business.name,
+                        linkedid=record.linkedid,
+                    )
+                )
+        new = await self.messages.save_calls_with_texts(records, verdicts, texts, answered, now)
+        if texts:
+            self.outbox.wake()
+        return len(new)
+
+    # ---- gateways -> store ----------------------------------------------------------------------------------
+
+    async def on_report(self, gateway: str, report: DeliveryReport) -> None:
+        await self.messages.apply_report(gateway, report)
+
+    async def on_inbound(self, gateway: str, sms: InboundSms) -> None:
+        """A reply: STOP / START / HELP act for the business whose number was texted (all of them if unknown)."""
+        now = self._clock()
+        sender = to_e164(sms.sender, self._config.default_region) or sms.sender[:40]
+        text = sms.text[:MAX_INBOUND_CHARS]
+        business = self._business_texted(sms.to)
+        keyword = classify_inbound(text)
+        await self.messages.record_inbound(
+            gateway, sender, sms.to[:40], business.name if business else None, text, keyword.value, now
+        )
+        targets = [business] if business is not None else list(self._config.businesses)
+        log.info("reply from %s: %s (%d businesses)", mask(sender), keyword.value, len(targets))
+        replies: list[NewText] = []
+        for target in targets:
+            if keyword is Keyword.OPT_OUT:
+                if await self.messages.set_opt_out(sender, target.name, True, now):  # confirmed once, not per STOP
+                    replies.append(self._reply(target, "opt_out_confirmation", sender, sms.to, gateway, now))
+            elif keyword is Keyword.OPT_IN:
+                await self.messages.set_opt_out(sender, target.name, False, now)
+            elif keyword is Keyword.HELP and business is not None:
+                replies.append(self._reply(target, "help", sender, sms.to, gateway, now))
+        if replies and await self.messages.enqueue(replies, now):
+            self.outbox.wake()
+
+    def _business_texted(self, to: str) -> Business | None:
+        number = to_e164(to, self._config.default_region)
+        return self._by_number.get(number or "") or self._by_sender.get(to)
+
+    def _reply(self, business: Business, kind: str, to: str, our_number: str, gateway: str, now: float) -> NewText:
+        template = business.text_back.opt_out_text if kind == "opt_out_confirmation" else business.text_back.help_text
+        body = render(
+            template,
+            business=business.name,
+            booking_url=business.booking_url,
+            caller_name=None,
+            when=datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(business.timezone)),
+        )
+        sender = business.text_back.sender or our_number or (business.numbers[0] if business.numbers else "")
+        # The key makes a duplicated webhook harmless: the same reply in the same second is one text.
+        key = f"{kind}:{business.name}:{to}:{int(now)}"
+        return NewText(key, kind, to, sender, gateway, body, now, business=business.name)

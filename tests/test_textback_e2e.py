@@ -1,0 +1,138 @@
+"""End to end: a recorded Asterisk trace through the running service makes exactly one text per missed call."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from callbuddy_pbx.app import CallService
+from callbuddy_pbx.config import AsteriskConfig, Business, Config, GatewayConfig, StorageConfig, TextBack
+from callbuddy_pbx.model import CallRecord
+from callbuddy_pbx.recovery.textback import TextBackService
+from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
+from callbuddy_pbx.sms.gateway import SmsGateway
+from callbuddy_pbx.sms.simulated import SimulatedGateway
+from callbuddy_pbx.store.db import CallStore
+from tests.traces import Trace, all_traces
+
+TRACES = all_traces()
+TRACE_DIDS = tuple(f"+1555000{n}" for n in ("1000", "1001", "1003", "1004", "1007", "1008", "1009", "1010", "1013"))
+SALON = Business(name="Glow Salon", numbers=TRACE_DIDS, timezone="America/New_York", booking_url="https://glow.example")
+
+
+def salon_config(port: int, db: Path, gateway: str = "sim", kind: str = "simulated") -> Config:
+    salon = dataclasses.replace(SALON, text_back=TextBack(gateway=gateway))
+    return Config(
+        asterisk=AsteriskConfig(port=port, secret="s3cret", reconnect_min_s=0.05, reconnect_max_s=0.2),
+        businesses=(salon,),
+        gateways=(GatewayConfig(name=gateway, kind=kind, rate_per_s=0),),
+        storage=StorageConfig(db),
+    )
+
+
+@dataclass
+class Running:
+    server: SimulatedAmiServer
+    service: CallService
+    store: CallStore
+    text_back: TextBackService
+    calls: list[CallRecord]
+
+    async def wait_for_calls(self, count: int, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.calls) < count:
+                await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def text_back_service(tmp_path: Path, gateway: SmsGateway, *, kind: str = "simulated") -> AsyncIterator[Running]:
+    server = SimulatedAmiServer(secret="s3cret")
+    await server.start()
+    config = salon_config(server.port, tmp_path / "calls.sqlite3", gateway.name, kind)
+    store = await CallStore.open(config.storage.path)
+    text_back = TextBackService(config, store, {gateway.name: gateway})
+    calls: list[CallRecord] = []
+    service = CallService(config, store, on_call=calls.append, text_back=text_back)
+    task = asyncio.create_task(service.run())
+    try:
+        await asyncio.wait_for(service.ready.wait(), 5)
+        yield Running(server, service, store, text_back, calls)
+    finally:
+        await service.stop()
+        await asyncio.wait_for(task, 10)
+        await store.close()
+        await server.stop()
+
+
+async def settle(gateway: SimulatedGateway, expected: int, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while len(gateway.sent) < expected:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # and nothing more
+
+
+@pytest.mark.parametrize("trace", TRACES, ids=[t.name for t in TRACES])
+async def test_each_trace_texts_exactly_its_missed_callers(trace: Trace, tmp_path: Path) -> None:
+    gateway = SimulatedGateway("sim")
+    async with text_back_service(tmp_path, gateway) as run:
+        await run.server.replay_raw(trace.raw)
+        await run.wait_for_calls(len(trace.expected()))
+        missed = [c for c in trace.expected() if c.missed]
+        await settle(gateway, len(missed))
+        assert sorted(sms.to for sms in gateway.sent) == sorted(f"+{c.caller}" for c in missed)
+        for sms in gateway.sent:
+            assert sms.text.startswith("Hi, this is Glow Salon. Sorry we missed your call!")
+            assert "https://glow.example" in sms.text
+        rows = await run.text_back.messages.list_messages()
+        assert len(rows) == len(missed)
+
+
+async def test_replaying_the_same_stream_again_sends_nothing_more(tmp_path: Path) -> None:
+    trace = next(t for t in TRACES if t.name.startswith("01-"))
+    gateway = SimulatedGateway("sim")
+    async with text_back_service(tmp_path, gateway) as run:
+        await run.server.replay_raw(trace.raw)
+        await run.wait_for_calls(1)
+        await settle(gateway, 1)
+        run.server.drop_clients()  # a reconnect, then Asterisk's stream is delivered again (same linkedid)
+        await asyncio.sleep(0.5)
+        await run.server.replay_raw(trace.raw)
+        await run.wait_for_calls(2)
+        await settle(gateway, 1)
+        assert len(gateway.sent) == 1
+
+
+async def test_a_second_missed_call_inside_the_window_gets_no_second_text(tmp_path: Path) -> None:
+    first = next(t for t in TRACES if t.name.startswith("01-"))
+    second = next(t for t in TRACES if t.name.startswith("02-"))  # same caller, another call
+    gateway = SimulatedGateway("sim")
+    async with text_back_service(tmp_path, gateway) as run:
+        await run.server.replay_raw(first.raw)
+        await run.server.replay_raw(second.raw)
+        await run.wait_for_calls(2)
+        await settle(gateway, 1)
+        assert len(gateway.sent) == 1
+        verdict = await run.text_back.messages.verdict(run.calls[1].linkedid)
+        assert verdict is not None and (verdict.send, verdict.reason) == (False, "already_texted_in_window")
+
+
+async def test_stop_opts_out_confirms_once_and_later_missed_calls_get_no_text(tmp_path: Path) -> None:
+    gateway = SimulatedGateway("sim")
+    async with text_back_service(tmp_path, gateway) as run:
+        await gateway.receive("+15557654321", "+15550001000", "Stop.")
+        await gateway.receive("+15557654321", "+15550001000", "STOP")  # a second STOP: no second confirmation
+        await settle(gateway, 1)
+        (confirmation,) = gateway.sent
+        assert confirmation.to == "+15557654321" and "no more texts" in confirmation.text
+        await run.server.replay_raw(next(t for t in TRACES if t.name.startswith("01-")).raw)
+        await run.wait_for_calls(1)
+        await asyncio.sleep(0.3)
+        assert len(gateway.sent) == 1
+        verdict = await run.text_back.messages.verdict(run.calls[0].linkedid)
+        assert verdict is not None and verdict.reason == "opted_out"
