@@ -1,0 +1,95 @@
+"""kill -9 of the real service between detecting a missed call and sending its text: after a restart, one text."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import sys
+from pathlib import Path
+
+from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
+from callbuddy_pbx.sim.http_gateway import FakeTwilioApi
+from tests.traces import all_traces, drop_headers
+
+EXE = Path(sys.executable).parent / "callbuddy-pbx"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_config(path: Path, ami_port: int, twilio: FakeTwilioApi) -> None:
+    path.write_text(
+        f"""
+asterisk: {{host: 127.0.0.1, port: {ami_port}, username: callbuddy, secret: s3cret,
+           reconnect_min_s: 0.1, reconnect_max_s: 0.5}}
+businesses:
+  - name: Glow Salon
+    numbers: ["+15550001000"]
+    booking_url: https://glow.example
+    text_back:
+      hold_off_seconds: 1.5
+gateways:
+  - {{name: twilio, kind: twilio, account_sid: {twilio.account_sid}, auth_token: {twilio.auth_token},
+     url: "{twilio.url}"}}
+web: {{host: 127.0.0.1, port: {free_port()}, public_url: "http://127.0.0.1:9", webhook_token: 0123456789abcdef}}
+storage: {{path: calls.sqlite3}}
+"""
+    )
+
+
+def text_states(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        try:
+            return [row[0] for row in conn.execute("SELECT state FROM messages")]
+        except sqlite3.OperationalError:  # not migrated yet
+            return []
+
+
+async def start_service(config: Path) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        str(EXE), "run", "--config", str(config), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+
+
+async def wait_until(predicate: object, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():  # type: ignore[operator]
+            await asyncio.sleep(0.02)
+
+
+async def test_kill_9_between_detection_and_send_still_sends_exactly_one_text(tmp_path: Path) -> None:
+    trace = next(t for t in all_traces() if t.name.startswith("01-"))
+    config, db = tmp_path / "callbuddy.yaml", tmp_path / "calls.sqlite3"
+    async with FakeTwilioApi() as twilio:
+        server = SimulatedAmiServer(secret="s3cret")
+        await server.start()
+        write_config(config, server.port, twilio)
+        service = await start_service(config)
+        try:
+            await wait_until(lambda: server.clients > 0)
+            await server.replay_raw(drop_headers(trace.raw, "Timestamp"))  # the call ends now, not when recorded
+            await wait_until(lambda: text_states(db) == ["queued"])  # decided and stored, waiting for its hold-off
+            os.kill(service.pid, signal.SIGKILL)
+            await service.wait()
+            assert twilio.messages == []
+
+            service = await start_service(config)
+            await wait_until(lambda: len(twilio.messages) == 1)
+            await asyncio.sleep(1.0)  # time for a wrong second send
+            assert len(twilio.messages) == 1
+            assert twilio.messages[0].to == "+15557654321"
+            assert text_states(db) == ["sent"]
+        finally:
+            if service.returncode is None:
+                service.send_signal(signal.SIGTERM)
+                _, err = await asyncio.wait_for(service.communicate(), 10)
+                assert service.returncode == 0, err.decode()[-2000:]
+            await server.stop()
