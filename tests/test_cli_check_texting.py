@@ -11,7 +11,7 @@ from callbuddy_pbx.cli import main
 
 SECRETS = {
     "AMI_SECRET": "ami-secret-0000",
-    "SMPP_PASSWORD": "smpp-pw-0001",
+    "SMPP_PASSWORD": "smpp-pw1",
     "TWILIO_TOKEN": "twilio-token-0002",
     "KANNEL_PASSWORD": "kannel-pw-0003",
     "TOKEN": "bearer-token-0004",

@@ -18,7 +18,7 @@ from callbuddy_pbx.config import (
 )
 
 SECRETS = {
-    "SMPP_PASSWORD": "smpp-pw-0001",
+    "SMPP_PASSWORD": "smpp-pw1",
     "TWILIO_SID": "AC0123456789abcdef0123456789abcdef",
     "TWILIO_TOKEN": "twilio-token-0002",
     "KANNEL_PASSWORD": "kannel-pw-0003",
@@ -136,7 +136,7 @@ def test_full_example_loads(write):
         "127.0.0.1",
         2775,
         "callbuddy",
-        "smpp-pw-0001",
+        "smpp-pw1",
     )
     assert smsc.rate_per_s == 1.0
     assert (twilio.account_sid, twilio.auth_token) == (SECRETS["TWILIO_SID"], "twilio-token-0002")
@@ -592,3 +592,18 @@ def test_problems_across_sections_come_in_file_order(write):
         """
     )
     assert [problem.split(":")[1] for problem in problems_of(path)] == ["1", "6", "8"]
+
+
+def test_smpp_credentials_longer_than_the_protocol_allows_are_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "gateways:\n"
+        "  - name: smsc\n"
+        "    kind: smpp\n"
+        "    host: 127.0.0.1\n"
+        "    system_id: callbuddy\n"
+        "    password: much-too-long\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert error.value.problems == [f"{path}:6: gateways[0].password: is 13 characters; SMPP allows 8"]
