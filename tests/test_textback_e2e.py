@@ -19,15 +19,17 @@ from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.sms.gateway import SmsGateway
 from callbuddy_pbx.sms.simulated import SimulatedGateway
 from callbuddy_pbx.store.db import CallStore
-from tests.traces import Trace, all_traces
+from tests.traces import Trace, all_traces, drop_headers
 
 TRACES = all_traces()
 TRACE_DIDS = tuple(f"+1555000{n}" for n in ("1000", "1001", "1003", "1004", "1007", "1008", "1009", "1010", "1013"))
 SALON = Business(name="Glow Salon", numbers=TRACE_DIDS, timezone="America/New_York", booking_url="https://glow.example")
 
 
-def salon_config(port: int, db: Path, gateway: str = "sim", kind: str = "simulated") -> Config:
-    salon = dataclasses.replace(SALON, text_back=TextBack(gateway=gateway))
+def salon_config(
+    port: int, db: Path, gateway: str = "sim", kind: str = "simulated", text_back: TextBack | None = None
+) -> Config:
+    salon = dataclasses.replace(SALON, text_back=dataclasses.replace(text_back or TextBack(), gateway=gateway))
     return Config(
         asterisk=AsteriskConfig(port=port, secret="s3cret", reconnect_min_s=0.05, reconnect_max_s=0.2),
         businesses=(salon,),
@@ -51,10 +53,12 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def text_back_service(tmp_path: Path, gateway: SmsGateway, *, kind: str = "simulated") -> AsyncIterator[Running]:
+async def text_back_service(
+    tmp_path: Path, gateway: SmsGateway, *, kind: str = "simulated", text_back: TextBack | None = None
+) -> AsyncIterator[Running]:
     server = SimulatedAmiServer(secret="s3cret")
     await server.start()
-    config = salon_config(server.port, tmp_path / "calls.sqlite3", gateway.name, kind)
+    config = salon_config(server.port, tmp_path / "calls.sqlite3", gateway.name, kind, text_back)
     store = await CallStore.open(config.storage.path)
     text_back = TextBackService(config, store, {gateway.name: gateway})
     calls: list[CallRecord] = []
@@ -136,3 +140,29 @@ async def test_stop_opts_out_confirms_once_and_later_missed_calls_get_no_text(tm
         assert len(gateway.sent) == 1
         verdict = await run.text_back.messages.verdict(run.calls[0].linkedid)
         assert verdict is not None and verdict.reason == "opted_out"
+
+
+async def test_an_answered_call_during_the_hold_off_cancels_the_waiting_text(tmp_path: Path) -> None:
+    missed, answered = (next(t for t in TRACES if t.name.startswith(n)) for n in ("01-", "03-"))
+    gateway = SimulatedGateway("sim")
+    async with text_back_service(tmp_path, gateway, text_back=TextBack(hold_off_s=1.0)) as run:
+        await run.server.replay_raw(drop_headers(missed.raw, "Timestamp"))  # ends now: the hold-off runs from here
+        await run.wait_for_calls(1)
+        await run.server.replay_raw(drop_headers(answered.raw, "Timestamp"))  # Jane calls again; desk 101 answers
+        await run.wait_for_calls(2)
+        await asyncio.sleep(1.5)
+        assert gateway.sent == []
+        (row,) = await run.text_back.messages.list_messages()
+        assert (row.state, row.error) == ("cancelled", "answered on a later call")
+
+
+async def test_without_a_later_answer_the_held_off_text_goes_out_after_the_hold_off(tmp_path: Path) -> None:
+    missed = next(t for t in TRACES if t.name.startswith("01-"))
+    gateway = SimulatedGateway("sim")
+    async with text_back_service(tmp_path, gateway, text_back=TextBack(hold_off_s=0.5)) as run:
+        await run.server.replay_raw(drop_headers(missed.raw, "Timestamp"))
+        await run.wait_for_calls(1)
+        assert gateway.sent == []
+        await settle(gateway, 1)
+        (row,) = await run.text_back.messages.list_messages()
+        assert row.sent_at is not None and row.sent_at - run.calls[0].ended_at >= 0.5
