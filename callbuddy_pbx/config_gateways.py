@@ -154,9 +154,9 @@ class GatewayReader:
                 enquire_link_s=values.number("enquire_link_seconds", "seconds", allow_zero=False, default=30.0),
             )
             # SMPP 3.4 fields are C-octet strings of fixed maximum size; longer values would be cut on the wire.
-            for key, value, limit in (("system_id", gateway.system_id, 15), ("password", gateway.password, 8)):
-                if len(value) > limit:
-                    self.r.problem(section[key], f"{path}.{key}", f"is {len(value)} characters; SMPP allows {limit}")
+            for key, text, limit in (("system_id", gateway.system_id, 15), ("password", gateway.password, 8)):
+                if len(text) > limit:
+                    self.r.problem(section[key], f"{path}.{key}", f"is {len(text)} characters; SMPP allows {limit}")
         elif kind == "twilio":
             gateway = GatewayConfig(
                 name or "",

@@ -13,7 +13,7 @@ from callbuddy_pbx.store.db import CallStore
 
 
 def test_demo_prints_every_call_and_stores_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["demo", "--data-dir", str(tmp_path), "--calls", "10", "--speed", "400"])
+    code = main(["demo", "--data-dir", str(tmp_path), "--calls", "20", "--speed", "400", "--seed", "7"])
     out = capsys.readouterr().out
     assert code == 0, out
     lines = [line for line in out.splitlines() if re.match(r"\d\d:\d\d:\d\d  ", line)]
@@ -21,6 +21,11 @@ def test_demo_prints_every_call_and_stores_it(tmp_path: Path, capsys: pytest.Cap
     assert summary is not None, out
     assert len(lines) == int(summary.group(1)) > 0
     assert sum("MISSED (" in line for line in lines) == int(summary.group(2))
+    texts = re.search(r"(\d+) texts sent to missed callers, (\d+) delivered", out)
+    assert texts is not None, out
+    sms_lines = [line for line in out.splitlines() if line.strip().startswith("SMS to +1 ")]
+    assert 0 < len(sms_lines) == int(texts.group(1)) == int(texts.group(2))  # each text printed once, each delivered
+    assert all("Sorry we missed your call!" in line for line in sms_lines)
 
     async def stored() -> int:
         async with await CallStore.open(tmp_path / "callbuddy.sqlite3") as store:

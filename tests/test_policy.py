@@ -322,3 +322,15 @@ def test_help_words(text):
 )
 def test_other_messages(text):
     assert classify_inbound(text) is Keyword.OTHER
+
+
+def test_a_pbx_clock_ahead_of_ours_does_not_postpone_the_text() -> None:
+    business = Business(name="Glow Salon", numbers=("+15550001000",), text_back=TextBack(gateway="smsc"))
+    now = 1_800_000_000.0
+    call = CallRecord(
+        linkedid="x", business="Glow Salon", did="+15550001000", caller="+15557654321", caller_raw="15557654321",
+        caller_name=None, outcome=Outcome.NO_ANSWER, answered_by=None, started_at=now + 290, ring_at=now + 290,
+        answered_at=None, ended_at=now + 300, hangup_cause=16,
+    )  # fmt: skip
+    decision = decide(call, business, PolicyFacts(), now)
+    assert decision.send and decision.send_at == now

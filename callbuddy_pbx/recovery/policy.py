@@ -109,7 +109,8 @@ def decide(call: CallRecord, business: Business | None, facts: PolicyFacts, now:
         caller_name=call.caller_name,
         when=called_at.astimezone(zone),
     )
-    earliest = max(now, call.ended_at + settings.hold_off_s)
+    # A PBX clock running ahead of ours must not postpone the text: the call cannot have ended after `now`.
+    earliest = max(now, min(call.ended_at, now) + settings.hold_off_s)
     moment = datetime.fromtimestamp(earliest, UTC)
     allowed = next_allowed(settings.quiet_hours, zone, moment)
     deferred = allowed > moment

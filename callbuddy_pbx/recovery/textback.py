@@ -37,8 +37,10 @@ class TextBackService:
         *,
         clock: Callable[[], float] = time.time,
         on_update: Callable[[OutboxRow, SendUpdate], None] | None = None,
+        on_receipt: Callable[[str, DeliveryReport], None] | None = None,
     ) -> None:
         self._config = config
+        self._on_receipt = on_receipt
         self._gateways = gateways
         self._clock = clock
         self.messages = MessageStore(store)
@@ -101,6 +103,8 @@ class TextBackService:
 
     async def on_report(self, gateway: str, report: DeliveryReport) -> None:
         await self.messages.apply_report(gateway, report)
+        if self._on_receipt is not None:
+            self._on_receipt(gateway, report)
 
     async def on_inbound(self, gateway: str, sms: InboundSms) -> None:
         """A reply: STOP / START / HELP act for the business whose number was texted (all of them if unknown)."""
