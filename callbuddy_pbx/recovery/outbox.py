@@ -66,8 +66,11 @@ class Outbox:
             while True:
                 self._wakeup.clear()
                 wait = await self._dispatch_due()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that arrives just as
+                # the event is set, and this loop would never stop.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._wakeup.wait()
         finally:
             for task in list(self._in_flight):
                 task.cancel()

@@ -204,31 +204,40 @@ class MessageStore:
 
     async def claim(self, ids: Sequence[int], now: float) -> list[int]:
         """Mark queued texts as `sending` (only those still queued: a cancel may have won the race)."""
-        claimed: list[int] = []
-        async with self._calls.transaction() as conn:
-            for ident in ids:
-                async with conn.execute(
-                    "UPDATE messages SET state = 'sending', updated_at = ? WHERE id = ? AND state = 'queued'",
-                    (now, ident),
-                ) as cursor:
-                    if cursor.rowcount:
-                        claimed.append(ident)
-        return claimed
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))  # placeholders only; the values are bound
+        async with (
+            self._calls.transaction() as conn,
+            conn.execute(
+                f"UPDATE messages SET state = 'sending', updated_at = ? WHERE state = 'queued' AND id IN ({marks})"  # noqa: S608
+                " RETURNING id",
+                (now, *ids),
+            ) as cursor,
+        ):
+            return [row[0] for row in await cursor.fetchall()]
 
     async def apply_send_results(self, updates: Sequence[SendUpdate]) -> None:
         """Record send attempts; receipts that arrived before their send was recorded are applied now."""
         async with self._calls.transaction() as conn:
+            await conn.executemany(
+                "UPDATE messages SET state = ?, attempts = ?, send_at = ?, message_id = COALESCE(?, message_id),"
+                " error = ?, updated_at = ?,"
+                " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,"
+                " done_at = CASE WHEN ? IN ('failed', 'expired', 'delivered') THEN ? ELSE done_at END"
+                " WHERE id = ? AND state = 'sending'",
+                [
+                    (u.state, u.attempts, u.send_at, u.message_id, u.error, u.at, u.state, u.at, u.state, u.at, u.id)
+                    for u in updates
+                ],
+            )
+            async with conn.execute("SELECT EXISTS (SELECT 1 FROM early_reports)") as cursor:
+                row = await cursor.fetchone()
+            if not (row and row[0]):
+                return
             for u in updates:
-                await conn.execute(
-                    "UPDATE messages SET state = ?, attempts = ?, send_at = ?, message_id = COALESCE(?, message_id),"
-                    " error = ?, updated_at = ?,"
-                    " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,"
-                    " done_at = CASE WHEN ? IN ('failed', 'expired', 'delivered') THEN ? ELSE done_at END"
-                    " WHERE id = ? AND state = 'sending'",
-                    (u.state, u.attempts, u.send_at, u.message_id, u.error, u.at, u.state, u.at, u.state, u.at, u.id),
-                )
-            early = [u for u in updates if u.message_id]
-            for u in early:
+                if not u.message_id:
+                    continue
                 async with conn.execute(
                     "SELECT m.gateway, e.state, e.error_code, e.detail, e.received_at FROM early_reports AS e"
                     " JOIN messages AS m ON m.gateway = e.gateway AND m.message_id = e.message_id WHERE m.id = ?"
@@ -237,7 +246,7 @@ class MessageStore:
                 ) as cursor:
                     reports = await cursor.fetchall()
                 for gateway, state, error_code, detail, at in reports:
-                    await self._apply_report(conn, gateway, u.message_id or "", state, error_code, detail, at)
+                    await self._apply_report(conn, gateway, u.message_id, state, error_code, detail, at)
 
     # ---- receipts -------------------------------------------------------------------------------------------
 
