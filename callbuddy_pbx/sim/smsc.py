@@ -46,6 +46,8 @@ SUBMIT_SM_RESP = 0x80000004
 DATA_SM_RESP = 0x80000103
 RESPONSE_BIT = 0x80000000
 RECEIPT = 0x04  # esm_class of a delivery receipt
+STOP_SETTLE_S = 0.2
+
 # smpp34 sets its ESME_*/TLV_* constants at import time, out of mypy's sight; smpplib's have the same values.
 TLV_RECEIPTED_MESSAGE_ID = int(smpp_consts.OPTIONAL_PARAMS["receipted_message_id"])
 TLV_MESSAGE_STATE = int(smpp_consts.OPTIONAL_PARAMS["message_state"])
@@ -184,6 +186,9 @@ class SimulatedSmsc:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.stop()
+            # smpp34's Rust runtime finishes its sessions on its own threads after stop(); let it, so that none of
+            # them calls back into Python while the interpreter shuts down (seen: an abort at exit under load).
+            await asyncio.sleep(STOP_SETTLE_S)
         if self._front is not None:
             await self._front.wait_closed()
         self._server = self._front = None
