@@ -14,15 +14,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def ami_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+def secrets_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AMI_SECRET", "from-the-environment")
+    monkeypatch.setenv("SMPP_PASSWORD", "smpp-pw1")
+    monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", "twilio-token-from-env")
+    monkeypatch.setenv("WEBHOOK_TOKEN", "webhook-token-from-the-environment")
 
 
 def test_example_config_passes_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--config", str(ROOT / "asterisk_conf" / "callbuddy.example.yaml")]) == 0
     out = capsys.readouterr().out
     assert "Glow Salon" in out
-    assert "from-the-environment" not in out  # the secret is never printed
+    assert "from-the-environment" not in out  # secrets are never printed
+    assert "smpp-pw1" not in out and "twilio-token" not in out
 
 
 def test_readme_config_example_loads(tmp_path: Path) -> None:
@@ -33,6 +38,8 @@ def test_readme_config_example_loads(tmp_path: Path) -> None:
     config = load_config(path)
     assert [b.name for b in config.businesses] == ["Glow Salon", "Bright Smile Dental"]
     assert config.businesses[0].numbers == ("+15550001000", "+15550001003")
+    assert [g.name for g in config.gateways] == ["smsc", "twilio"]
+    assert config.businesses[0].text_back.quiet_hours is not None
 
 
 def test_manager_conf_gives_the_event_classes_the_readme_asks_for() -> None:
