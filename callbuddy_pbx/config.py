@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from callbuddy_pbx.config_gateways import GATEWAY_KINDS, GatewayConfig, GatewayReader, WebConfig
+from callbuddy_pbx.config_pbx import PbxConfig
 from callbuddy_pbx.config_reader import NULL, Reader, shown
 from callbuddy_pbx.config_texting import (
     BUSINESS_TEXTING_KEYS,
@@ -131,6 +132,7 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     gateways: tuple[GatewayConfig, ...] = ()
     web: WebConfig = field(default_factory=WebConfig)
+    pbx: PbxConfig = field(default_factory=PbxConfig)  # phones, ring groups, trunks: what `render` writes
     default_region: str = "US"  # for callers' numbers when no business applies
     source: str | None = None  # the file this came from, for messages
 
