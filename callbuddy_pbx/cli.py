@@ -1,4 +1,4 @@
-"""Command line: `callbuddy-pbx run | demo | check | calls | replay`."""
+"""Command line: `callbuddy-pbx run | demo | check | calls | messages | replay | secrets`."""
 
 from __future__ import annotations
 
@@ -45,9 +45,20 @@ def build_parser() -> argparse.ArgumentParser:
     messages.add_argument("--limit", type=int, default=100, help="at most this many texts, newest first (default 100)")
     messages.add_argument("--json", action="store_true", help="one JSON object per line")
 
+    render = commands.add_parser("render", help="write Asterisk's configuration for the PBX the YAML describes")
+    render.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    render.add_argument("--out", required=True, help="directory for the .conf files (e.g. /etc/asterisk)")
+    render.add_argument("--force", action="store_true", help="also overwrite files callbuddy-pbx did not write")
+
     replay = commands.add_parser("replay", help="classify the calls in a recorded AMI stream (ami.raw)")
     replay.add_argument("file", help="recorded AMI stream, as read from the socket")
     replay.add_argument("--config", "-c", help="YAML configuration (businesses and inbound rules)")
+
+    secrets = commands.add_parser("secrets", help="print strong random secrets for SIP phones and pbx.secret_key")
+    secrets.add_argument("--count", "-n", type=int, default=1, help="how many secrets, one per line (default 1)")
+    secrets.add_argument(
+        "--length", type=int, default=32, help="characters per secret, at least 12 (default 32: enough for secret_key)"
+    )
     return parser
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from callbuddy_pbx.config_gateways import GATEWAY_KINDS, GatewayConfig, GatewayReader, WebConfig
-from callbuddy_pbx.config_pbx import PbxConfig
+from callbuddy_pbx.config_pbx import PbxConfig, PbxReader, public_address
 from callbuddy_pbx.config_reader import NULL, Reader, shown
 from callbuddy_pbx.config_texting import (
     BUSINESS_TEXTING_KEYS,
@@ -140,7 +140,7 @@ class Config:
 # ---------------------------------------------------------------------------------------------------------------------
 # YAML loader: walks yaml's node tree (not the constructed objects) so every problem can name its file and line.
 
-_TOP_KEYS = ("default_region", "asterisk", "businesses", "inbound", "storage", "logging", "gateways", "web")
+_TOP_KEYS = ("default_region", "asterisk", "businesses", "inbound", "storage", "logging", "gateways", "web", "pbx")
 _ASTERISK_KEYS = ("host", "port", "username", "secret")
 _TIMING_KEYS = (
     "connect_timeout_s",
@@ -229,6 +229,7 @@ class _Reader(Reader):
         texting.finish()
         web = senders.web(top.get("web", empty))
         senders.finish(web)
+        pbx = PbxReader(self, businesses, region).pbx(top.get("pbx", empty), base_dir)  # after the businesses
         return Config(
             asterisk=self.asterisk(top.get("asterisk", empty)),
             businesses=businesses,
@@ -237,6 +238,7 @@ class _Reader(Reader):
             logging=self.logging(top.get("logging", empty)),
             gateways=gateways,
             web=web,
+            pbx=pbx,
             default_region=region,
             source=self.source,
         )
@@ -249,6 +251,13 @@ class _Reader(Reader):
         host, port, username, secret = base.host, base.port, base.username, base.secret
         if "host" in section:
             host = self.non_empty(section["host"], "asterisk.host", "a host name or address") or host
+            if public_address(host) is not None:  # an IP literal only: names are not resolved while reading
+                self.problem(
+                    section["host"],
+                    "asterisk.host",
+                    f"{host} is a public address: AMI must not be reached over the internet; "
+                    "put CallBuddy on the PBX host or a private network",
+                )
         if "port" in section:
             port = self.integer(section["port"], "asterisk.port", 1, 65535) or port
         if "username" in section:
