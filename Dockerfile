@@ -1,14 +1,22 @@
-# CallBuddy PBX service image. Build: docker build -t callbuddy-pbx .
-# Run:   docker run -v /srv/callbuddy:/data -e AMI_SECRET=... callbuddy-pbx run --config /data/callbuddy.yaml
+# CallBuddy PBX service image: docker build -t callbuddy-pbx .
+# Run it next to an existing Asterisk (AMI on the host's loopback, hence --network host):
+#   docker run -d --name callbuddy --network host --env-file /etc/callbuddy/secrets.env \
+#     -v /etc/callbuddy/callbuddy.yaml:/etc/callbuddy/callbuddy.yaml:ro -v callbuddy-data:/data callbuddy-pbx
+# The config's storage.path should be /data/callbuddy.sqlite3 (the volume).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY callbuddy_pbx ./callbuddy_pbx
-RUN pip install --no-cache-dir . && useradd --system --home /data callbuddy && mkdir -p /data && chown callbuddy /data
+RUN pip install --no-cache-dir . \
+    && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin callbuddy \
+    && mkdir -p /data /etc/callbuddy && chown callbuddy /data
 
 USER callbuddy
 VOLUME ["/data"]
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4)"
 ENTRYPOINT ["callbuddy-pbx"]
-CMD ["run", "--config", "/data/callbuddy.yaml"]
+CMD ["run", "--config", "/etc/callbuddy/callbuddy.yaml"]
