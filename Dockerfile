@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY callbuddy_pbx ./callbuddy_pbx
+COPY sip_trunks /usr/share/callbuddy/sip_trunks
 RUN pip install --no-cache-dir . \
     && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin callbuddy \
     && mkdir -p /data /etc/callbuddy && chown callbuddy /data

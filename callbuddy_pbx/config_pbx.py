@@ -7,6 +7,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,14 @@ from callbuddy_pbx.phone import to_e164
 RING_STRATEGIES: tuple[str, ...] = ("ring_all", "in_order")
 NO_ANSWER_ACTIONS: tuple[str, ...] = ("hangup", "voicemail", "forward")
 ASTERISK_VERSIONS: tuple[int, ...] = (20, 22)
-# The repository's provider templates; `pbx.templates_dir` overrides it (relative to the configuration file).
-DEFAULT_TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "sip_trunks"
+# The provider templates: beside the package in a checkout, or where an install put them (the Docker image copies
+# them to /usr/share/callbuddy); `pbx.templates_dir` overrides it (relative to the configuration file).
+_TEMPLATE_PLACES = (
+    Path(__file__).resolve().parents[1] / "sip_trunks",
+    Path(sys.prefix) / "share" / "callbuddy" / "sip_trunks",
+    Path("/usr/share/callbuddy/sip_trunks"),
+)
+DEFAULT_TEMPLATES_DIR = next((place for place in _TEMPLATE_PLACES if place.is_dir()), _TEMPLATE_PLACES[0])
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ from callbuddy_pbx.config_pbx import AUTO_SECRET, Phone, RingGroup, Trunk
 from callbuddy_pbx.pbx_secrets import derive_secret
 
 MARKER = "; Written by callbuddy-pbx render"
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "sip_trunks"
 ARI_USER = "callbuddy"
 CODECS = "ulaw,alaw,g722"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
@@ -39,13 +38,13 @@ def voicemail_pin(config: Config, phone: Phone) -> str:
     return digits[:6]
 
 
-def render_all(config: Config, templates_dir: Path = TEMPLATES_DIR) -> dict[str, str]:
+def render_all(config: Config) -> dict[str, str]:
     """Every file, by name, with its text."""
     files = {
         "manager.conf": render_manager(config),
         "http.conf": render_http(),
         "ari.conf": render_ari(config),
-        "pjsip.conf": render_pjsip(config, templates_dir),
+        "pjsip.conf": render_pjsip(config, config.pbx.templates_dir),
         "extensions.conf": render_extensions(),
         "extensions_callbuddy.conf": render_dialplan(config),
         "voicemail.conf": render_voicemail(config),
