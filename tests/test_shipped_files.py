@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,8 @@ def secrets_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TWILIO_ACCOUNT_SID", "AC" + "0" * 32)
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", "twilio-token-from-env")
     monkeypatch.setenv("WEBHOOK_TOKEN", "webhook-token-from-the-environment")
+    monkeypatch.setenv("PBX_SECRET_KEY", "pbx-secret-key-from-the-environment-0123")
+    monkeypatch.setenv("TRUNK_PASSWORD", "trunk-password-from-env")
 
 
 def test_example_config_passes_check(capsys: pytest.CaptureFixture[str]) -> None:
@@ -40,6 +44,19 @@ def test_readme_config_example_loads(tmp_path: Path) -> None:
     assert config.businesses[0].numbers == ("+15550001000", "+15550001003")
     assert [g.name for g in config.gateways] == ["smsc", "twilio"]
     assert config.businesses[0].text_back.quiet_hours is not None
+    assert [g.number for g in config.pbx.ring_groups] == ["+15550001000", "+15550001003", "+15550001007"]
+
+
+def test_readme_config_renders_a_dialplan_that_passes_asterisklint(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    (block,) = re.findall(r"```yaml\n(.*?)```", readme, flags=re.S)
+    (tmp_path / "callbuddy.yaml").write_text(block)
+    assert main(["render", "--config", str(tmp_path / "callbuddy.yaml"), "--out", str(tmp_path / "asterisk")]) == 0
+    lint = Path(sys.executable).parent / "asterisklint"
+    result = subprocess.run(
+        [str(lint), "dialplan-check", str(tmp_path / "asterisk" / "extensions.conf")], capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
 
 
 def test_manager_conf_gives_the_event_classes_the_readme_asks_for() -> None:
