@@ -7,10 +7,11 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md .ci/constraints.txt ./
 COPY callbuddy_pbx ./callbuddy_pbx
 COPY sip_trunks /usr/share/callbuddy/sip_trunks
-RUN pip install --no-cache-dir . \
+# the same versions the test suite ran with
+RUN pip install --no-cache-dir -c constraints.txt . \
     && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin callbuddy \
     && mkdir -p /data /etc/callbuddy && chown callbuddy /data
 
