@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate a configuration file and list every problem")
     check.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    check.add_argument("--offline", action="store_true", help="only check the file; do not ask the PBX over AMI")
 
     calls = commands.add_parser("calls", help="list recorded calls")
     calls.add_argument("--config", "-c", help="YAML configuration file (for the database path)")

@@ -3,11 +3,17 @@
 For each business that texts, every message is rendered with a sample caller and time, with its encoding and
 segment count, so a curly quote that turns a text into UCS-2 (and doubles its cost) shows up before it is sent.
 Secrets (AMI secret, gateway passwords and tokens, header values, the webhook token) are only said to be set.
+
+Then, unless `--offline`, it asks the PBX over AMI (connect timeout LIVE_CONNECT_TIMEOUT_S) whether the phones and
+trunks of `pbx:` exist and are registered, and prints a table of what to fix. A phone or trunk the PBX does not have
+(render not applied) makes the exit code 1; warnings and an unreachable PBX keep it 0.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import sys
 import unicodedata
 from datetime import datetime
@@ -15,12 +21,20 @@ from datetime import time as time_of_day
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from callbuddy_pbx.asterisk.ami import AmiAuthError, AmiClient, AmiConnectError, AmiError, AmiMessage
+from callbuddy_pbx.commands.display import format_table, printable
 from callbuddy_pbx.config import SECRET_ENV_VAR, Business, Config, GatewayConfig, WebConfig, load_config
+from callbuddy_pbx.pbx_status import Finding, PbxStatus, fetch_pbx_status, problems
 from callbuddy_pbx.sms.text import CALLER_NAME_MAX, encoding_of, fields_of, non_gsm_characters, render, segments
 
 SAMPLE_CALLER = "Jane"
 SAMPLE_TIME = (2025, 11, 21, 15, 5)  # Fri Nov 21, 3:05 PM in the business's time zone
 _LONGEST_NAME = "W" * CALLER_NAME_MAX
+LIVE_CONNECT_TIMEOUT_S = 3.0
+LIVE_ACTION_TIMEOUT_S = 5.0
+LIVE_TITLE = "Phones and trunks on the PBX"
+_LEVEL_LABELS = {"ok": "ok", "info": "info", "warning": "WARNING", "error": "ERROR"}
+_STATE_WIDTH = 80
 
 
 def main(args: argparse.Namespace) -> int:
@@ -31,7 +45,80 @@ def main(args: argparse.Namespace) -> int:
         warnings.insert(0, f"no AMI secret (set asterisk.secret or {SECRET_ENV_VAR}); `run` cannot log in")
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    return 0
+    if getattr(args, "offline", False):
+        return 0
+    return live_check(config)
+
+
+def live_check(config: Config) -> int:
+    """Compare the YAML with the running PBX and print the table; 1 when the PBX lacks what the YAML describes."""
+    ami = config.asterisk
+    where = f"{ami.host}:{ami.port}"
+    print()
+    if not ami.secret:
+        print(f"PBX at {where}: no AMI secret, so the live checks were skipped")
+        return 0
+    try:
+        status = asyncio.run(_fetch(config))
+    except AmiAuthError as exc:
+        print(f"PBX at {where} refused the AMI login ({_reason(exc, where)}); skipped the live checks")
+        return 0
+    except AmiConnectError as exc:
+        print(f"PBX not reachable at {where}: {_reason(exc, where)}; skipped the live checks")
+        return 0
+    except AmiError as exc:
+        print(f"PBX at {where}: the live checks did not complete ({_reason(exc, where)})")
+        return 0
+    findings = problems(config, status)
+    print(live_table(findings))
+    errors = sum(1 for finding in findings if finding.level == "error")
+    warnings = sum(1 for finding in findings if finding.level == "warning")
+    print(f"{errors} error{'' if errors == 1 else 's'}, {warnings} warning{'' if warnings == 1 else 's'} on the PBX")
+    return 1 if errors else 0
+
+
+async def _fetch(config: Config) -> PbxStatus:
+    ami = dataclasses.replace(
+        config.asterisk,
+        connect_timeout_s=min(config.asterisk.connect_timeout_s, LIVE_CONNECT_TIMEOUT_S),
+        action_timeout_s=min(config.asterisk.action_timeout_s, LIVE_ACTION_TIMEOUT_S),
+        ping_interval_s=0.0,  # one short session: no keepalive
+    )
+    client = AmiClient(ami, on_event=_ignore, events="off")
+    try:
+        await client.connect()
+        return await fetch_pbx_status(client)
+    finally:
+        await client.close()
+
+
+def _ignore(message: AmiMessage, received_at: float) -> None:
+    """Events are off; anything that still arrives is not needed here."""
+
+
+def _reason(exc: AmiError, where: str) -> str:
+    """The client's message without its `AMI host:port: ` prefix, escaped (it may quote what the peer sent)."""
+    text = str(exc)
+    for prefix in (f"AMI {where}: ", f"AMI login to {where} "):
+        text = text.removeprefix(prefix)
+    return printable(text, 200)
+
+
+def live_table(findings: list[Finding]) -> str:
+    """The findings as a titled table. Every cell is escaped: states quote what the PBX sent."""
+    if not findings:
+        return f"{LIVE_TITLE}: none configured, none on the PBX"
+    rows = [("", "Phone or trunk", "State", "What to fix")]
+    for finding in findings:
+        rows.append(
+            (
+                _LEVEL_LABELS[finding.level],
+                printable(finding.subject, 40),
+                printable(finding.state, _STATE_WIDTH),
+                printable(finding.fix),
+            )
+        )
+    return f"{LIVE_TITLE}:\n{format_table(rows)}"
 
 
 def summary(config: Config) -> str:

@@ -4,17 +4,23 @@ It answers like the Asterisk 22 recorded in shared/traces/asterisk/actions: the 
 `FullyBooted` + `SuccessfulAuth` after a login with events on, Ping, Getvar, CoreShowChannels (from the channels
 its own events created), Logoff, and `Invalid/unknown command` for the rest. Events reach clients that logged in
 with events on. Memory is bounded: writes wait for the client to drain, tracked channels and the action log are capped.
+
+PJSIPShowEndpoints, PJSIPShowContacts and PJSIPShowRegistrationsOutbound answer from `server.pjsip` (a
+SimulatedPjsip a test sets), with the field names, order and list framing of actions/pjsip*.raw; with `pjsip` None
+(res_pjsip not loaded), or `registrations` None, they answer `Invalid/unknown command`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from callbuddy_pbx.asterisk.ami_protocol import (
     BANNER_PREFIX,
@@ -71,6 +77,51 @@ _TRACKED_EVENT_BYTES = frozenset(name.encode() for name in _TRACKED_EVENTS)
 # Cheap whole-buffer test before splitting a large byte broadcast into messages.
 _TRACK_MARKERS = (b"Event: New", b"Event: Hangup", b"Event: Bridge", b"Event: Rename")
 _RECORDED_LOGIN_EVENTS = frozenset({"FullyBooted", "SuccessfulAuth"})
+
+
+@dataclass
+class SimulatedEndpoint:
+    """A PJSIP endpoint with an aor and (for phones) an auth of the same name, as `render` writes them."""
+
+    name: str
+    auths: str | None = None  # EndpointList `Auths:`; None: "<name>-auth" (as the recorded desks), "" for a trunk
+    transport: str = "transport-udp"
+    device_state: str | None = None  # None: "Not in use" with a contact, else "Unavailable"
+    active_channels: int = 0
+    static_contacts: list[str] = field(default_factory=list)  # an aor's `contact =` URIs (not in PJSIPShowContacts)
+
+
+@dataclass
+class SimulatedContact:
+    """A contact of an endpoint's aor, as a registered phone leaves it."""
+
+    endpoint: str
+    uri: str  # "sip:100@192.0.2.10:5060"
+    status: str = "NonQualified"  # Avail, Unavail, NonQualified, Unknown...
+    user_agent: str = ""
+    via: str = ""  # "address:port" the REGISTER came from; default: the URI's
+
+
+@dataclass
+class SimulatedRegistration:
+    """An outbound registration of a trunk. `password` is sent in the AuthDetail event, as Asterisk does."""
+
+    name: str  # "trunk-reg"
+    endpoint: str  # "trunk"
+    server_uri: str  # "sip:sip.carrier.example"
+    client_uri: str  # "sip:15550001000@sip.carrier.example"
+    status: str = "Registered"  # Unregistered, Registered, Rejected, Stopped
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+@dataclass
+class SimulatedPjsip:
+    """What the PJSIP AMI actions list. `registrations` None: res_pjsip_outbound_registration is not loaded."""
+
+    endpoints: list[SimulatedEndpoint] = field(default_factory=list)
+    contacts: list[SimulatedContact] = field(default_factory=list)
+    registrations: list[SimulatedRegistration] | None = field(default_factory=list)
 
 
 def encode_event(message: Mapping[str, str]) -> bytes:
@@ -149,6 +200,7 @@ class SimulatedAmiServer:
         self.reject_logins = False
         self.response_delays: dict[str, float] = {}  # lower-case action name -> seconds (answered out of order)
         self.variables: dict[str, str] = {}  # global variables for Getvar
+        self.pjsip: SimulatedPjsip | None = None  # what the PJSIPShow* actions list (None: res_pjsip not loaded)
         # Counters
         self.logins = 0
         self.login_failures = 0
@@ -167,6 +219,9 @@ class SimulatedAmiServer:
             "ping": self._ping,
             "getvar": self._getvar,
             "coreshowchannels": self._core_show_channels,
+            "pjsipshowendpoints": self._pjsip_show_endpoints,
+            "pjsipshowcontacts": self._pjsip_show_contacts,
+            "pjsipshowregistrationsoutbound": self._pjsip_show_registrations_outbound,
         }
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
@@ -514,6 +569,110 @@ class SimulatedAmiServer:
         await self._reply(client, b"".join(parts))
         return True
 
+    async def _pjsip_show_endpoints(self, client: _Client, action: AmiMessage) -> bool:
+        pjsip = self.pjsip
+        if pjsip is None:
+            return await self._unknown_command(client, action)
+        message = "A listing of Endpoints follows, presented as EndpointList events"
+        items = []
+        for endpoint in pjsip.endpoints:
+            contacts = [contact for contact in pjsip.contacts if contact.endpoint == endpoint.name]
+            uris = endpoint.static_contacts + [contact.uri for contact in contacts]
+            listed = "".join(f"{endpoint.name}/{uri}," for uri in uris)
+            state = endpoint.device_state or ("Not in use" if uris else "Unavailable")
+            auths = f"{endpoint.name}-auth" if endpoint.auths is None else endpoint.auths
+            items.append(
+                [
+                    ("ObjectType", "endpoint"),
+                    ("ObjectName", endpoint.name),
+                    ("Transport", endpoint.transport),
+                    ("Aor", endpoint.name),
+                    ("Auths", auths),
+                    ("OutboundAuths", ""),
+                    ("Contacts", listed),
+                    ("DeviceState", state),
+                    ("ActiveChannels", str(endpoint.active_channels)),
+                ]
+            )
+        await self._reply(client, _list_reply(action, message, "EndpointList", items, "EndpointListComplete"))
+        return True
+
+    async def _pjsip_show_contacts(self, client: _Client, action: AmiMessage) -> bool:
+        pjsip = self.pjsip
+        if pjsip is None:
+            return await self._unknown_command(client, action)
+        message = "A listing of Contacts follows, presented as ContactList events"
+        expires = str(int(time.time()) + 3600)
+        items = []
+        for number, contact in enumerate(pjsip.contacts, 1):
+            via_addr, _, via_port = (contact.via or _host_port(contact.uri)).rpartition(":")
+            tag = hashlib.sha256(f"{contact.endpoint}/{contact.uri}".encode()).hexdigest()[:32]
+            items.append(
+                [
+                    ("ObjectType", "contact"),
+                    ("ObjectName", f"{contact.endpoint};@{tag}"),
+                    ("ViaAddr", via_addr),
+                    ("QualifyTimeout", "3.000000"),
+                    ("Qualify2xxOnly", "false"),
+                    ("CallId", f"{number}-{20000 + number}@{via_addr}"),
+                    ("RegServer", ""),
+                    ("PruneOnBoot", "no"),
+                    ("Path", ""),
+                    ("Endpoint", contact.endpoint),
+                    ("ViaPort", via_port),
+                    ("AuthenticateQualify", "no"),
+                    ("Uri", contact.uri),
+                    ("QualifyFrequency", "0"),
+                    ("UserAgent", contact.user_agent),
+                    ("ExpirationTime", expires),
+                    ("OutboundProxy", ""),
+                    ("Status", contact.status),
+                    ("RoundtripUsec", "N/A"),
+                ]
+            )
+        await self._reply(client, _list_reply(action, message, "ContactList", items, "ContactListComplete"))
+        return True
+
+    async def _pjsip_show_registrations_outbound(self, client: _Client, action: AmiMessage) -> bool:
+        """Asterisk's framing (res_pjsip_outbound_registration.c): an AuthDetail event after each registration, and a
+        complete event with Registered/NotRegistered counts instead of ListItems."""
+        if self.pjsip is None or self.pjsip.registrations is None:
+            return await self._unknown_command(client, action)
+        action_id = action.get("ActionID")
+        id_line = [("ActionID", action_id)] if action_id is not None else []
+        parts = [_response(action, "Success", EventList="start", Message=_REGISTRATIONS_MESSAGE)]
+        registered = 0
+        for registration in self.pjsip.registrations:
+            registered += registration.status == "Registered"
+            auth = f"{registration.endpoint}-auth"
+            fields = dict(_REGISTRATION_DEFAULTS)
+            fields.update(
+                ObjectName=registration.name,
+                ClientUri=registration.client_uri,
+                ServerUri=registration.server_uri,
+                Endpoint=registration.endpoint,
+                OutboundAuth=auth,
+                Status=registration.status,
+                NextReg="0" if registration.status != "Registered" else "3590",
+            )
+            parts.append(_encode([("Event", "OutboundRegistrationDetail"), *id_line, *fields.items()]))
+            auth_fields = dict(_AUTH_DEFAULTS)
+            auth_fields.update(ObjectName=auth, Username=registration.username, Password=registration.password)
+            parts.append(_encode([("Event", "AuthDetail"), *id_line, *auth_fields.items()]))
+        count = len(self.pjsip.registrations)
+        complete = [
+            ("EventList", "Complete"),
+            ("Registered", str(registered)),
+            ("NotRegistered", str(count - registered)),
+        ]
+        parts.append(_encode([("Event", "OutboundRegistrationDetailComplete"), *id_line, *complete]))
+        await self._reply(client, b"".join(parts))
+        return True
+
+    async def _unknown_command(self, client: _Client, action: AmiMessage) -> bool:
+        await self._reply(client, _response(action, "Error", Message="Invalid/unknown command"))
+        return True
+
     # -- channel tracking -------------------------------------------------------------------------------------------
 
     def _track_block(self, block: bytes) -> None:
@@ -570,6 +729,76 @@ def _response(action: Mapping[str, str], response: str, **fields: str) -> bytes:
         lines.append(("ActionID", action_id))
     lines.extend(fields.items())
     return _encode(lines)
+
+
+_REGISTRATIONS_MESSAGE = "Following are Events for each Outbound registration"
+# OutboundRegistrationDetail fields in the order of Asterisk's documentation of the event; the values are the
+# defaults of res_pjsip_outbound_registration (per-registration values are filled in).
+_REGISTRATION_DEFAULTS: tuple[tuple[str, str], ...] = (
+    ("ObjectType", "registration"),
+    ("ObjectName", ""),
+    ("MaxRetries", "10"),
+    ("ClientUri", ""),
+    ("SecurityNegotiation", "no"),
+    ("AuthRejectionPermanent", "true"),
+    ("ServerUri", ""),
+    ("MaxRandomInitialDelay", "10"),
+    ("SupportPath", "false"),
+    ("RetryInterval", "60"),
+    ("ContactHeaderParams", ""),
+    ("Expiration", "3600"),
+    ("Transport", "transport-udp"),
+    ("Line", "true"),
+    ("ContactUser", "s"),
+    ("Endpoint", ""),
+    ("ForbiddenRetryInterval", "600"),
+    ("OutboundAuth", ""),
+    ("OutboundProxy", ""),
+    ("FatalRetryInterval", "0"),
+    ("SupportOutbound", "no"),
+    ("Status", ""),
+    ("NextReg", "0"),
+)
+# AuthDetail fields as in actions/pjsipshowendpoint-100.raw (without EndpointName: a registration's auth has none).
+_AUTH_DEFAULTS: tuple[tuple[str, str], ...] = (
+    ("ObjectType", "auth"),
+    ("ObjectName", ""),
+    ("OauthSecret", ""),
+    ("PasswordDigest", ""),
+    ("SupportedAlgorithmsUas", "MD5"),
+    ("RefreshToken", ""),
+    ("Username", ""),
+    ("Md5Cred", ""),
+    ("Realm", ""),
+    ("AuthType", "userpass"),
+    ("Password", ""),
+    ("SupportedAlgorithmsUac", "MD5"),
+    ("NonceLifetime", "32"),
+    ("OauthClientid", ""),
+)
+
+
+def _list_reply(
+    action: Mapping[str, str], message: str, item_event: str, items: Iterable[Sequence[tuple[str, str]]], done: str
+) -> bytes:
+    """A list answer framed like Asterisk's: `EventList: start`, the items, then `EventList: Complete` + ListItems."""
+    action_id = action.get("ActionID")
+    id_line = [("ActionID", action_id)] if action_id is not None else []
+    parts = [_response(action, "Success", EventList="start", Message=message)]
+    count = 0
+    for item in items:
+        parts.append(_encode([("Event", item_event), *id_line, *item]))
+        count += 1
+    parts.append(_encode([("Event", done), *id_line, ("EventList", "Complete"), ("ListItems", str(count))]))
+    return b"".join(parts)
+
+
+def _host_port(uri: str) -> str:
+    """'host:port' of a SIP URI (port 5060 when it has none)."""
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    rest = rest.split("@", 1)[-1].split(";", 1)[0]
+    host, _, port = rest.rpartition(":") if rest.count(":") == 1 else (rest, "", "")
+    return f"{host}:{port or '5060'}"
 
 
 def _replay_start(data: bytes) -> int:
