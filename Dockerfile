@@ -10,6 +10,7 @@ WORKDIR /app
 COPY pyproject.toml README.md .ci/constraints.txt ./
 COPY callbuddy_pbx ./callbuddy_pbx
 COPY sip_trunks /usr/share/callbuddy/sip_trunks
+COPY dialplans /usr/share/callbuddy/dialplans
 # the same versions the test suite ran with
 RUN pip install --no-cache-dir -c constraints.txt . \
     && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin callbuddy \

@@ -61,10 +61,12 @@ def test_render_writes_files_then_reports_them_unchanged(tmp_path: Path, capsys:
     out = tmp_path / "asterisk"
     assert main(["render", "--config", str(config), "--out", str(out)]) == 0
     first = capsys.readouterr().out
-    assert first.count("written") == 7
+    expected = len(render_all(load_config(config)))  # 7 rendered files + the shipped dialplan library
+    assert first.count("written") == expected == 8
+    assert (out / "callbuddy-library.conf").read_text().startswith(MARKER)
     assert stat.S_IMODE((out / "pjsip.conf").stat().st_mode) == 0o640  # it holds the SIP secrets
     assert main(["render", "--config", str(config), "--out", str(out)]) == 0
-    assert capsys.readouterr().out.count("unchanged") == 7
+    assert capsys.readouterr().out.count("unchanged") == expected
 
 
 def test_render_never_overwrites_an_installers_file_without_force(

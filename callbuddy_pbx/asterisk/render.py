@@ -15,6 +15,8 @@ from callbuddy_pbx.config_pbx import AUTO_SECRET, Phone, RingGroup, Trunk
 from callbuddy_pbx.pbx_secrets import derive_secret
 
 MARKER = "; Written by callbuddy-pbx render"
+DIALPLANS_DIR = Path(__file__).resolve().parents[2] / "dialplans"
+LIBRARY_GLOB = "callbuddy-*.conf"  # shipped dialplan files the rendered extensions.conf includes
 ARI_USER = "callbuddy"
 CODECS = "ulaw,alaw,g722"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
@@ -25,7 +27,8 @@ class RenderError(ValueError):
 
 
 def header(name: str) -> str:
-    custom = "extensions_custom.conf" if name.startswith("extensions") else name.replace(".conf", "_custom.conf")
+    shared = name.startswith(("extensions", "callbuddy-"))  # the dialplan files share one custom file
+    custom = "extensions_custom.conf" if shared else name.replace(".conf", "_custom.conf")
     return f"{MARKER}. Do not edit: render overwrites it. Your own settings go in {custom}.\n"
 
 
@@ -40,16 +43,26 @@ def voicemail_pin(config: Config, phone: Phone) -> str:
 
 def render_all(config: Config) -> dict[str, str]:
     """Every file, by name, with its text."""
+    library = {path.name: path.read_text() for path in sorted(dialplans_dir().glob(LIBRARY_GLOB))}
     files = {
         "manager.conf": render_manager(config),
         "http.conf": render_http(),
         "ari.conf": render_ari(config),
         "pjsip.conf": render_pjsip(config, config.pbx.templates_dir),
-        "extensions.conf": render_extensions(),
+        "extensions.conf": render_extensions(sorted(library)),
         "extensions_callbuddy.conf": render_dialplan(config),
         "voicemail.conf": render_voicemail(config),
+        **library,
     }
     return {name: header(name) + text for name, text in files.items()}
+
+
+def dialplans_dir() -> Path:
+    """The shipped dialplan library: beside the package in a checkout, else where an install put it."""
+    for place in (DIALPLANS_DIR, Path("/usr/share/callbuddy/dialplans")):
+        if place.is_dir():
+            return place
+    raise RenderError(f"the dialplan library ({DIALPLANS_DIR.name}/{LIBRARY_GLOB}) was not found")
 
 
 # ---- AMI, HTTP, ARI: loopback only ------------------------------------------------------------------------------
@@ -175,15 +188,16 @@ def _trunk_text(trunk: Trunk, templates_dir: Path) -> str:
 # ---- dialplan ---------------------------------------------------------------------------------------------------
 
 
-def render_extensions() -> str:
-    return """
+def render_extensions(library: list[str]) -> str:
+    includes = "".join(f"#include {name}\n" for name in library)
+    return f"""
 [general]
 static=yes
 writeprotect=yes
 
 [globals]
 
-#include extensions_callbuddy.conf
+{includes}#include extensions_callbuddy.conf
 #tryinclude extensions_custom.conf
 """
 
@@ -197,19 +211,16 @@ def render_dialplan(config: Config) -> str:
         out += _ring_group(group, business_of.get(group.number), phones, _first_trunk(pbx.trunks))
     out += ["", "[from-internal]", "; Desk phones: extensions, voicemail, and calls out through the trunk."]
     for phone in sorted(pbx.phones, key=lambda p: p.extension):
-        out.append(f"exten => {phone.extension},1,Dial(PJSIP/{phone.extension},20)")
-        out.append(' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?done)')  # after a talk, not into voicemail
-        if phone.voicemail:
-            out.append(f" same => n,{_voicemail(phone.extension)}")
-        out.append(" same => n(done),Hangup()")
+        mailbox = int(phone.voicemail)
+        out.append(f"exten => {phone.extension},1,Gosub(callbuddy-desk,s,1({phone.extension},{mailbox},20))")
+        out.append(" same => n,Hangup()")
     if any(p.voicemail for p in pbx.phones):
         out.append("exten => *97,1,VoiceMailMain(${CALLERID(num)}@default)")
     trunk = _first_trunk(pbx.trunks)
     if trunk:
-        out.append(f"exten => _+X.,1,Dial(PJSIP/${{EXTEN}}@{trunk},60)")
-        out.append(" same => n,Hangup()")
-        out.append(f"exten => _1NXXNXXXXXX,1,Dial(PJSIP/+${{EXTEN}}@{trunk},60)")
-        out.append(" same => n,Hangup()")
+        for pattern in ("_+X.", "_1NXXNXXXXXX"):
+            out.append(f"exten => {pattern},1,Gosub(callbuddy-outbound,s,1(${{EXTEN}},{trunk}))")
+            out.append(" same => n,Hangup()")
     return "\n".join(out) + "\n"
 
 
