@@ -27,9 +27,10 @@ def secrets_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_example_config_passes_check(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "--config", str(ROOT / "asterisk_conf" / "callbuddy.example.yaml")]) == 0
+    assert main(["check", "--offline", "--config", str(ROOT / "asterisk_conf" / "callbuddy.example.yaml")]) == 0
     out = capsys.readouterr().out
     assert "Glow Salon" in out
+    assert "+15550001000 rings 100, 101 (ring all, 20 s), then voicemail 100" in out  # what render will set up
     assert "from-the-environment" not in out  # secrets are never printed
     assert "smpp-pw1" not in out and "twilio-token" not in out
 

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 from callbuddy_pbx.asterisk.ami import AmiAuthError, AmiClient, AmiConnectError, AmiError, AmiMessage
 from callbuddy_pbx.commands.display import format_table, printable
 from callbuddy_pbx.config import SECRET_ENV_VAR, Business, Config, GatewayConfig, WebConfig, load_config
+from callbuddy_pbx.config_pbx import AUTO_SECRET, PbxConfig
 from callbuddy_pbx.pbx_status import Finding, PbxStatus, fetch_pbx_status, problems
 from callbuddy_pbx.sms.text import CALLER_NAME_MAX, encoding_of, fields_of, non_gsm_characters, render, segments
 
@@ -145,9 +146,32 @@ def summary(config: Config) -> str:
     lines.append(f"Inbound:    contexts {', '.join(config.inbound.contexts)}")
     if config.inbound.trunk_endpoints:
         lines.append(f"            trunks {', '.join(config.inbound.trunk_endpoints)}")
+    lines += pbx_lines(config.pbx)
     lines.append(f"Database:   {config.storage.path}")
     lines.append(f"Logging:    {config.logging.level}, {config.logging.format}")
     return "\n".join(lines)
+
+
+def pbx_lines(pbx: PbxConfig) -> list[str]:
+    """What `render` will set up, in a few lines (secrets only said to be set)."""
+    if not (pbx.phones or pbx.ring_groups or pbx.trunks):
+        return []
+    lines = [f"PBX:        Asterisk {pbx.asterisk_version}, SIP on port {pbx.sip_port}"]
+    for phone in pbx.phones:
+        secret = "derived secret" if phone.secret == AUTO_SECRET else "own secret"
+        mailbox = ", voicemail" if phone.voicemail else ""
+        lines.append(f"  phone {phone.extension} {phone.name} ({phone.business}; {secret}{mailbox})")
+    for group in pbx.ring_groups:
+        action = group.no_answer
+        then = {"voicemail": f"voicemail {action.extension}", "forward": f"forward to {action.number}"}
+        members = ", ".join(group.members)
+        lines.append(
+            f"  {group.number} rings {members} ({group.strategy.replace('_', ' ')}, {group.ring_s} s), "
+            f"then {then.get(action.action, 'hang up')}"
+        )
+    for trunk in pbx.trunks:
+        lines.append(f"  trunk {trunk.name} ({trunk.template}): {', '.join(trunk.dids) or 'no numbers'}")
+    return lines
 
 
 def _messages(business: Business) -> list[tuple[str, str]]:
