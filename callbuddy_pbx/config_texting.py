@@ -57,6 +57,7 @@ class TextBack:
     min_ring_s: float = 0.0  # a caller who hangs up sooner than this (pocket dial) gets no text
     hold_off_s: float = 0.0  # wait this long; an answered call from the same caller meanwhile cancels the text
     quiet_hours: QuietHours | None = None
+    track_clicks: bool = False  # the booking link becomes {public_url}/r/<token>: a visit is counted, then redirected
 
 
 @dataclass(frozen=True, slots=True)
