@@ -13,6 +13,7 @@ from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
 from callbuddy_pbx.asterisk.tracker import CallTracker
 from callbuddy_pbx.config import Config
+from callbuddy_pbx.metrics import Metrics
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.phone import mask
 from callbuddy_pbx.recovery.textback import TextBackService
@@ -34,10 +35,12 @@ class CallService:
         *,
         on_call: Callable[[CallRecord], None] | None = None,
         text_back: TextBackService | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._on_call = on_call
         self.text_back = text_back
+        self.metrics = metrics
         self.tracker = CallTracker(InboundMatcher.from_config(config))
         self.ami = AmiClient(
             config.asterisk,
@@ -48,6 +51,8 @@ class CallService:
         self._finished: asyncio.Queue[CallRecord] = asyncio.Queue()
         self.calls_stored = 0
         self.ready = asyncio.Event()  # set once connected and reconciled with Asterisk's live channels
+        if metrics is not None:  # events, logins (reconnects) and the link's state are read when scraped
+            metrics.watch_ami(self.ami)
 
     async def run(self) -> None:
         """Run until cancelled or `stop()`; the store writer drains what was judged before returning."""
@@ -124,6 +129,8 @@ class CallService:
                     record.outcome.value,
                     f" by {record.answered_by}" if record.answered_by else "",
                 )
+                if self.metrics is not None:
+                    self.metrics.call_finished(record)
                 if self._on_call is not None:
                     try:
                         self._on_call(record)

@@ -229,6 +229,7 @@ class _Reader(Reader):
         texting.finish()
         web = senders.web(top.get("web", empty))
         senders.finish(web)
+        texting.finish_web(web)
         pbx = PbxReader(self, businesses, region).pbx(top.get("pbx", empty), base_dir)  # after the businesses
         return Config(
             asterisk=self.asterisk(top.get("asterisk", empty)),

@@ -12,7 +12,7 @@ from datetime import time as time_of_day
 
 import yaml
 
-from callbuddy_pbx.config_gateways import GatewayReader
+from callbuddy_pbx.config_gateways import GatewayReader, WebConfig
 from callbuddy_pbx.config_reader import Reader, did_you_mean, is_null, key_node, line_of, shown
 from callbuddy_pbx.model import Outcome
 from callbuddy_pbx.phone import to_e164
@@ -87,6 +87,7 @@ _TEXT_BACK_KEYS = (
     "min_ring_seconds",
     "hold_off_seconds",
     "quiet_hours",
+    "track_clicks",
 )
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TEXTED_OUTCOMES = tuple(outcome.value for outcome in Outcome if outcome.missed)
@@ -111,6 +112,7 @@ class TextingReader:
         self.r = reader
         self._gateways = gateways
         self._enabled: list[tuple[yaml.Node, str]] = []  # text_back sections that send texts
+        self._tracking: list[tuple[yaml.Node, str]] = []  # `track_clicks: true` nodes, checked against `web`
 
     def business(self, entry: yaml.Node, section: dict[str, yaml.Node], path: str, region: str) -> BusinessTexting:
         """The texting keys of one business entry (`section` holds its known keys and their value nodes)."""
@@ -221,6 +223,11 @@ class TextingReader:
         if "quiet_hours" in section and not is_null(section["quiet_hours"]):
             interval = self._interval(section["quiet_hours"], f"{path}.quiet_hours", crossing=True)
             quiet = QuietHours(*interval) if interval is not None else None
+        track_clicks = False
+        if "track_clicks" in section:
+            track_clicks = self.r.boolean(section["track_clicks"], f"{path}.track_clicks") is True
+            if track_clicks:
+                self._tracking.append((section["track_clicks"], f"{path}.track_clicks"))
 
         def seconds(key: str, scale: float, default: float, *, allow_zero: bool) -> float:
             if key not in section:
@@ -242,6 +249,7 @@ class TextingReader:
             min_ring_s=seconds("min_ring_seconds", 1.0, base.min_ring_s, allow_zero=True),
             hold_off_s=seconds("hold_off_seconds", 1.0, base.hold_off_s, allow_zero=True),
             quiet_hours=quiet,
+            track_clicks=track_clicks,
         )
         if enabled:
             self._enabled.append((where, path))
@@ -332,6 +340,17 @@ class TextingReader:
             self.r.problem(node, path, f"{value!r} is not a configured gateway ({hint})")
             return None
         return value
+
+    def finish_web(self, web: WebConfig) -> None:
+        """Tracked links point at this service (`{public_url}/r/<token>`): they need its public URL."""
+        if web.public_url:
+            return
+        for node, path in self._tracking:
+            self.r.problem(
+                node,
+                path,
+                "track_clicks needs web.public_url (the links in texts point at this service: {public_url}/r/<token>)",
+            )
 
     def finish(self) -> None:
         """Texting needs somewhere to send from."""

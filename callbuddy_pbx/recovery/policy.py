@@ -18,7 +18,7 @@ from callbuddy_pbx.config import Business
 from callbuddy_pbx.model import CallRecord, Outcome
 from callbuddy_pbx.phone import is_withheld
 from callbuddy_pbx.recovery.schedule import is_open, next_allowed
-from callbuddy_pbx.sms.text import render
+from callbuddy_pbx.sms.text import fields_of, render
 
 
 class Reason(StrEnum):
@@ -61,6 +61,8 @@ class Decision:
     sender: str = ""  # E.164 or alphanumeric sender id
     gateway: str = ""  # a configured gateway's name
     to: str = ""  # the caller, E.164
+    link_token: str = ""  # set when `text` links to {public_url}/r/<link_token> (click tracking) instead
+    link_url: str = ""  # ... and then the booking URL that token must redirect to
 
 
 class Keyword(StrEnum):
@@ -85,12 +87,25 @@ _NOT_MOBILE = frozenset(
 )
 
 
-def decide(call: CallRecord, business: Business | None, facts: PolicyFacts, now: float) -> Decision:
+def decide(
+    call: CallRecord,
+    business: Business | None,
+    facts: PolicyFacts,
+    now: float,
+    *,
+    public_url: str = "",
+    link_token: str = "",
+) -> Decision:
     """Whether this finished call gets a text; the first rule that says no gives the reason.
 
     The template (business hours or after hours) is chosen by when the call started, and {date}/{time} show that
     moment in the business's time zone. The text goes out after `hold_off_s` from the end of the call and, when
     that falls in quiet hours, when they end: deferred, never dropped.
+
+    Click tracking: when the business has `track_clicks`, `public_url` is set and the caller made a `link_token`
+    (decide stays pure: it draws no random numbers), {booking_url} becomes `{public_url}/r/{link_token}` and the
+    decision carries the token and its target (`link_token`, `link_url`) for the caller to store with the text.
+    A template without {booking_url} uses no token.
     """
     reason = _refusal(call, business, facts, now)
     if reason is not None or business is None:
@@ -102,10 +117,15 @@ def decide(call: CallRecord, business: Business | None, facts: PolicyFacts, now:
     template = settings.template
     if settings.after_hours_template is not None and not is_open(business, called_at):
         template = settings.after_hours_template
+    booking_url, token = business.booking_url, ""
+    tracked = settings.track_clicks and public_url and link_token and business.booking_url
+    if tracked and "booking_url" in fields_of(template):
+        token = link_token
+        booking_url = f"{public_url.rstrip('/')}/r/{token}"
     text = render(
         template,
         business=business.name,
-        booking_url=business.booking_url,
+        booking_url=booking_url,
         caller_name=call.caller_name,
         when=called_at.astimezone(zone),
     )
@@ -122,6 +142,8 @@ def decide(call: CallRecord, business: Business | None, facts: PolicyFacts, now:
         sender=_sender(call, business),
         gateway=settings.gateway or "",
         to=call.caller,
+        link_token=token,
+        link_url=business.booking_url if token else "",
     )
 
 

@@ -14,6 +14,7 @@ from functools import partial
 from zoneinfo import ZoneInfo
 
 from callbuddy_pbx.config import Business, Config
+from callbuddy_pbx.metrics import Metrics
 from callbuddy_pbx.model import CallRecord, Outcome
 from callbuddy_pbx.phone import mask, to_e164
 from callbuddy_pbx.recovery.outbox import Outbox
@@ -21,11 +22,14 @@ from callbuddy_pbx.recovery.policy import Keyword, PolicyFacts, classify_inbound
 from callbuddy_pbx.sms.gateway import DeliveryReport, InboundSms, SmsGateway
 from callbuddy_pbx.sms.text import render
 from callbuddy_pbx.store.db import CallStore
-from callbuddy_pbx.store.messages import MessageStore, NewText, OutboxRow, SendUpdate, Verdict
+from callbuddy_pbx.store.links import NewLink, new_token
+from callbuddy_pbx.store.messages import FAILED, SENT, MessageStore, NewText, OutboxRow, SendUpdate, Verdict
 
 log = logging.getLogger(__name__)
 
 MAX_INBOUND_CHARS = 640
+MAX_PENDING_LATENCIES = 10_000  # hang-up times kept for the latency metric, one per text not yet sent
+NETWORK_ERROR_PREFIX = "network error"  # how HTTP gateways word a send that did not reach them (http_common)
 
 
 class TextBackService:
@@ -36,25 +40,37 @@ class TextBackService:
         gateways: Mapping[str, SmsGateway],
         *,
         clock: Callable[[], float] = time.time,
+        token_factory: Callable[[], str] = new_token,
         on_update: Callable[[OutboxRow, SendUpdate], None] | None = None,
         on_receipt: Callable[[str, DeliveryReport], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._config = config
         self._on_receipt = on_receipt
+        self._on_update = on_update
+        self._metrics = metrics
+        self._ended_at: dict[str, float] = {}  # linkedid -> hang-up, of texts waiting for their send (for metrics)
+        self.gateways_started: set[str] = set()  # names of the gateways whose start() completed
+        self.network_errors: dict[str, str] = {}  # gateway -> its last send's network error (cleared by a send)
         self._gateways = gateways
         self._clock = clock
+        self._new_token = token_factory
         self.messages = MessageStore(store)
         rates = {g.name: g.rate_per_s for g in config.gateways}
-        self.outbox = Outbox(self.messages, gateways, rates=rates, clock=clock, on_update=on_update)
+        self.outbox = Outbox(self.messages, gateways, rates=rates, clock=clock, on_update=self._updated)
         self._businesses = {b.name: b for b in config.businesses}
         self._by_number = {n: b for b in config.businesses for n in b.numbers}
         self._by_sender = {b.text_back.sender: b for b in config.businesses if b.text_back.sender}
+        if metrics is not None:
+            metrics.watch_outbox(self.outbox.stats)
 
     async def start(self) -> None:
         for name, gateway in self._gateways.items():
             await gateway.start(partial(self.on_report, name), partial(self.on_inbound, name))
+            self.gateways_started.add(name)
 
     async def close(self) -> None:
+        self.gateways_started.clear()
         for gateway in self._gateways.values():
             await gateway.close()
 
@@ -65,6 +81,7 @@ class TextBackService:
         now = self._clock()
         verdicts: list[Verdict] = []
         texts: list[NewText] = []
+        links: list[NewLink] = []
         answered: list[tuple[str, str]] = []
         texted_now: dict[tuple[str, str], float] = {}  # two missed calls from one caller in one batch: one text
         for record in records:
@@ -77,7 +94,9 @@ class TextBackService:
                 stored = await self.messages.facts(record.caller, business.name, now - business.text_back.window_s)
                 last = max(filter(None, (stored.last_text_at, texted_now.get(pair))), default=None)
                 facts = PolicyFacts(opted_out=stored.opted_out, last_text_at=last)
-            decision = decide(record, business, facts, now)
+            public_url = self._config.web.public_url
+            token = self._new_token() if business is not None and business.text_back.track_clicks and public_url else ""
+            decision = decide(record, business, facts, now, public_url=public_url, link_token=token)
             verdicts.append(Verdict(record.linkedid, decision.send, decision.reason.value))
             if decision.send and business is not None:
                 texted_now[(decision.to, business.name)] = now
@@ -94,15 +113,44 @@ class TextBackService:
                         linkedid=record.linkedid,
                     )
                 )
-        new = await self.messages.save_calls_with_texts(records, verdicts, texts, answered, now)
+                if decision.link_token:  # stored only with its text: a replayed call makes no second token
+                    links.append(
+                        NewLink(record.linkedid, decision.link_token, decision.link_url, record.linkedid, business.name)
+                    )
+        new = await self.messages.save_calls_with_texts(records, verdicts, texts, answered, now, links=links)
+        if self._metrics is not None and texts:
+            self._remember_hang_ups(new, {t.linkedid for t in texts if t.linkedid})
         if texts:
             self.outbox.wake()
         return len(new)
+
+    def _remember_hang_ups(self, new: Sequence[CallRecord], texted: set[str]) -> None:
+        for record in new:
+            if record.linkedid in texted:
+                self._ended_at[record.linkedid] = record.ended_at
+        while len(self._ended_at) > MAX_PENDING_LATENCIES:  # texts cancelled or held off for long: forget the oldest
+            del self._ended_at[next(iter(self._ended_at))]
+
+    def _updated(self, row: OutboxRow, update: SendUpdate) -> None:
+        """The outbox's on_update: gateway health and metrics first, then the caller's listener."""
+        if update.state != SENT and update.error and update.error.startswith(NETWORK_ERROR_PREFIX):
+            self.network_errors[row.gateway] = update.error
+        else:
+            self.network_errors.pop(row.gateway, None)
+        if self._metrics is not None:
+            ended_at = self._ended_at.get(row.linkedid) if row.linkedid else None
+            if row.linkedid and update.state in (SENT, FAILED):
+                self._ended_at.pop(row.linkedid, None)
+            self._metrics.text_update(row, update, ended_at)
+        if self._on_update is not None:
+            self._on_update(row, update)
 
     # ---- gateways -> store ----------------------------------------------------------------------------------
 
     async def on_report(self, gateway: str, report: DeliveryReport) -> None:
         await self.messages.apply_report(gateway, report)
+        if self._metrics is not None:
+            self._metrics.text_report(report)
         if self._on_receipt is not None:
             self._on_receipt(gateway, report)
 

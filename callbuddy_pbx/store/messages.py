@@ -16,6 +16,7 @@ import aiosqlite
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState
 from callbuddy_pbx.store.db import CallStore, insert_calls
+from callbuddy_pbx.store.links import NewLink, insert_links
 
 # States of a text. `unknown`: the process died while the gateway had it; it is never re-sent blindly.
 QUEUED, SENDING, SENT, DELIVERED, FAILED, EXPIRED, UNKNOWN, CANCELLED = (
@@ -133,9 +134,14 @@ class MessageStore:
         texts: Sequence[NewText],
         cancel_for: Sequence[tuple[str, str]] = (),
         now: float = 0.0,
+        *,
+        links: Sequence[NewLink] = (),
     ) -> list[CallRecord]:
         """Store calls, and for the calls that are new their verdicts and texts; cancel texts still waiting for
-        (number, business) pairs a person has since answered. One transaction. Returns the new calls."""
+        (number, business) pairs a person has since answered. One transaction. Returns the new calls.
+
+        `links` are the tracked-link tokens of `texts`: each is stored only when its text is (so a replayed call
+        makes no second token, and the link in a stored text always resolves)."""
         async with self._calls.transaction() as conn:
             new = await insert_calls(conn, records)
             fresh = {record.linkedid for record in new}
@@ -144,7 +150,11 @@ class MessageStore:
                 " ON CONFLICT (linkedid) DO NOTHING",
                 [(v.linkedid, int(v.send), v.reason, now) for v in verdicts if v.linkedid in fresh],
             )
-            await self._insert_texts(conn, [t for t in texts if t.linkedid is None or t.linkedid in fresh], now)
+            stored = await self._insert_new_texts(
+                conn, [t for t in texts if t.linkedid is None or t.linkedid in fresh], now
+            )
+            if links:
+                await insert_links(conn, links, stored, now)
             await conn.executemany(
                 "UPDATE messages SET state = 'cancelled', updated_at = ?, done_at = ?,"
                 " error = 'answered on a later call'"
@@ -159,11 +169,17 @@ class MessageStore:
 
     @staticmethod
     async def _insert_texts(conn: aiosqlite.Connection, texts: Sequence[NewText], now: float) -> int:
-        added = 0
+        return len(await MessageStore._insert_new_texts(conn, texts, now))
+
+    @staticmethod
+    async def _insert_new_texts(conn: aiosqlite.Connection, texts: Sequence[NewText], now: float) -> set[str]:
+        """Insert the texts whose key is not stored yet; return the keys of those inserted."""
+        added: set[str] = set()
         for t in texts:
             row = (t.key, t.kind, t.linkedid, t.business, t.to, t.sender, t.gateway, t.body, t.send_at, now, now)
             async with conn.execute(_INSERT_TEXT, row) as cursor:
-                added += cursor.rowcount
+                if cursor.rowcount > 0:
+                    added.add(t.key)
         return added
 
     async def facts(self, number: str, business: str, window_start: float) -> RecipientFacts:

@@ -103,6 +103,25 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX early_reports_by_id ON early_reports (gateway, message_id);
     """,
+    # 3: click tracking. A tracked text links to {public_url}/r/<token>; the token maps to the business's booking
+    # page and the call it answers, and each visit (GET) is one row of link_clicks.
+    """
+    CREATE TABLE link_tokens (
+        token       TEXT    NOT NULL PRIMARY KEY,
+        linkedid    TEXT    REFERENCES calls (linkedid),
+        business    TEXT,
+        url         TEXT    NOT NULL,
+        created_at  REAL
+    );
+    CREATE INDEX link_tokens_by_call ON link_tokens (linkedid);
+    CREATE TABLE link_clicks (
+        id          INTEGER PRIMARY KEY,
+        token       TEXT    NOT NULL REFERENCES link_tokens (token),
+        clicked_at  REAL    NOT NULL,
+        user_agent  TEXT
+    );
+    CREATE INDEX link_clicks_by_token ON link_clicks (token);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,14 +1,15 @@
 """The service's HTTP side: a health check and the webhooks gateways call (receipts, inbound texts).
 
-Routes: GET /healthz answers "ok"; GET or POST /webhooks/{gateway}/status and /webhooks/{gateway}/inbound go to
-the named gateway's `handle_webhook` (an unknown gateway is a 404). Request bodies are capped, and the access
-log never shows query strings: webhook URLs carry tokens.
+Routes: GET /healthz answers "ok" (unless `extra_routes` adds the real check, web/health.py); GET or POST
+/webhooks/{gateway}/status and /webhooks/{gateway}/inbound go to the named gateway's `handle_webhook` (an unknown
+gateway is a 404). Request bodies are capped, and the access log never shows query strings: webhook URLs carry
+tokens.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
@@ -47,12 +48,20 @@ async def _webhook(request: web.Request) -> web.Response:
 
 
 def create_app(
-    *, webhook_gateways: Mapping[str, WebhookGateway], max_body_bytes: int = MAX_BODY_BYTES
+    *,
+    webhook_gateways: Mapping[str, WebhookGateway],
+    max_body_bytes: int = MAX_BODY_BYTES,
+    extra_routes: Callable[[web.Application], None] | None = None,
 ) -> web.Application:
-    """The web application: /healthz and the webhooks of `webhook_gateways` (by gateway name)."""
+    """The web application: /healthz and the webhooks of `webhook_gateways` (by gateway name).
+
+    `extra_routes(app)` adds more routes, /healthz among them (e.g. `health_routes`); without it /healthz is "ok"."""
     app = web.Application(client_max_size=max_body_bytes)
     app[GATEWAYS_KEY] = dict(webhook_gateways)
-    app.router.add_get("/healthz", _healthz)
+    if extra_routes is None:
+        app.router.add_get("/healthz", _healthz)
+    else:
+        extra_routes(app)
     path = "/webhooks/{gateway}/{kind:" + "|".join(WEBHOOK_KINDS) + "}"
     app.router.add_get(path, _webhook, allow_head=False)
     app.router.add_post(path, _webhook)

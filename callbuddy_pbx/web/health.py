@@ -1,0 +1,141 @@
+"""GET /healthz (is the service able to do its job?) and GET /metrics (Prometheus).
+
+/healthz answers 200 only when the AMI link is logged in and every configured gateway is up, else 503; the JSON
+body says which part is down. Gateways are judged from what they expose: SMPP by `bound` (and `last_error`), a
+gateway with an `up` property by that, an HTTP gateway by being started with its last send not failed for network
+reasons; a gateway exposing nothing is up. Details are bounded, phone numbers masked, known secrets scrubbed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from callbuddy_pbx.app import CallService
+from callbuddy_pbx.config import Config
+from callbuddy_pbx.metrics import CONTENT_TYPE, Metrics
+from callbuddy_pbx.phone import redact
+from callbuddy_pbx.sms.gateway import SmsGateway
+from callbuddy_pbx.sms.http_common import HttpGateway
+
+log = logging.getLogger(__name__)
+
+MAX_DETAIL_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class AmiHealth:
+    connected: bool
+    last_error: str | None = None  # why it is not connected (None while connected)
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayHealth:
+    up: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class HealthStatus:
+    ami: AmiHealth
+    gateways: Mapping[str, GatewayHealth] = field(default_factory=dict)
+    outbox_backlog: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.ami.connected and all(gateway.up for gateway in self.gateways.values())
+
+    def to_json(self, backlog: int | None = None) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "ami": {"connected": self.ami.connected, "last_error": self.ami.last_error},
+            "gateways": {name: {"up": g.up, "detail": g.detail} for name, g in self.gateways.items()},
+            "outbox": {"backlog": self.outbox_backlog if backlog is None else backlog},
+        }
+
+
+def safe_detail(text: str, secrets: Iterable[str] = ()) -> str:
+    """Text fit for an unauthenticated health page: secrets replaced, phone numbers masked, bounded."""
+    for secret in secrets:
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return redact(text)[:MAX_DETAIL_CHARS]
+
+
+def config_secrets(config: Config) -> tuple[str, ...]:
+    """Every credential in the configuration, to scrub from health details."""
+    found = [config.asterisk.secret, config.web.webhook_token]
+    for gateway in config.gateways:
+        found += [gateway.password, gateway.auth_token, *(value for _, value in gateway.headers)]
+    return tuple(secret for secret in found if secret)
+
+
+def gateway_health(
+    gateway: SmsGateway, *, started: bool, network_error: str | None = None, secrets: Iterable[str] = ()
+) -> GatewayHealth:
+    bound = getattr(gateway, "bound", None)
+    if isinstance(bound, bool):  # SMPP
+        if bound:
+            return GatewayHealth(True, "bound")
+        reason = getattr(gateway, "last_error", None) or ("connecting" if started else "not started")
+        return GatewayHealth(False, safe_detail(f"not bound: {reason}", secrets))
+    up = getattr(gateway, "up", None)
+    if isinstance(up, bool):
+        return GatewayHealth(up, "up" if up else "down")
+    if isinstance(gateway, HttpGateway):
+        if not started:
+            return GatewayHealth(False, "not started")
+        if network_error:
+            return GatewayHealth(False, safe_detail(f"last send failed: {network_error}", secrets))
+        return GatewayHealth(True, "started")
+    return GatewayHealth(True, "no status reported")
+
+
+def service_health(
+    service: CallService, gateways: Mapping[str, SmsGateway], *, secrets: Iterable[str] = ()
+) -> HealthStatus:
+    """A snapshot of the live objects (cheap, synchronous: call it per request)."""
+    secrets = tuple(secrets)
+    ami = service.ami
+    last_error = None if ami.connected else safe_detail(ami.last_error or "not connected yet", secrets)
+    text_back = service.text_back
+    started = text_back.gateways_started if text_back is not None else set()
+    network_errors = text_back.network_errors if text_back is not None else {}
+    return HealthStatus(
+        AmiHealth(ami.connected, last_error),
+        {
+            name: gateway_health(
+                gateway, started=name in started, network_error=network_errors.get(name), secrets=secrets
+            )
+            for name, gateway in gateways.items()
+        },
+        outbox_backlog=service.metrics.backlog if service.metrics is not None else None,
+    )
+
+
+def health_routes(app: web.Application, status: Callable[[], HealthStatus], metrics: Metrics | None) -> None:
+    """Add GET /healthz (and GET /metrics when `metrics` is given) to `app`."""
+
+    async def refresh(current: HealthStatus) -> int | None:
+        if metrics is None:
+            return current.outbox_backlog
+        metrics.set_gateways_up({name: gateway.up for name, gateway in current.gateways.items()})
+        return await metrics.refresh()
+
+    async def healthz(request: web.Request) -> web.Response:
+        current = status()
+        backlog = await refresh(current)
+        return web.json_response(current.to_json(backlog), status=200 if current.ok else 503)
+
+    async def scrape(request: web.Request) -> web.Response:
+        await refresh(status())
+        assert metrics is not None
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+    app.router.add_get("/healthz", healthz)
+    if metrics is not None:
+        app.router.add_get("/metrics", scrape)
