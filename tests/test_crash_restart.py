@@ -93,3 +93,39 @@ async def test_kill_9_between_detection_and_send_still_sends_exactly_one_text(tm
                 _, err = await asyncio.wait_for(service.communicate(), 10)
                 assert service.returncode == 0, err.decode()[-2000:]
             await server.stop()
+
+
+async def test_a_taken_web_port_is_reported_and_calls_are_still_recorded(tmp_path: Path) -> None:
+    config, db = tmp_path / "callbuddy.yaml", tmp_path / "calls.sqlite3"
+    server = SimulatedAmiServer(secret="s3cret")
+    await server.start()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        web_port = taken.getsockname()[1]
+        config.write_text(
+            f"asterisk: {{host: 127.0.0.1, port: {server.port}, username: callbuddy, secret: s3cret}}\n"
+            f"web: {{host: 127.0.0.1, port: {web_port}}}\n"
+            "storage: {path: calls.sqlite3}\n"
+        )
+        service = await start_service(config)
+        try:
+            await wait_until(lambda: server.clients > 0)
+            await server.replay_raw(next(t for t in all_traces() if t.name.startswith("03-")).raw)
+
+            def stored() -> int:
+                if not db.exists():
+                    return 0
+                with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                    try:
+                        return int(conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+                    except sqlite3.OperationalError:
+                        return 0
+
+            await wait_until(lambda: stored() == 1)
+        finally:
+            service.send_signal(signal.SIGTERM)
+            _, err = await asyncio.wait_for(service.communicate(), 10)
+            await server.stop()
+    assert service.returncode == 0
+    assert f"web server could not listen on 127.0.0.1:{web_port}" in err.decode()

@@ -7,12 +7,18 @@ import asyncio
 import logging
 import signal
 
+from aiohttp import web
+
 from callbuddy_pbx.app import CallService
 from callbuddy_pbx.config import Config, load_config
 from callbuddy_pbx.logs import setup_logging
+from callbuddy_pbx.metrics import Metrics, store_backlog
 from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.sms.factory import build_gateways, webhook_gateways
 from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.store.links import LinkStore
+from callbuddy_pbx.web.health import config_secrets, health_routes, service_health
+from callbuddy_pbx.web.links import link_routes
 from callbuddy_pbx.web.server import create_app, start_web
 
 log = logging.getLogger("callbuddy_pbx")
@@ -21,10 +27,27 @@ log = logging.getLogger("callbuddy_pbx")
 async def serve(config: Config) -> None:
     store = await CallStore.open(config.storage.path)
     gateways = build_gateways(config)
-    text_back = TextBackService(config, store, gateways) if gateways else None
-    service = CallService(config, store, text_back=text_back)
-    runner = await start_web(create_app(webhook_gateways=webhook_gateways(gateways)), config.web.host, config.web.port)
-    log.info("web server on %s:%d (health, webhooks)", config.web.host, config.web.port)
+    metrics = Metrics()
+    metrics.watch_backlog(store_backlog(store))
+    text_back = TextBackService(config, store, gateways, metrics=metrics) if gateways else None
+    service = CallService(config, store, text_back=text_back, metrics=metrics)
+    secrets = config_secrets(config)
+    links = LinkStore(store)
+
+    def routes(app: web.Application) -> None:
+        health_routes(app, lambda: service_health(service, gateways, secrets=secrets), metrics)
+        link_routes(app, links)
+
+    app = create_app(webhook_gateways=webhook_gateways(gateways), extra_routes=routes)
+    runner: web.AppRunner | None = None
+    try:
+        runner = await start_web(app, config.web.host, config.web.port)
+        log.info("web server on %s:%d (health, metrics, webhooks, links)", config.web.host, config.web.port)
+    except OSError as exc:
+        # Calls are still followed and texted; only what needs the web server (receipts by webhook, /healthz,
+        # tracked links) is missing, and this says so loudly rather than missing every call.
+        log.error("web server could not listen on %s:%d (%s); running without it", config.web.host, config.web.port,
+                  exc.strerror)  # fmt: skip
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(service.stop()))
@@ -38,7 +61,8 @@ async def serve(config: Config) -> None:
     try:
         await service.run()
     finally:
-        await runner.cleanup()
+        if runner is not None:
+            await runner.cleanup()
         await store.close()
 
 
