@@ -59,8 +59,9 @@ class CallService:
         writer = asyncio.create_task(self._write_calls(), name="call-writer")
         helpers = [asyncio.create_task(self._tick(), name="call-tick")]
         if self.text_back is not None:
-            await self.text_back.start()
-            helpers.append(asyncio.create_task(self.text_back.outbox.run(), name="outbox"))
+            # Beside the AMI link, not before it: a gateway that is slow to bind must not make us miss calls
+            # (their texts wait, durable, in the outbox).
+            helpers.append(asyncio.create_task(self._send_texts(self.text_back), name="text-back"))
         try:
             await self.ami.run()
         finally:
@@ -76,6 +77,17 @@ class CallService:
                 await writer
             if self.text_back is not None:
                 await self.text_back.close()
+
+    @staticmethod
+    async def _send_texts(text_back: TextBackService) -> None:
+        try:
+            await text_back.start()
+            await text_back.outbox.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # calls are still recorded (and their texts stay queued); say why none go out
+            log.exception("text-back stopped: no texts are sent until the service is restarted")
+            raise
 
     async def stop(self) -> None:
         await self.ami.close()
