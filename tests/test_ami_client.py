@@ -29,7 +29,6 @@ from callbuddy_pbx.sim.ami_server import SimulatedAmiServer, encode_event, parse
 
 SECRET = "s3cr3t-Do-Not-Log-7f9a"
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "asterisk"
-needs_traces = pytest.mark.skipif(not (TRACES / "actions").is_dir(), reason=f"recorded traces not found under {TRACES}")
 
 
 @dataclass
@@ -226,7 +225,6 @@ async def test_action_while_disconnected_raises_at_once(server: SimulatedAmiServ
     assert server.actions_received == 0  # nothing was queued to be sent later
 
 
-@needs_traces
 async def test_list_action_core_show_channels_during_a_call_in_on_connected(server: SimulatedAmiServer) -> None:
     raw = (TRACES / "01-ring-no-answer" / "ami.raw").read_bytes()
     ringing = raw[: raw.index(b"Event: DialEnd\r\n")]  # the call while both desks ring
@@ -391,7 +389,6 @@ async def test_oversized_and_malformed_frames_are_logged_and_skipped(
     assert "no colon in this line" in errors and "this is not AMI" in errors
 
 
-@needs_traces
 async def test_recorded_call_replayed_with_its_timing(server: SimulatedAmiServer) -> None:
     scenario = TRACES / "06-caller-hangs-up-immediately"
     raw = (scenario / "ami.raw").read_bytes()

@@ -36,7 +36,6 @@ from callbuddy_pbx.sim.ami_server import (
 )
 
 ACTIONS = Path(__file__).resolve().parents[2] / "shared" / "traces" / "asterisk" / "actions"
-needs_traces = pytest.mark.skipif(not ACTIONS.is_dir(), reason=f"recorded traces not found under {ACTIONS}")
 
 AMI_SECRET = "callbuddy-secret"
 TRUNK_PASSWORD = "Trunk-Pa55word-never-shown"
@@ -109,7 +108,6 @@ def frames(data: bytes) -> list[list[str]]:
 # -- pure: the recorded answers of a real Asterisk 22 --------------------------------------------------------------
 
 
-@needs_traces
 def test_recorded_answers_show_102_not_registered(tmp_path):
     config = config_for(tmp_path)
     status = PbxStatus(
@@ -137,7 +135,6 @@ def test_recorded_answers_show_102_not_registered(tmp_path):
     ]
 
 
-@needs_traces
 def test_a_phone_missing_on_the_pbx_is_an_error_and_extra_endpoints_are_info(tmp_path):
     config = config_for(tmp_path)
     endpoints = [item for item in recorded("pjsipshowendpoints") if item.get("ObjectName") != "101"]
@@ -244,7 +241,6 @@ async def _ask(server: SimulatedAmiServer, actions: list[str]) -> list[bytes]:
     return answers
 
 
-@needs_traces
 def test_simulated_answers_have_the_recorded_header_sequence():
     async def scenario() -> list[bytes]:
         async with SimulatedAmiServer() as server:
@@ -401,7 +397,6 @@ def test_check_shows_102_not_registered_and_exits_0(tmp_path, capsys):
     ]
 
 
-@needs_traces
 def test_check_exits_1_when_a_phone_is_unknown_to_asterisk_and_never_shows_sip_passwords(tmp_path, capsys):
     pjsip = recorded_pjsip()
     del pjsip.endpoints[2]  # 102 is in the YAML, not on the PBX: render was not applied

@@ -124,3 +124,8 @@ def test_calls_are_judged_when_their_last_leg_is_gone_not_at_the_first_end_marke
         if tracker.feed(message, 1000.0 + index):
             finished_at.append(f"{message.get('Event')} {message.get('Channel')}")
     assert finished_at == ["Hangup PJSIP/101-0000003d"]
+
+
+def test_the_recorded_traces_are_there() -> None:
+    """Without ../shared the parametrized tests above would silently collect nothing."""
+    assert len(TRACES) >= 20, f"expected the recorded Asterisk traces beside the repository, found {len(TRACES)}"
