@@ -1,4 +1,4 @@
-"""Command line: `callbuddy-pbx run | demo | check | calls | messages | replay | secrets`."""
+"""Command line: `callbuddy-pbx run | demo | check | calls | messages | stats | replay | secrets`."""
 
 from __future__ import annotations
 
@@ -45,6 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     messages.add_argument("--limit", type=int, default=100, help="at most this many texts, newest first (default 100)")
     messages.add_argument("--json", action="store_true", help="one JSON object per line")
+
+    stats = commands.add_parser("stats", help="missed calls recovered: texted, delivered, booking links clicked")
+    stats.add_argument("--config", "-c", help="YAML configuration file (for the database path)")
+    stats.add_argument("--db", help="SQLite file (overrides the configuration)")
+    stats.add_argument("--since", default="7d", help="ISO date/time, or an age such as 6h, 2d, 1w (default 7d)")
+    stats.add_argument("--until", help="end of the period, ISO date/time or an age (default now)")
+    stats.add_argument("--business", help="only this business (default all)")
+    stats.add_argument("--tz", default="UTC", help="time zone for missed calls by hour and weekday (default UTC)")
+    stats.add_argument("--json", action="store_true", help="one JSON object")
 
     render = commands.add_parser("render", help="write Asterisk's configuration for the PBX the YAML describes")
     render.add_argument("--config", "-c", required=True, help="YAML configuration file")

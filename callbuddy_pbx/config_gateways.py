@@ -20,6 +20,7 @@ GATEWAY_KINDS: tuple[str, ...] = ("smpp", "twilio", "kannel", "generic", "simula
 GENERIC_BODY_FIELDS: tuple[str, ...] = ("to", "sender", "text", "key")
 TWILIO_API = "https://api.twilio.com"
 MIN_WEBHOOK_TOKEN_CHARS = 16
+MIN_API_TOKEN_CHARS = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,11 +53,21 @@ class GatewayConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A bearer token of the JSON API (/api/v1); `businesses` empty = every business."""
+
+    name: str
+    token: str = field(repr=False)
+    businesses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class WebConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     public_url: str = ""  # how gateways reach us for receipts and inbound texts, e.g. https://cb.example.com
     webhook_token: str = field(default="", repr=False)  # shared secret in webhook URLs (Kannel, generic)
+    api_tokens: tuple[ApiToken, ...] = ()  # who may read the JSON API; none = the API answers 401 to everyone
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -78,7 +89,8 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 }
 _COMMON_GATEWAY_KEYS = ("name", "kind", "rate_per_second")
 _ALL_GATEWAY_KEYS = tuple(dict.fromkeys(_COMMON_GATEWAY_KEYS + tuple(chain.from_iterable(_KIND_KEYS.values()))))
-_WEB_KEYS = ("host", "port", "public_url", "webhook_token")
+_WEB_KEYS = ("host", "port", "public_url", "webhook_token", "api_tokens")
+_API_TOKEN_KEYS = ("name", "token", "businesses")
 _METHODS = ("GET", "POST", "PUT", "PATCH")
 _BODY_FORMATS = ("form", "json")
 _GATEWAY_NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -293,7 +305,72 @@ class GatewayReader:
                     f"too short: at least {MIN_WEBHOOK_TOKEN_CHARS} characters (e.g. from `openssl rand -hex 16`)",
                 )
                 token = ""
-        return WebConfig(host=host, port=port, public_url=public_url, webhook_token=token)
+        api_tokens = self._api_tokens(section["api_tokens"]) if "api_tokens" in section else ()
+        return WebConfig(host=host, port=port, public_url=public_url, webhook_token=token, api_tokens=api_tokens)
+
+    def _api_tokens(self, node: yaml.Node) -> tuple[ApiToken, ...]:
+        """`web.api_tokens: [{name, token, businesses}]`; an entry with a problem is left out (and reported)."""
+        if is_null(node):
+            return ()
+        entries = self.r.items(node, "web.api_tokens")
+        if entries is None:
+            return ()
+        result: list[ApiToken] = []
+        names: dict[str, int] = {}
+        tokens: dict[str, int] = {}
+        for entry, path in entries:
+            section = self.r.mapping(entry, path, _API_TOKEN_KEYS)
+            if section is None:
+                continue
+            missing = [key for key in ("name", "token") if key not in section]
+            if missing:
+                self.r.problem(
+                    entry,
+                    path,
+                    f"missing required key{'s' if len(missing) > 1 else ''} " + ", ".join(map(repr, missing)),
+                )
+            name = self.r.non_empty(section["name"], f"{path}.name", "a token name") if "name" in section else None
+            if name is not None and name in names:
+                self.r.problem(section["name"], f"{path}.name", f"{name!r} is already used (line {names[name]})")
+                name = None
+            elif name is not None:
+                names[name] = line_of(section["name"])
+            token = self.r.secret(section["token"], f"{path}.token", "an API token") if "token" in section else None
+            if token is not None and len(token) < MIN_API_TOKEN_CHARS:
+                self.r.problem(
+                    section["token"],
+                    f"{path}.token",
+                    f"too short: at least {MIN_API_TOKEN_CHARS} characters (e.g. from `openssl rand -hex 24`)",
+                )
+                token = None
+            elif token is not None and token in tokens:
+                self.r.problem(section["token"], f"{path}.token", f"the same token as on line {tokens[token]}")
+                token = None
+            elif token is not None:
+                tokens[token] = line_of(section["token"])
+            businesses = (
+                self._token_businesses(section["businesses"], f"{path}.businesses") if ("businesses" in section) else ()
+            )
+            if name is not None and token is not None and businesses is not None:
+                result.append(ApiToken(name, token, businesses))
+        return tuple(result)
+
+    def _token_businesses(self, node: yaml.Node, path: str) -> tuple[str, ...] | None:
+        """The businesses a token may read: a non-empty list of names (leave the key out for every business)."""
+        items = self.r.items(node, path)
+        if items is None:
+            return None
+        if not items:
+            self.r.problem(node, path, "an empty list would allow nothing (leave the key out for every business)")
+            return None
+        names: list[str] = []
+        for item, item_path in items:
+            name = self.r.non_empty(item, item_path, "a business name")
+            if name is None:
+                return None
+            if name not in names:
+                names.append(name)
+        return tuple(names)
 
     def finish(self, web: WebConfig) -> None:
         """Gateways that call us back need the web settings."""
