@@ -129,3 +129,42 @@ async def test_a_taken_web_port_is_reported_and_calls_are_still_recorded(tmp_pat
             await server.stop()
     assert service.returncode == 0
     assert f"web server could not listen on 127.0.0.1:{web_port}" in err.decode()
+
+
+async def test_the_running_service_serves_health_metrics_and_the_api(tmp_path: Path) -> None:
+    import aiohttp
+
+    config = tmp_path / "callbuddy.yaml"
+    server = SimulatedAmiServer(secret="s3cret")
+    await server.start()
+    port, token = free_port(), "api-token-for-the-running-service-test"
+    config.write_text(
+        f"asterisk: {{host: 127.0.0.1, port: {server.port}, username: callbuddy, secret: s3cret}}\n"
+        f"web: {{host: 127.0.0.1, port: {port}, api_tokens: [{{name: tests, token: {token}}}]}}\n"
+        "storage: {path: calls.sqlite3}\n"
+    )
+    service = await start_service(config)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until(lambda: server.clients > 0)
+        await server.replay_raw(next(t for t in all_traces() if t.name.startswith("01-")).raw)
+        async with aiohttp.ClientSession() as http:
+            calls: list[dict[str, object]] = []
+            async with asyncio.timeout(10):
+                while not calls:
+                    async with http.get(f"{base}/api/v1/calls", headers={"Authorization": f"Bearer {token}"}) as r:
+                        assert r.status == 200
+                        calls = (await r.json())["calls"]
+                    await asyncio.sleep(0.05)
+            assert [(c["caller"], c["outcome"]) for c in calls] == [("+15557654321", "no_answer")]
+            async with http.get(f"{base}/api/v1/calls") as r:
+                assert r.status == 401
+            async with http.get(f"{base}/healthz") as r:
+                assert r.status == 200 and (await r.json())["ami"]["connected"] is True
+            async with http.get(f"{base}/metrics") as r:
+                assert 'callbuddy_calls_total{outcome="no_answer"} 1.0' in await r.text()
+    finally:
+        service.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(service.communicate(), 10)
+        await server.stop()
+    assert service.returncode == 0, err.decode()[-2000:]

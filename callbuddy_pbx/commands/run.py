@@ -17,6 +17,7 @@ from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.sms.factory import build_gateways, webhook_gateways
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.links import LinkStore
+from callbuddy_pbx.web.api import api_routes
 from callbuddy_pbx.web.health import config_secrets, health_routes, service_health
 from callbuddy_pbx.web.links import link_routes
 from callbuddy_pbx.web.server import create_app, start_web
@@ -37,6 +38,8 @@ async def serve(config: Config) -> None:
     def routes(app: web.Application) -> None:
         health_routes(app, lambda: service_health(service, gateways, secrets=secrets), metrics)
         link_routes(app, links)
+        if config.web.api_tokens:
+            api_routes(app, store, config.web.api_tokens)
 
     app = create_app(webhook_gateways=webhook_gateways(gateways), extra_routes=routes)
     runner: web.AppRunner | None = None

@@ -68,7 +68,7 @@ def safe_detail(text: str, secrets: Iterable[str] = ()) -> str:
 
 def config_secrets(config: Config) -> tuple[str, ...]:
     """Every credential in the configuration, to scrub from health details."""
-    found = [config.asterisk.secret, config.web.webhook_token]
+    found = [config.asterisk.secret, config.web.webhook_token, *(t.token for t in config.web.api_tokens)]
     for gateway in config.gateways:
         found += [gateway.password, gateway.auth_token, *(value for _, value in gateway.headers)]
     return tuple(secret for secret in found if secret)
