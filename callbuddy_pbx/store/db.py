@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -30,11 +31,14 @@ _INSERT_LEG = """
         linkedid, seq, channel, endpoint, dial_status, hangup_cause, answered, started_at, ended_at
     ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
+# :businesses is NULL (every business) or a JSON array of the names allowed, bound as a parameter.
+IN_SCOPE = "(:businesses IS NULL OR {column} IN (SELECT value FROM json_each(:businesses)))"
 # One query for calls and legs: the newest calls first, each call's legs in order (LEFT JOIN keeps leg-less calls).
-_SELECT_CALLS = """
+_SELECT_CALLS = f"""
     WITH picked AS (
         SELECT * FROM calls
         WHERE (:missed_only = 0 OR missed = 1) AND (:since IS NULL OR ended_at >= :since)
+          AND (:linkedid IS NULL OR linkedid = :linkedid) AND {IN_SCOPE.format(column="business")}
         ORDER BY ended_at DESC, linkedid DESC
         LIMIT :limit
     )
@@ -44,7 +48,7 @@ _SELECT_CALLS = """
         leg.started_at AS leg_started_at, leg.ended_at AS leg_ended_at
     FROM picked LEFT JOIN call_legs AS leg ON leg.linkedid = picked.linkedid
     ORDER BY picked.ended_at DESC, picked.linkedid DESC, leg.seq
-"""
+"""  # noqa: S608 (fixed text; every value is bound)
 _COUNT_CALLS = "SELECT COUNT(*) FROM calls WHERE (:missed_only = 0 OR missed = 1)"
 
 
@@ -122,12 +126,25 @@ class CallStore:
         return self._conn
 
     async def list_calls(
-        self, *, missed_only: bool = False, since: float | None = None, limit: int = 100
+        self,
+        *,
+        missed_only: bool = False,
+        since: float | None = None,
+        limit: int = 100,
+        businesses: Sequence[str] | None = None,
+        linkedid: str | None = None,
     ) -> list[CallRecord]:
-        """Calls newest first (by end time), with their legs; `since` keeps calls that ended at or after it."""
+        """Calls newest first (by end time), with their legs; `since` keeps calls that ended at or after it;
+        `businesses` (None: all) and `linkedid` narrow the choice."""
         if limit < 0:
             raise ValueError(f"limit must be 0 or more, not {limit}")
-        params = {"missed_only": int(missed_only), "since": since, "limit": limit}
+        params = {
+            "missed_only": int(missed_only),
+            "since": since,
+            "limit": limit,
+            "linkedid": linkedid,
+            "businesses": scope_param(businesses),
+        }
         calls: dict[str, tuple[sqlite3.Row, list[LegRecord]]] = {}  # insertion order = newest first
         async with self._conn.execute(_SELECT_CALLS, params) as cursor:
             async for row in cursor:
@@ -140,6 +157,11 @@ class CallStore:
         async with self._conn.execute(_COUNT_CALLS, {"missed_only": int(missed_only)}) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row is not None else 0
+
+
+def scope_param(businesses: Sequence[str] | None) -> str | None:
+    """The :businesses parameter of IN_SCOPE."""
+    return None if businesses is None else json.dumps(list(businesses))
 
 
 async def insert_calls(conn: aiosqlite.Connection, records: Sequence[CallRecord]) -> list[CallRecord]:

@@ -15,7 +15,7 @@ import aiosqlite
 
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState
-from callbuddy_pbx.store.db import CallStore, insert_calls
+from callbuddy_pbx.store.db import IN_SCOPE, CallStore, insert_calls, scope_param
 from callbuddy_pbx.store.links import NewLink, insert_links
 
 # States of a text. `unknown`: the process died while the gateway had it; it is never re-sent blindly.
@@ -114,6 +114,13 @@ _SELECT_ROWS = """
     SELECT id, key, kind, linkedid, business, to_number, sender, gateway, body, state, attempts, send_at,
            created_at, updated_at, sent_at, done_at, message_id, error
     FROM messages
+"""
+
+
+_LIST_WHERE = f"""
+    WHERE (:state IS NULL OR state = :state) AND (:since IS NULL OR created_at >= :since)
+      AND (:linkedid IS NULL OR linkedid = :linkedid) AND {IN_SCOPE.format(column="business")}
+    ORDER BY created_at DESC, id DESC LIMIT :limit
 """
 
 
@@ -345,11 +352,24 @@ class MessageStore:
 
     # ---- reading --------------------------------------------------------------------------------------------
 
-    async def list_messages(self, *, limit: int = 100, state: str | None = None) -> list[OutboxRow]:
-        async with self._calls.connection.execute(
-            _SELECT_ROWS + " WHERE (:state IS NULL OR state = :state) ORDER BY created_at DESC, id DESC LIMIT :limit",
-            {"state": state, "limit": limit},
-        ) as cursor:
+    async def list_messages(
+        self,
+        *,
+        limit: int = 100,
+        state: str | None = None,
+        since: float | None = None,
+        linkedid: str | None = None,
+        businesses: Sequence[str] | None = None,
+    ) -> list[OutboxRow]:
+        """Texts newest first; `businesses` (None: all), `linkedid`, `state` and `since` narrow the choice."""
+        params = {
+            "state": state,
+            "since": since,
+            "linkedid": linkedid,
+            "businesses": scope_param(businesses),
+            "limit": limit,
+        }
+        async with self._calls.connection.execute(_SELECT_ROWS + _LIST_WHERE, params) as cursor:
             return [_row(r) for r in await cursor.fetchall()]
 
     async def verdict(self, linkedid: str) -> Verdict | None:

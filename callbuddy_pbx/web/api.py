@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import sqlite3
 import time
 import zoneinfo
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,11 +28,10 @@ from aiohttp import hdrs, web
 
 from callbuddy_pbx.commands.calls import parse_since
 from callbuddy_pbx.config_gateways import ApiToken
-from callbuddy_pbx.model import CallRecord, LegRecord
 from callbuddy_pbx.serialize import call_to_dict
-from callbuddy_pbx.store.db import CallStore, _call_from, _leg_from
+from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.links import LinkStore
-from callbuddy_pbx.store.messages import _SELECT_ROWS, MessageStore, _row
+from callbuddy_pbx.store.messages import MessageStore
 from callbuddy_pbx.store.stats import recovery_stats
 
 MAX_LIMIT = 500
@@ -42,30 +40,6 @@ DEFAULT_STATS_SINCE = "7d"
 _NO_STORE = {"Cache-Control": "no-store"}
 _TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no", ""})
 _MESSAGE_STATES = ("queued", "sending", "sent", "delivered", "failed", "expired", "unknown", "cancelled")
-
-# :businesses is NULL (every business) or a JSON array of the names allowed, bound as a parameter.
-_IN_SCOPE = "(:businesses IS NULL OR {column} IN (SELECT value FROM json_each(:businesses)))"
-_SELECT_CALLS = f"""
-    WITH picked AS (
-        SELECT * FROM calls
-        WHERE (:missed_only = 0 OR missed = 1) AND (:since IS NULL OR ended_at >= :since)
-          AND (:linkedid IS NULL OR linkedid = :linkedid)
-          AND {_IN_SCOPE.format(column="business")}
-        ORDER BY ended_at DESC, linkedid DESC
-        LIMIT :limit
-    )
-    SELECT picked.*,
-        leg.seq AS leg_seq, leg.channel AS leg_channel, leg.endpoint AS leg_endpoint,
-        leg.dial_status AS leg_dial_status, leg.hangup_cause AS leg_hangup_cause, leg.answered AS leg_answered,
-        leg.started_at AS leg_started_at, leg.ended_at AS leg_ended_at
-    FROM picked LEFT JOIN call_legs AS leg ON leg.linkedid = picked.linkedid
-    ORDER BY picked.ended_at DESC, picked.linkedid DESC, leg.seq
-"""  # noqa: S608 (fixed text; every value is bound)
-_MESSAGES_WHERE = f"""
-    WHERE (:state IS NULL OR state = :state) AND (:since IS NULL OR created_at >= :since)
-      AND (:linkedid IS NULL OR linkedid = :linkedid) AND {_IN_SCOPE.format(column="business")}
-    ORDER BY created_at DESC, id DESC LIMIT :limit
-"""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Scoped = Callable[[web.Request, ApiToken], Awaitable[web.StreamResponse]]
@@ -150,57 +124,12 @@ def _business(request: web.Request) -> str | None:
     return text
 
 
-async def select_calls(
-    store: CallStore,
-    *,
-    businesses: Sequence[str] | None,
-    missed_only: bool = False,
-    since: float | None = None,
-    linkedid: str | None = None,
-    limit: int = DEFAULT_LIMIT,
-) -> list[CallRecord]:
-    params = {
-        "missed_only": int(missed_only),
-        "since": since,
-        "linkedid": linkedid,
-        "businesses": None if businesses is None else json.dumps(list(businesses)),
-        "limit": limit,
-    }
-    calls: dict[str, tuple[sqlite3.Row, list[LegRecord]]] = {}
-    async with store.connection.execute(_SELECT_CALLS, params) as cursor:
-        async for row in cursor:
-            _, legs = calls.setdefault(row["linkedid"], (row, []))
-            if row["leg_seq"] is not None:
-                legs.append(_leg_from(row))
-    return [_call_from(row, legs) for row, legs in calls.values()]
-
-
-async def select_messages(
-    store: CallStore,
-    *,
-    businesses: Sequence[str] | None,
-    state: str | None = None,
-    since: float | None = None,
-    linkedid: str | None = None,
-    limit: int = DEFAULT_LIMIT,
-) -> list[dict[str, Any]]:
-    params = {
-        "state": state,
-        "since": since,
-        "linkedid": linkedid,
-        "businesses": None if businesses is None else json.dumps(list(businesses)),
-        "limit": limit,
-    }
-    async with store.connection.execute(_SELECT_ROWS + _MESSAGES_WHERE, params) as cursor:
-        return [asdict(_row(row)) for row in await cursor.fetchall()]
-
-
 def api_routes(
     app: web.Application, store: CallStore, tokens: Sequence[ApiToken], *, clock: Callable[[], float] = time.time
 ) -> None:
     """Add the GET routes of /api/v1 to `app`, readable with the bearer `tokens`."""
     tokens = tuple(tokens)
-    verdicts = MessageStore(store)
+    messages_store = MessageStore(store)
     links = LinkStore(store)
 
     def authorised(handler: Scoped) -> Handler:
@@ -227,8 +156,7 @@ def api_routes(
             business = asked_business(request, token)
         except _Forbidden:
             return _error(403, "this token may not read that business")
-        records = await select_calls(
-            store,
+        records = await store.list_calls(
             businesses=_scope(token, business),
             missed_only=_flag(request, "missed"),
             since=_since(request),
@@ -238,11 +166,11 @@ def api_routes(
 
     async def call(request: web.Request, token: ApiToken) -> web.StreamResponse:
         linkedid = request.match_info["linkedid"]
-        found = await select_calls(store, businesses=_scope(token, None), linkedid=linkedid, limit=1)
+        found = await store.list_calls(businesses=_scope(token, None), linkedid=linkedid, limit=1)
         if not found:  # never stored, or another business's: the same answer
             return _error(404, "no such call")
-        verdict = await verdicts.verdict(linkedid)
-        texts = await select_messages(store, businesses=None, linkedid=linkedid, limit=MAX_LIMIT)
+        verdict = await messages_store.verdict(linkedid)
+        texts = [asdict(row) for row in await messages_store.list_messages(linkedid=linkedid, limit=MAX_LIMIT)]
         body = call_to_dict(found[0])
         body["verdict"] = None if verdict is None else {"send": verdict.send, "reason": verdict.reason}
         body["texts"] = texts
@@ -257,10 +185,10 @@ def api_routes(
         state = request.query.get("state")
         if state is not None and state not in _MESSAGE_STATES:
             raise BadQuery(f"state: expected one of {', '.join(_MESSAGE_STATES)}")
-        rows = await select_messages(
-            store, businesses=_scope(token, business), state=state, since=_since(request), limit=_limit(request)
+        rows = await messages_store.list_messages(
+            businesses=_scope(token, business), state=state, since=_since(request), limit=_limit(request)
         )
-        return _ok({"messages": rows})
+        return _ok({"messages": [asdict(row) for row in rows]})
 
     async def stats(request: web.Request, token: ApiToken) -> web.StreamResponse:
         try:
