@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from callbuddy_pbx.cli import main
-from callbuddy_pbx.commands.calls import parse_since
 from callbuddy_pbx.model import CallRecord, LegRecord, Outcome
+from callbuddy_pbx.periods import parse_since
 from callbuddy_pbx.store import CallStore
 
 CONFIG = """\

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import sys
-import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -15,14 +13,13 @@ from pathlib import Path
 from callbuddy_pbx.commands.display import format_table, printable
 from callbuddy_pbx.commands.options import database_path
 from callbuddy_pbx.model import CallRecord
+from callbuddy_pbx.periods import parse_since
 from callbuddy_pbx.phone import is_withheld
 from callbuddy_pbx.serialize import call_to_dict
 from callbuddy_pbx.store import CallStore, StoreError
 
 PROG = "callbuddy-pbx calls"
 NAME_WIDTH = 40  # caller names are free text from the phone network
-_AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def main(args: argparse.Namespace) -> int:
@@ -56,23 +53,6 @@ def main(args: argparse.Namespace) -> int:
 async def _fetch(db_path: Path, *, missed_only: bool, since: float | None, limit: int) -> list[CallRecord]:
     async with await CallStore.open(db_path, create=False) as store:
         return await store.list_calls(missed_only=missed_only, since=since, limit=limit)
-
-
-def parse_since(text: str, now: float | None = None) -> float:
-    """Unix time from an age (`30m`, `6h`, `2d`, `1w`) or an ISO date/time (local time when it has no offset)."""
-    value = text.strip()
-    age = _AGE.fullmatch(value)
-    if age:
-        return (time.time() if now is None else now) - float(age.group(1)) * _UNIT_SECONDS[age.group(2)]
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        shown = printable(value, 40)
-        raise ValueError(
-            f"--since: {shown!r} is not a date/time or an age "
-            "(expected e.g. 2024-05-01, 2024-05-01T09:30, or 30m, 6h, 2d, 1w)"
-        ) from None
-    return moment.timestamp()  # a naive datetime is taken as local time
 
 
 def caller_shown(record: CallRecord) -> str:
