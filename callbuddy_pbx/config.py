@@ -11,7 +11,8 @@ from pathlib import Path
 
 import yaml
 
-from callbuddy_pbx.config_gateways import GATEWAY_KINDS, GatewayConfig, GatewayReader, WebConfig
+from callbuddy_pbx.config_alerts import AlertsConfig, DigestConfig
+from callbuddy_pbx.config_gateways import GATEWAY_KINDS, GatewayConfig, GatewayReader, WebConfig, WebUser
 from callbuddy_pbx.config_pbx import PbxConfig, PbxReader, public_address
 from callbuddy_pbx.config_reader import NULL, Reader, shown
 from callbuddy_pbx.config_texting import (
@@ -36,10 +37,12 @@ __all__ = [
     "GATEWAY_KINDS",
     "MISSED_OUTCOMES",
     "SECRET_ENV_VAR",
+    "AlertsConfig",
     "AsteriskConfig",
     "Business",
     "Config",
     "ConfigError",
+    "DigestConfig",
     "GatewayConfig",
     "InboundConfig",
     "LoggingConfig",
@@ -47,6 +50,7 @@ __all__ = [
     "StorageConfig",
     "TextBack",
     "WebConfig",
+    "WebUser",
     "WeeklyHours",
     "default_config",
     "load_config",
@@ -100,6 +104,7 @@ class Business:
     text_back: TextBack = field(default_factory=lambda: TextBack())
     hours: WeeklyHours | None = None  # None: always "business hours" (the after-hours template is never used)
     holidays: tuple[date, ...] = ()  # whole days treated as after hours
+    digest: DigestConfig | None = None  # the owner's daily digest (None: none is sent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +138,7 @@ class Config:
     gateways: tuple[GatewayConfig, ...] = ()
     web: WebConfig = field(default_factory=WebConfig)
     pbx: PbxConfig = field(default_factory=PbxConfig)  # phones, ring groups, trunks: what `render` writes
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)  # when and how the installer is told of trouble
     default_region: str = "US"  # for callers' numbers when no business applies
     source: str | None = None  # the file this came from, for messages
 

@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from pathlib import Path
 
 import yaml
 
@@ -61,6 +62,23 @@ class ApiToken:
     businesses: tuple[str, ...] = ()
 
 
+USER_ROLES: tuple[str, ...] = ("admin", "business")
+
+
+@dataclass(frozen=True, slots=True)
+class WebUser:
+    """Someone who may log in to the dashboard.
+
+    An admin sees every business and full phone numbers; a business user sees only `businesses`, with callers'
+    numbers masked unless `show_numbers`."""
+
+    name: str
+    password_hash: str = field(repr=False)  # "scrypt$..." as written by `callbuddy-pbx user add`
+    role: str = "business"  # "admin" | "business"
+    businesses: tuple[str, ...] = ()
+    show_numbers: bool = False  # admins always see numbers
+
+
 @dataclass(frozen=True, slots=True)
 class WebConfig:
     host: str = "127.0.0.1"
@@ -68,6 +86,11 @@ class WebConfig:
     public_url: str = ""  # how gateways reach us for receipts and inbound texts, e.g. https://cb.example.com
     webhook_token: str = field(default="", repr=False)  # shared secret in webhook URLs (Kannel, generic)
     api_tokens: tuple[ApiToken, ...] = ()  # who may read the JSON API; none = the API answers 401 to everyone
+    users: tuple[WebUser, ...] = ()  # dashboard logins: `web.users` plus those in `users_file`
+    users_file: Path | None = None  # a YAML list of users that `callbuddy-pbx user add` maintains
+    session_hours: float = 12.0  # a dashboard login lasts this long
+    # "auto": Secure when public_url is https or the request came over TLS; "always"; "never"
+    secure_cookies: str = "auto"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

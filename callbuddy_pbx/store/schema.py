@@ -122,6 +122,33 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX link_clicks_by_token ON link_clicks (token);
     """,
+    # 4: the dashboard. Login sessions (only a hash of the cookie's value is stored), alerts and digests sent (one
+    # row per key, so a restart never sends one twice), and indexes for the live feed (rows changed since a cursor)
+    # and for searching calls by number or business.
+    """
+    CREATE TABLE web_sessions (
+        id_hash     TEXT    NOT NULL PRIMARY KEY,
+        user_name   TEXT    NOT NULL,
+        csrf_token  TEXT    NOT NULL,
+        created_at  REAL    NOT NULL,
+        expires_at  REAL    NOT NULL
+    );
+    CREATE INDEX web_sessions_expiry ON web_sessions (expires_at);
+    CREATE TABLE notifications (
+        key         TEXT    NOT NULL PRIMARY KEY,
+        kind        TEXT    NOT NULL,
+        business    TEXT,
+        body        TEXT    NOT NULL,
+        created_at  REAL    NOT NULL,
+        sent_at     REAL,
+        error       TEXT
+    );
+    CREATE INDEX calls_recorded_at ON calls (recorded_at);
+    CREATE INDEX calls_business_ended_at ON calls (business, ended_at);
+    CREATE INDEX calls_caller ON calls (caller);
+    CREATE INDEX messages_updated_at ON messages (updated_at);
+    CREATE INDEX messages_by_call ON messages (linkedid);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,46 @@
+"""The one Jinja2 environment of the dashboard: templates from the package, HTML always escaped.
+
+Everything shown may come from outside (a caller ID name, an SMS, a gateway's error), so autoescape is on for
+every template, whatever its name, and no page marks data as safe.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import zoneinfo
+
+import jinja2
+
+
+def when(epoch: float | None, timezone: str = "UTC", fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """An epoch time on a business's clock ("" for none)."""
+    if epoch is None:
+        return ""
+    return datetime.datetime.fromtimestamp(epoch, tz=zoneinfo.ZoneInfo(timezone)).strftime(fmt)
+
+
+def seconds(value: float | None) -> str:
+    """A duration for people: 850 ms, 12.4 s, 3 min 5 s ("" for none)."""
+    if value is None:
+        return ""
+    if value < 1:
+        return f"{value * 1000:.0f} ms"
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, rest = divmod(round(value), 60)
+    return f"{minutes} min {rest} s"
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("callbuddy_pbx.web", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,  # a misspelt name is an error in the tests, not a blank on a page
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["when"] = when
+    env.filters["seconds"] = seconds
+    return env
