@@ -49,3 +49,4 @@ class Viewer:
 
 
 VIEWER_KEY = web.RequestKey("viewer", Viewer)
+CSRF_KEY = web.RequestKey("csrf_token", str)  # the session's CSRF token: every dashboard form posts it back
