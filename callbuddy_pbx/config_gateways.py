@@ -7,13 +7,14 @@ may carry keys) never appear in a problem message.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
 
 import yaml
 
+from callbuddy_pbx import config_users  # a module import: config_users builds this module's WebUser
 from callbuddy_pbx.config_reader import Reader, is_null, join, key_node, kind_of, line_of, shown
 from callbuddy_pbx.sms.text import fields_of, template_problem
 
@@ -113,6 +114,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 _COMMON_GATEWAY_KEYS = ("name", "kind", "rate_per_second")
 _ALL_GATEWAY_KEYS = tuple(dict.fromkeys(_COMMON_GATEWAY_KEYS + tuple(chain.from_iterable(_KIND_KEYS.values()))))
 _WEB_KEYS = ("host", "port", "public_url", "webhook_token", "api_tokens")
+_WEB_LOGIN_KEYS = ("users", "users_file", "session_hours", "secure_cookies")  # read by config_users
 _API_TOKEN_KEYS = ("name", "token", "businesses")
 _METHODS = ("GET", "POST", "PUT", "PATCH")
 _BODY_FORMATS = ("form", "json")
@@ -133,6 +135,7 @@ class GatewayReader:
         self.names: dict[str, int] = {}  # every well-named gateway entry → its line, even one with other problems
         self.entries = 0  # entries under `gateways:`, valid or not
         self._gateways: list[tuple[GatewayConfig, yaml.Node, str]] = []
+        self._businesses: Collection[str] | None = None  # the configured business names, once `web` is read
 
     def gateways(self, node: yaml.Node) -> tuple[GatewayConfig, ...]:
         if is_null(node):
@@ -306,8 +309,12 @@ class GatewayReader:
         return tuple(result) if ok else None
 
     # -- businesses ----------------------------------------------------------------------------------------------
-    def web(self, node: yaml.Node) -> WebConfig:
-        section = self.r.mapping(node, "web", _WEB_KEYS)
+    def web(
+        self, node: yaml.Node, base_dir: Path | None = None, businesses: Collection[str] | None = None
+    ) -> WebConfig:
+        """`businesses`: the configured names that tokens and users may name (None: not checked)."""
+        self._businesses = businesses
+        section = self.r.mapping(node, "web", _WEB_KEYS + _WEB_LOGIN_KEYS)
         base = WebConfig()
         if not section:
             return base
@@ -329,7 +336,18 @@ class GatewayReader:
                 )
                 token = ""
         api_tokens = self._api_tokens(section["api_tokens"]) if "api_tokens" in section else ()
-        return WebConfig(host=host, port=port, public_url=public_url, webhook_token=token, api_tokens=api_tokens)
+        logins = config_users.UsersReader(self.r, businesses).settings(section, base_dir or Path())
+        return WebConfig(
+            host=host,
+            port=port,
+            public_url=public_url,
+            webhook_token=token,
+            api_tokens=api_tokens,
+            users=logins.users,
+            users_file=logins.users_file,
+            session_hours=logins.session_hours,
+            secure_cookies=logins.secure_cookies,
+        )
 
     def _api_tokens(self, node: yaml.Node) -> tuple[ApiToken, ...]:
         """`web.api_tokens: [{name, token, businesses}]`; an entry with a problem is left out (and reported)."""
@@ -390,6 +408,10 @@ class GatewayReader:
         for item, item_path in items:
             name = self.r.non_empty(item, item_path, "a business name")
             if name is None:
+                return None
+            problem = config_users.unknown_business(name, self._businesses)
+            if problem is not None:
+                self.r.problem(item, item_path, problem)
                 return None
             if name not in names:
                 names.append(name)

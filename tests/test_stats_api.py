@@ -422,6 +422,8 @@ def test_api_tokens_from_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("API_TOKEN", GLOW_TOKEN)
     path = tmp_path / "site.yaml"
     path.write_text(textwrap.dedent(f"""\
+        businesses:
+          - {{name: {GLOW}, numbers: ["+15550001000"]}}
         web:
           api_tokens:
             - {{name: installer, token: "${{API_TOKEN}}", businesses: [{GLOW}]}}
@@ -430,6 +432,21 @@ def test_api_tokens_from_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     tokens = load_config(path).web.api_tokens
     assert tokens == (ApiToken("installer", GLOW_TOKEN, (GLOW,)), ApiToken("ops", ALL_TOKEN))
     assert GLOW_TOKEN not in repr(tokens)
+
+
+def test_api_token_for_a_business_not_configured(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        businesses:
+          - {{name: {GLOW}, numbers: ["+15550001000"]}}
+        web:
+          api_tokens:
+            - {{name: installer, token: {ALL_TOKEN}, businesses: [Glow Salonn]}}
+        """), encoding="utf-8")  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{path}:5: web.api_tokens[0].businesses") and "Glow Salonn" in problem
 
 
 def test_api_token_problems(tmp_path: Path) -> None:
