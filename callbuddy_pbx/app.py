@@ -8,8 +8,9 @@ import logging
 import time
 from collections.abc import Callable
 
-from callbuddy_pbx.asterisk.ami import AmiClient
+from callbuddy_pbx.asterisk.ami import AmiClient, AmiError, AmiNotConnected
 from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
+from callbuddy_pbx.asterisk.devices import DEVICE_EVENTS, DeviceRegistry
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
 from callbuddy_pbx.asterisk.tracker import CallTracker
 from callbuddy_pbx.config import Config
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 0.25  # how often calls with a lost final Hangup are checked against the grace period
 STOP_DRAIN_S = 5.0  # on stop, how long judged calls may take to reach the database
+# After each login, what seeds the device registry (in this order: endpoints, then their contacts, then states).
+DEVICE_ACTIONS = ("PJSIPShowEndpoints", "PJSIPShowContacts", "DeviceStateList")
 
 
 class CallService:
@@ -42,6 +45,8 @@ class CallService:
         self.text_back = text_back
         self.metrics = metrics
         self.tracker = CallTracker(InboundMatcher.from_config(config))
+        self.devices = DeviceRegistry.from_config(config)  # the phones: registered or not, ringing, in a call
+        self.last_event_at: float | None = None  # when the last AMI event arrived (epoch seconds)
         self.ami = AmiClient(
             config.asterisk,
             on_event=self._on_event,
@@ -94,8 +99,11 @@ class CallService:
 
     # The hot path: one call per AMI event, synchronous, no I/O.
     def _on_event(self, event: AmiMessage, received_at: float) -> None:
+        self.last_event_at = received_at
         for record in self.tracker.feed(event, received_at):
             self._finished.put_nowait(record)
+        if event.get("Event") in DEVICE_EVENTS:  # after the tracker: calls never wait on (or fail with) devices
+            self.devices.feed(event, received_at)
 
     async def _on_connected(self, client: AmiClient) -> None:
         _, channels = await client.list_action("CoreShowChannels")
@@ -103,6 +111,7 @@ class CallService:
             self._finished.put_nowait(record)
         self.ready.set()
         log.info("connected to Asterisk; %d channels live, %d calls followed", len(channels), self.tracker.active_calls)
+        await seed_devices(client, self.devices)
 
     def _on_disconnected(self, reason: str) -> None:
         log.warning("lost the AMI connection (%s); %d calls in progress", reason, self.tracker.active_calls)
@@ -149,3 +158,29 @@ class CallService:
                     except Exception:
                         log.exception("call listener failed")
                 self._finished.task_done()
+
+
+async def seed_devices(client: AmiClient, registry: DeviceRegistry) -> list[str]:
+    """Fill `registry` from the PBX's lists (DEVICE_ACTIONS); return what could not be asked, one line per action.
+
+    Each action may fail on its own (an Asterisk without res_pjsip, an AMI user without the `system` or `reporting`
+    class, a timeout): that is one warning, and the others still count. A lost connection raises AmiNotConnected."""
+    failed: list[str] = []
+    for action in DEVICE_ACTIONS:
+        try:
+            _, items = await client.list_action(action)
+        except AmiNotConnected:
+            raise
+        except AmiError as exc:
+            failed.append(f"{action}: {exc}")
+            log.warning("devices: %s not answered (%s); phone states may be incomplete", action, exc)
+            continue
+        now = time.time()
+        if action == "PJSIPShowEndpoints":
+            registry.seed_endpoints(items, now)
+        elif action == "PJSIPShowContacts":
+            registry.seed_contacts(items)
+        else:
+            registry.seed_states(items, now)
+    log.info("devices: %d phones known", len(registry))
+    return failed

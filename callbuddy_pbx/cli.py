@@ -1,4 +1,4 @@
-"""Command line: `callbuddy-pbx run | demo | check | calls | messages | stats | replay | secrets`."""
+"""Command line: `callbuddy-pbx run | demo | check | calls | messages | stats | replay | secrets | user`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate a configuration file and list every problem")
     check.add_argument("--config", "-c", required=True, help="YAML configuration file")
     check.add_argument("--offline", action="store_true", help="only check the file; do not ask the PBX over AMI")
+
+    devices = commands.add_parser("devices", help="list the PBX's phones: registered or not, idle, ringing, in use")
+    devices.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    devices.add_argument("--json", action="store_true", help="one JSON object per line")
 
     calls = commands.add_parser("calls", help="list recorded calls")
     calls.add_argument("--config", "-c", help="YAML configuration file (for the database path)")
@@ -69,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     secrets.add_argument(
         "--length", type=int, default=32, help="characters per secret, at least 12 (default 32: enough for secret_key)"
     )
+
+    user = commands.add_parser("user", help="add, list or remove who may log in to the dashboard")
+    user_actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
+    user_add = user_actions.add_parser("add", help="add a dashboard user (or, with --replace, change one)")
+    user_add.add_argument("name", help="the user name they log in with")
+    user_add.add_argument("--config", "-c", required=True, help="YAML configuration file (with web.users_file)")
+    user_add.add_argument("--role", choices=("admin", "business"), default="business", help="default business")
+    user_add.add_argument("--business", action="append", help="a business whose calls they see (repeatable)")
+    user_add.add_argument("--show-numbers", action="store_true", help="show callers' full numbers (else masked)")
+    user_add.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
+    user_add.add_argument("--replace", action="store_true", help="replace the user of that name (new password)")
+    user_list = user_actions.add_parser("list", help="list dashboard users (never their password hashes)")
+    user_list.add_argument("--config", "-c", required=True, help="YAML configuration file")
+    user_remove = user_actions.add_parser("remove", help="remove a dashboard user and end their sessions")
+    user_remove.add_argument("name", help="the user name")
+    user_remove.add_argument("--config", "-c", required=True, help="YAML configuration file")
     return parser
 
 

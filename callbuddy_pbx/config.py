@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from callbuddy_pbx.config_alerts import AlertsConfig, DigestConfig
+from callbuddy_pbx.config_alerts import AlertsConfig, AlertsReader, DigestConfig
 from callbuddy_pbx.config_gateways import GATEWAY_KINDS, GatewayConfig, GatewayReader, WebConfig, WebUser
 from callbuddy_pbx.config_pbx import PbxConfig, PbxReader, public_address
 from callbuddy_pbx.config_reader import NULL, Reader, shown
@@ -146,7 +146,18 @@ class Config:
 # ---------------------------------------------------------------------------------------------------------------------
 # YAML loader: walks yaml's node tree (not the constructed objects) so every problem can name its file and line.
 
-_TOP_KEYS = ("default_region", "asterisk", "businesses", "inbound", "storage", "logging", "gateways", "web", "pbx")
+_TOP_KEYS = (
+    "default_region",
+    "asterisk",
+    "businesses",
+    "inbound",
+    "storage",
+    "logging",
+    "gateways",
+    "web",
+    "pbx",
+    "alerts",
+)
 _ASTERISK_KEYS = ("host", "port", "username", "secret")
 _TIMING_KEYS = (
     "connect_timeout_s",
@@ -156,7 +167,7 @@ _TIMING_KEYS = (
     "reconnect_min_s",
     "reconnect_max_s",
 )
-_BUSINESS_KEYS = ("name", "numbers", "timezone", "default_region", *BUSINESS_TEXTING_KEYS)
+_BUSINESS_KEYS = ("name", "numbers", "timezone", "default_region", *BUSINESS_TEXTING_KEYS, "digest")
 _INBOUND_KEYS = ("contexts", "trunk_endpoints", "internal_contexts")
 _STORAGE_KEYS = ("path",)
 _LOGGING_KEYS = ("level", "format")
@@ -231,9 +242,11 @@ class _Reader(Reader):
         senders = GatewayReader(self)
         gateways = senders.gateways(top.get("gateways", empty))  # before businesses, which name them
         texting = TextingReader(self, senders)
-        businesses = self.businesses(top.get("businesses", empty), region, texting)
+        notices = AlertsReader(self, senders)  # alerts and digests name gateways and default to business senders
+        businesses = self.businesses(top.get("businesses", empty), region, texting, notices)
+        alerts = notices.alerts(top.get("alerts", empty), region, businesses)
         texting.finish()
-        web = senders.web(top.get("web", empty))
+        web = senders.web(top.get("web", empty), base_dir, [business.name for business in businesses])
         senders.finish(web)
         texting.finish_web(web)
         pbx = PbxReader(self, businesses, region).pbx(top.get("pbx", empty), base_dir)  # after the businesses
@@ -246,6 +259,7 @@ class _Reader(Reader):
             gateways=gateways,
             web=web,
             pbx=pbx,
+            alerts=alerts,
             default_region=region,
             source=self.source,
         )
@@ -296,7 +310,9 @@ class _Reader(Reader):
             )
         return config
 
-    def businesses(self, node: yaml.Node, default_region: str, texting: TextingReader) -> tuple[Business, ...]:
+    def businesses(
+        self, node: yaml.Node, default_region: str, texting: TextingReader, notices: AlertsReader
+    ) -> tuple[Business, ...]:
         if isinstance(node, yaml.ScalarNode) and node.tag == NULL:
             return ()
         entries = self.items(node, "businesses")
@@ -333,6 +349,9 @@ class _Reader(Reader):
             else:
                 numbers = self.numbers(section["numbers"], f"{path}.numbers", region, name or path, owners)
             extra = texting.business(entry, section, path, region)
+            digest = None
+            if "digest" in section:
+                digest = notices.digest(entry, section["digest"], f"{path}.digest", region)
             if name is not None:
                 result.append(
                     Business(
@@ -344,6 +363,7 @@ class _Reader(Reader):
                         text_back=extra.text_back,
                         hours=extra.hours,
                         holidays=extra.holidays,
+                        digest=digest,
                     )
                 )
         return tuple(result)

@@ -8,6 +8,12 @@ with events on. Memory is bounded: writes wait for the client to drain, tracked 
 PJSIPShowEndpoints, PJSIPShowContacts and PJSIPShowRegistrationsOutbound answer from `server.pjsip` (a
 SimulatedPjsip a test sets), with the field names, order and list framing of actions/pjsip*.raw; with `pjsip` None
 (res_pjsip not loaded), or `registrations` None, they answer `Invalid/unknown command`.
+
+DeviceStateList answers like actions/devicestatelist.raw: the PJSIP endpoints' states and every device state the
+broadcast events set (`DeviceStateChange`, which the scripted calls emit as they ring, answer and hang up).
+`register_phone` / `unregister_phone` add or remove a contact and emit what Asterisk 22 does (trace
+33-ari-endpoint-and-contact-events): `PeerStatus`, `ContactStatus` and `DeviceStateChange`. Actions named in
+`denied_actions` answer `Permission denied`, as for an AMI user without the class the action needs.
 """
 
 from __future__ import annotations
@@ -73,9 +79,22 @@ _TRACKED_EVENTS = frozenset(
         "Hangup",
     }
 )
-_TRACKED_EVENT_BYTES = frozenset(name.encode() for name in _TRACKED_EVENTS)
+_TRACKED_EVENT_BYTES = frozenset(name.encode() for name in (*_TRACKED_EVENTS, "DeviceStateChange"))
 # Cheap whole-buffer test before splitting a large byte broadcast into messages.
-_TRACK_MARKERS = (b"Event: New", b"Event: Hangup", b"Event: Bridge", b"Event: Rename")
+_TRACK_MARKERS = (b"Event: New", b"Event: Hangup", b"Event: Bridge", b"Event: Rename", b"Event: DeviceStateChange")
+# EndpointList's DeviceState is in words (ast_devstate_str); DeviceStateChange uses tokens (ast_devstate2str).
+_STATE_WORDS = {
+    "NOT_INUSE": "Not in use",
+    "INUSE": "In use",
+    "BUSY": "Busy",
+    "INVALID": "Invalid",
+    "UNAVAILABLE": "Unavailable",
+    "RINGING": "Ringing",
+    "RINGINUSE": "Ring+Inuse",
+    "ONHOLD": "On Hold",
+    "UNKNOWN": "Unknown",
+}
+_STATE_TOKENS = {words: token for token, words in _STATE_WORDS.items()}
 _RECORDED_LOGIN_EVENTS = frozenset({"FullyBooted", "SuccessfulAuth"})
 
 
@@ -201,6 +220,7 @@ class SimulatedAmiServer:
         self.response_delays: dict[str, float] = {}  # lower-case action name -> seconds (answered out of order)
         self.variables: dict[str, str] = {}  # global variables for Getvar
         self.pjsip: SimulatedPjsip | None = None  # what the PJSIPShow* actions list (None: res_pjsip not loaded)
+        self.denied_actions: set[str] = set()  # lower-case action names answered `Permission denied`
         # Counters
         self.logins = 0
         self.login_failures = 0
@@ -211,6 +231,7 @@ class SimulatedAmiServer:
         self._connection_tasks: set[asyncio.Task[None]] = set()
         self._delayed_tasks: set[asyncio.Task[None]] = set()
         self._channels: dict[str, _Channel] = {}
+        self._device_states: dict[str, str] = {}  # device -> state token, from the DeviceStateChange events sent
         self._started = time.monotonic()
         self._session_ids = itertools.count(0x7F0000001000, 0x1A0)
         self._handlers: dict[str, Callable[[_Client, AmiMessage], Awaitable[bool]]] = {
@@ -222,6 +243,7 @@ class SimulatedAmiServer:
             "pjsipshowendpoints": self._pjsip_show_endpoints,
             "pjsipshowcontacts": self._pjsip_show_contacts,
             "pjsipshowregistrationsoutbound": self._pjsip_show_registrations_outbound,
+            "devicestatelist": self._device_state_list,
         }
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
@@ -357,6 +379,39 @@ class SimulatedAmiServer:
                 self._track_block(data[ends[tracked][0] : ends[tracked][1]])
                 tracked += 1
 
+    async def register_phone(self, endpoint: str, uri: str | None = None, *, user_agent: str = "") -> None:
+        """A phone REGISTERs: a contact of `endpoint`'s aor, and the events Asterisk 22 sends for it (trace 33: the
+        endpoint coming online is `PeerStatus Reachable`, `ContactStatus NonQualified`, `DeviceStateChange NOT_INUSE`).
+        """
+        pjsip = self._pjsip_endpoint(endpoint)
+        uri = uri or f"sip:{endpoint}@192.0.2.10:5060"
+        was_online = any(contact.endpoint == endpoint for contact in pjsip.contacts)
+        pjsip.contacts = [c for c in pjsip.contacts if not (c.endpoint == endpoint and c.uri == uri)]
+        pjsip.contacts.append(SimulatedContact(endpoint, uri, user_agent=user_agent))
+        events = [] if was_online else [_peer_status(endpoint, "Reachable")]
+        events.append(_contact_status(endpoint, uri, "NonQualified"))
+        if not was_online:
+            events.append(_device_state_change(f"PJSIP/{endpoint}", "NOT_INUSE"))
+        await self.broadcast(events)
+
+    async def unregister_phone(self, endpoint: str, uri: str | None = None) -> None:
+        """The phone un-REGISTERs (Expires: 0) one contact, or every contact without `uri`. The last one gone takes
+        the endpoint offline: `PeerStatus Unreachable`, `DeviceStateChange UNAVAILABLE`, then `ContactStatus Removed`.
+        """
+        pjsip = self._pjsip_endpoint(endpoint)
+        gone = [c for c in pjsip.contacts if c.endpoint == endpoint and (uri is None or c.uri == uri)]
+        pjsip.contacts = [c for c in pjsip.contacts if c not in gone]
+        events: list[AmiMessage] = []
+        if gone and not any(contact.endpoint == endpoint for contact in pjsip.contacts):
+            events += [_peer_status(endpoint, "Unreachable"), _device_state_change(f"PJSIP/{endpoint}", "UNAVAILABLE")]
+        events += [_contact_status(endpoint, contact.uri, "Removed") for contact in gone]
+        await self.broadcast(events)
+
+    def _pjsip_endpoint(self, endpoint: str) -> SimulatedPjsip:
+        if self.pjsip is None or not any(e.name == endpoint for e in self.pjsip.endpoints):
+            raise ValueError(f"no simulated PJSIP endpoint {endpoint!r} (set server.pjsip first)")
+        return self.pjsip
+
     def drop_clients(self) -> None:
         """Close every connection abruptly, without a Shutdown event (a crash or a network drop)."""
         for client in list(self._clients):
@@ -377,6 +432,7 @@ class SimulatedAmiServer:
         for client in list(self._clients):
             client.writer.close()
         self._channels.clear()  # a restart ends every call
+        self._device_states.clear()  # and forgets device states (phones stay registered: contacts persist)
         self._started = time.monotonic()
 
     def clear_channels(self) -> None:
@@ -436,6 +492,9 @@ class SimulatedAmiServer:
             return True
         key = name.lower()
         if not client.logged_in and key not in ("login", "logoff", "challenge"):
+            await self._reply(client, _response(action, "Error", Message="Permission denied"))
+            return True
+        if key in self.denied_actions:
             await self._reply(client, _response(action, "Error", Message="Permission denied"))
             return True
         handler = self._handlers.get(key)
@@ -579,7 +638,7 @@ class SimulatedAmiServer:
             contacts = [contact for contact in pjsip.contacts if contact.endpoint == endpoint.name]
             uris = endpoint.static_contacts + [contact.uri for contact in contacts]
             listed = "".join(f"{endpoint.name}/{uri}," for uri in uris)
-            state = endpoint.device_state or ("Not in use" if uris else "Unavailable")
+            state = endpoint.device_state or _STATE_WORDS[self._endpoint_state(endpoint, pjsip)]
             auths = f"{endpoint.name}-auth" if endpoint.auths is None else endpoint.auths
             items.append(
                 [
@@ -669,6 +728,26 @@ class SimulatedAmiServer:
         await self._reply(client, b"".join(parts))
         return True
 
+    async def _device_state_list(self, client: _Client, action: AmiMessage) -> bool:
+        """Every device with a state: the PJSIP endpoints first, then the other devices events named."""
+        pjsip = self.pjsip or SimulatedPjsip()
+        states = {f"PJSIP/{e.name}": self._endpoint_state(e, pjsip) for e in pjsip.endpoints}
+        states.update((device, state) for device, state in self._device_states.items() if device not in states)
+        items = [[("Device", device), ("State", state)] for device, state in states.items()]
+        message = "Device State Changes will follow"
+        await self._reply(client, _list_reply(action, message, "DeviceStateChange", items, "DeviceStateListComplete"))
+        return True
+
+    def _endpoint_state(self, endpoint: SimulatedEndpoint, pjsip: SimulatedPjsip) -> str:
+        """A PJSIP endpoint's device state token: UNAVAILABLE without a contact (whatever events said before), else
+        the last state events gave it (a call ringing it, in progress), else NOT_INUSE."""
+        if endpoint.device_state:
+            return _STATE_TOKENS.get(endpoint.device_state, "UNKNOWN")
+        if not endpoint.static_contacts and not any(c.endpoint == endpoint.name for c in pjsip.contacts):
+            return "UNAVAILABLE"
+        tracked = self._device_states.get(f"PJSIP/{endpoint.name}")
+        return tracked if tracked in _STATE_WORDS and tracked != "UNAVAILABLE" else "NOT_INUSE"
+
     async def _unknown_command(self, client: _Client, action: AmiMessage) -> bool:
         await self._reply(client, _response(action, "Error", Message="Invalid/unknown command"))
         return True
@@ -683,8 +762,19 @@ class SimulatedAmiServer:
         if name in _TRACKED_EVENT_BYTES:
             self._track(parse_message(block, where="sim AMI broadcast"))
 
+    def _track_device(self, message: Mapping[str, str]) -> None:
+        device, state = message.get("Device"), message.get("State")
+        if not device or not state:
+            return
+        if device not in self._device_states and len(self._device_states) >= self.max_channels:
+            return  # bounded like the channels; a benchmark's endless devices are not listed
+        self._device_states[device] = state
+
     def _track(self, message: Mapping[str, str]) -> None:
         name = message.get("Event")
+        if name == "DeviceStateChange":
+            self._track_device(message)
+            return
         if name not in _TRACKED_EVENTS:
             return
         uniqueid = message.get("Uniqueid")
@@ -719,6 +809,40 @@ class SimulatedAmiServer:
             fields["BridgeId"] = ""
         elif name == "Rename":
             fields["Channel"] = message.get("Newname", fields["Channel"])
+
+
+def _peer_status(endpoint: str, status: str) -> AmiMessage:
+    return {
+        "Event": "PeerStatus",
+        "Privilege": "system,all",
+        "Timestamp": f"{time.time():.6f}",
+        "ChannelType": "PJSIP",
+        "Peer": f"PJSIP/{endpoint}",
+        "PeerStatus": status,
+    }
+
+
+def _contact_status(endpoint: str, uri: str, status: str) -> AmiMessage:
+    return {
+        "Event": "ContactStatus",
+        "Privilege": "system,all",
+        "Timestamp": f"{time.time():.6f}",
+        "URI": uri,
+        "ContactStatus": status,
+        "AOR": endpoint,
+        "EndpointName": endpoint,
+        "RoundtripUsec": "0",
+    }
+
+
+def _device_state_change(device: str, state: str) -> AmiMessage:
+    return {
+        "Event": "DeviceStateChange",
+        "Privilege": "call,all",
+        "Timestamp": f"{time.time():.6f}",
+        "Device": device,
+        "State": state,
+    }
 
 
 def _response(action: Mapping[str, str], response: str, **fields: str) -> bytes:
