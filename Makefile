@@ -16,11 +16,15 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 demo: $(STAMP)
 	$(BIN)/callbuddy-pbx demo
 
-# Kannel (an HTTP SMS gateway from Debian) is a real peer in the tests.
+# Real peers of the tests, from Debian: Kannel (an HTTP SMS gateway) and Chromium (the dashboard's browser tests,
+# driven by Playwright without a browser download).
 system-deps:
-	@if [ ! -x /usr/sbin/bearerbox ] || [ ! -x /usr/lib/kannel/test/fakesmsc ]; then \
-		echo "installing Kannel (kannel, kannel-extras) for the gateway tests"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kannel kannel-extras >/dev/null; \
+	@missing=""; \
+	if [ ! -x /usr/sbin/bearerbox ] || [ ! -x /usr/lib/kannel/test/fakesmsc ]; then missing="kannel kannel-extras"; fi; \
+	if [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing for the tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 test: $(STAMP) system-deps

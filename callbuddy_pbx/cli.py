@@ -19,9 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the service against a simulated PBX with generated calls")
     demo.add_argument("--data-dir", default="data/demo", help="where the demo's SQLite file goes (default data/demo)")
-    demo.add_argument("--calls", type=int, default=12, help="how many calls the simulated PBX places (default 12)")
+    demo.add_argument("--calls", type=int, help="place this many calls, then stop (default: calls until Ctrl-C)")
     demo.add_argument("--speed", type=float, default=10.0, help="time compression of the scripted calls (default 10x)")
     demo.add_argument("--seed", type=int, help="the same seed places the same calls (default: a new mix each run)")
+    demo.add_argument("--host", default="127.0.0.1", help="address the dashboard listens on (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=8080, help="dashboard port (default 8080; 0: any free port)")
 
     check = commands.add_parser("check", help="validate a configuration file and list every problem")
     check.add_argument("--config", "-c", required=True, help="YAML configuration file")

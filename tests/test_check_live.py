@@ -29,10 +29,10 @@ from callbuddy_pbx.pbx_status import (
 )
 from callbuddy_pbx.sim.ami_server import (
     SimulatedAmiServer,
-    SimulatedContact,
     SimulatedEndpoint,
     SimulatedPjsip,
     SimulatedRegistration,
+    recorded_pjsip,
 )
 
 ACTIONS = Path(__file__).resolve().parents[2] / "shared" / "traces" / "asterisk" / "actions"
@@ -198,27 +198,6 @@ def test_auth_details_between_registrations_are_dropped():
 
 
 # -- the simulated server answers like the recordings -------------------------------------------------------------
-
-
-def recorded_pjsip() -> SimulatedPjsip:
-    """What the recordings show: desks 100 and 101 registered, 102 not, an IP-authenticated trunk."""
-    return SimulatedPjsip(
-        endpoints=[
-            SimulatedEndpoint("100"),
-            SimulatedEndpoint("101"),
-            SimulatedEndpoint("102"),
-            SimulatedEndpoint("trunk", auths="", static_contacts=["sip:127.0.0.1:5090"]),
-        ],
-        contacts=[
-            SimulatedContact(
-                "100", "sip:100@127.0.0.1:5101", user_agent="CallBuddy-Test-Desk-100", via="127.0.0.1:5201"
-            ),
-            SimulatedContact(
-                "101", "sip:101@127.0.0.1:5102", user_agent="CallBuddy-Test-Desk-101", via="127.0.0.1:5202"
-            ),
-        ],
-        registrations=[],
-    )
 
 
 async def _ask(server: SimulatedAmiServer, actions: list[str]) -> list[bytes]:

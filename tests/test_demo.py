@@ -13,9 +13,11 @@ from callbuddy_pbx.store.db import CallStore
 
 
 def test_demo_prints_every_call_and_stores_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["demo", "--data-dir", str(tmp_path), "--calls", "20", "--speed", "400", "--seed", "7"])
+    code = main(["demo", "--data-dir", str(tmp_path), "--calls", "20", "--speed", "400", "--seed", "7", "--port", "0"])
     out = capsys.readouterr().out
     assert code == 0, out
+    assert re.search(r"^dashboard: http://127\.0\.0\.1:\d+/$", out, re.MULTILINE), out
+    assert re.search(r"log in as admin / \S{12}", out) and re.search(r"or glow / \S{12}", out), out
     lines = [line for line in out.splitlines() if re.match(r"\d\d:\d\d:\d\d  ", line)]
     summary = re.search(r"(\d+) inbound calls, (\d+) missed", out)
     assert summary is not None, out
@@ -37,3 +39,5 @@ def test_demo_prints_every_call_and_stores_it(tmp_path: Path, capsys: pytest.Cap
 def test_demo_rejects_nonsense_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--calls", "0"]) == 2
     assert "--calls" in capsys.readouterr().err
+    assert main(["demo", "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err

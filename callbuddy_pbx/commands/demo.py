@@ -1,6 +1,7 @@
 """`callbuddy-pbx demo`: the real service against a simulated Asterisk that places scripted calls.
 
-Everything but the PBX is the production path: AMI over TCP, the call tracker, the SQLite store.
+Everything but the PBX and the SMSC is the production path: AMI over TCP, the call tracker, the SQLite store, SMPP
+to the SMSC, and the dashboard (with two logins made up for the run). Without --calls it goes on until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
+import signal
 import sys
 import time
 from collections import Counter
@@ -18,20 +20,24 @@ from datetime import datetime
 from pathlib import Path
 
 import phonenumbers
+from aiohttp import web
 
 from callbuddy_pbx.app import CallService
 from callbuddy_pbx.commands.calls import caller_shown
 from callbuddy_pbx.commands.display import printable
-from callbuddy_pbx.config import Business, Config, GatewayConfig, TextBack, default_config
+from callbuddy_pbx.config import Business, Config, GatewayConfig, TextBack, WebUser, default_config
 from callbuddy_pbx.logs import setup_logging
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.recovery.textback import TextBackService
-from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
+from callbuddy_pbx.sim.ami_server import SimulatedAmiServer, recorded_pjsip
 from callbuddy_pbx.sim.scenarios import ScenarioFactory, mixed_call_stream, stream_events
 from callbuddy_pbx.sim.smsc import SimulatedSmsc, SubmitRecord
 from callbuddy_pbx.sms.gateway import DeliveryReport, SmsGateway
 from callbuddy_pbx.sms.smpp import SmppGateway
 from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.web.passwords import hash_password
+from callbuddy_pbx.web.server import bound_port, start_web
+from callbuddy_pbx.web.site import service_site
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +90,60 @@ def pretty(number: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
-async def run_demo(data_dir: Path, calls: int, speed: float, seed: int) -> int:
+DEMO_PHONES = (("100", "Front desk"), ("101", "Stylist's softphone"), ("102", "Back office"))
+PHONE_CYCLE_S = 45.0  # the back-office phone leaves and comes back, so the devices page moves
+
+
+def demo_users() -> tuple[tuple[WebUser, ...], dict[str, str]]:
+    """An admin and a Glow Salon owner, with passwords made up for this run (printed, never stored)."""
+    passwords = {"admin": secrets.token_urlsafe(9), "glow": secrets.token_urlsafe(9)}
+    users = (
+        WebUser("admin", hash_password(passwords["admin"]), role="admin"),
+        WebUser("glow", hash_password(passwords["glow"]), role="business", businesses=("Glow Salon",)),
+    )
+    return users, passwords
+
+
+async def start_dashboard(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    try:
+        runner = await start_web(app, host, port)
+    except OSError as exc:  # 8080 taken: any free port rather than no dashboard
+        print(f"port {port} is busy ({exc.strerror}); the dashboard takes a free one", flush=True)
+        runner = await start_web(app, host, 0)
+    return runner, bound_port(runner)
+
+
+async def cycle_phone(server: SimulatedAmiServer, endpoint: str, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        await server.unregister_phone(endpoint)
+        await asyncio.sleep(every_s / 3)
+        await server.register_phone(endpoint, user_agent="Demo-Desk")
+
+
+async def place_calls(server: SimulatedAmiServer, calls: int | None, speed: float, seed: int) -> int:
+    """Play `calls` scripted calls (None: until stopped); returns how many of them were inbound."""
+    factory = ScenarioFactory(start_time=time.time(), timestamps=True)
+    rate = 0.4 if calls is not None else 0.04 * speed  # endless: about one call every 25 s of real time
+    scenarios = list(mixed_call_stream(calls, seed=seed, calls_per_second=rate, factory=factory)) if calls else None
+    stream = stream_events(scenarios if scenarios is not None else mixed_call_stream(None, seed=seed,
+                                                                                    calls_per_second=rate,
+                                                                                    factory=factory))  # fmt: skip
+    started = time.monotonic()
+    for event in stream:
+        delay = event.at / speed - (time.monotonic() - started)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await server.broadcast([event.message])
+    return sum(1 for s in scenarios or () if s.expected_outcome is not None)
+
+
+async def run_demo(
+    data_dir: Path, calls: int | None, speed: float, seed: int, host: str = "127.0.0.1", port: int = 8080
+) -> int:
     secret = secrets.token_urlsafe(12)
     server = SimulatedAmiServer(secret=secret)
+    server.pjsip = recorded_pjsip()
     await server.start()
     smsc = SimulatedSmsc(system_id=SMSC_USER, password=SMSC_PASSWORD, on_submit=show_submit)
     await smsc.start()
@@ -99,37 +156,54 @@ async def run_demo(data_dir: Path, calls: int, speed: float, seed: int) -> int:
     def show(record: CallRecord) -> None:
         seen.append(record)
         print(describe(record), flush=True)
-        if len(seen) >= expected:
+        if expected is not None and len(seen) >= expected:
             all_seen.set()
 
     gateways: dict[str, SmsGateway] = {"smsc": SmppGateway(config.gateways[0])}
     text_back = TextBackService(config, store, gateways, on_receipt=show_receipt)
     service = CallService(config, store, on_call=show, text_back=text_back)
+    users, passwords = demo_users()
+    site = service_site(config, store, service, gateways, None, users=lambda: users)
+    runner, web_port = await start_dashboard(site, host, port)
     task = asyncio.create_task(service.run())
+    helpers: list[asyncio.Task[None]] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 (a comparison, not a bind)
     print(f"simulated Asterisk AMI on 127.0.0.1:{server.port}, simulated SMSC (SMPP) on 127.0.0.1:{smsc.port}")
     print(f"calls and texts are stored in {config.storage.path}")
-    print(f"placing {calls} calls, {speed:g}x faster than real time (Ctrl-C to stop)\n", flush=True)
+    print(f"dashboard: http://{shown_host}:{web_port}/")
+    print(f"  log in as admin / {passwords['admin']}  (every business, full numbers)")
+    print(f"  or glow / {passwords['glow']}  (Glow Salon only, numbers masked)")
+    howmany = f"{calls} calls" if calls is not None else "calls until Ctrl-C"
+    print(f"placing {howmany}, {speed:g}x faster than real time (Ctrl-C to stop)\n", flush=True)
     try:
         await asyncio.wait_for(service.ready.wait(), 10)
-        factory = ScenarioFactory(start_time=time.time(), timestamps=True)
-        scenarios = list(mixed_call_stream(calls, seed=seed, calls_per_second=0.4, factory=factory))
-        expected = sum(1 for s in scenarios if s.expected_outcome is not None)
-        started = time.monotonic()
-        for event in stream_events(scenarios):
-            delay = event.at / speed - (time.monotonic() - started)
-            if delay > 0:
-                await asyncio.sleep(delay)
-            await server.broadcast([event.message])
-        if len(seen) < expected:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(all_seen.wait(), 10)
+        helpers.append(asyncio.create_task(cycle_phone(server, DEMO_PHONES[2][0], PHONE_CYCLE_S)))
+        placing = asyncio.create_task(place_calls(server, calls, speed, seed))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({placing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if placing.done():
+            expected = placing.result()
+            if len(seen) < expected:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(all_seen.wait(), 10)
+        else:
+            placing.cancel()
+            expected = None
     finally:
+        for helper in helpers:
+            helper.cancel()
         await service.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await asyncio.sleep(0.3)  # the last receipts
         stored = await store.count_calls()
         texts = await text_back.messages.list_messages(limit=10_000)
+        await runner.cleanup()
         await store.close()
         await server.stop()
         await smsc.stop()
@@ -142,16 +216,13 @@ async def run_demo(data_dir: Path, calls: int, speed: float, seed: int) -> int:
     print(f"{stored} calls in {config.storage.path}; list them with:")
     print(f"  callbuddy-pbx calls --db {config.storage.path} --missed")
     print(f"  callbuddy-pbx messages --db {config.storage.path}")
-    return 0 if len(seen) == expected else 1
+    return 0 if expected is None or len(seen) == expected else 1
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.calls < 1 or args.speed <= 0:
-        print("callbuddy-pbx demo: --calls must be at least 1 and --speed positive", file=sys.stderr)
+    if (args.calls is not None and args.calls < 1) or args.speed <= 0 or not 0 <= args.port <= 65535:
+        print("callbuddy-pbx demo: --calls must be at least 1, --speed positive, --port 0..65535", file=sys.stderr)
         return 2
     setup_logging("WARNING")
-    try:
-        seed = args.seed if args.seed is not None else int(time.time())
-        return asyncio.run(run_demo(Path(args.data_dir), args.calls, args.speed, seed))
-    except KeyboardInterrupt:
-        return 130
+    seed = args.seed if args.seed is not None else int(time.time())
+    return asyncio.run(run_demo(Path(args.data_dir), args.calls, args.speed, seed, args.host, args.port))

@@ -9,18 +9,19 @@ import signal
 
 from aiohttp import web
 
+from callbuddy_pbx.alerts import AlertMonitor
 from callbuddy_pbx.app import CallService
 from callbuddy_pbx.config import Config, load_config
+from callbuddy_pbx.digest import DigestScheduler
 from callbuddy_pbx.logs import setup_logging
 from callbuddy_pbx.metrics import Metrics, store_backlog
+from callbuddy_pbx.notify import Notifier, alert_route
 from callbuddy_pbx.recovery.textback import TextBackService
-from callbuddy_pbx.sms.factory import build_gateways, webhook_gateways
+from callbuddy_pbx.sms.factory import build_gateways
 from callbuddy_pbx.store.db import CallStore
-from callbuddy_pbx.store.links import LinkStore
-from callbuddy_pbx.web.api import api_routes
-from callbuddy_pbx.web.health import config_secrets, health_routes, service_health
-from callbuddy_pbx.web.links import link_routes
-from callbuddy_pbx.web.server import create_app, start_web
+from callbuddy_pbx.web.health import config_secrets, service_health
+from callbuddy_pbx.web.server import start_web
+from callbuddy_pbx.web.site import service_site
 
 log = logging.getLogger("callbuddy_pbx")
 
@@ -33,22 +34,27 @@ async def serve(config: Config) -> None:
     text_back = TextBackService(config, store, gateways, metrics=metrics) if gateways else None
     service = CallService(config, store, text_back=text_back, metrics=metrics)
     secrets = config_secrets(config)
-    links = LinkStore(store)
-
-    def routes(app: web.Application) -> None:
-        health_routes(app, lambda: service_health(service, gateways, secrets=secrets), metrics)
-        link_routes(app, links)
-        if config.web.api_tokens:
-            api_routes(app, store, config.web.api_tokens)
-
-    app = create_app(webhook_gateways=webhook_gateways(gateways), extra_routes=routes)
+    notifier = Notifier(gateways, secrets=secrets)
+    monitor = AlertMonitor(
+        config.alerts,
+        lambda: service_health(service, gateways, secrets=secrets),
+        store,
+        notifier,
+        route=alert_route(config),
+        secrets=secrets,
+    )
+    helpers = [
+        asyncio.create_task(monitor.run(), name="alerts"),
+        asyncio.create_task(DigestScheduler(config, store, notifier).run(), name="digests"),
+    ]
+    app = service_site(config, store, service, gateways, metrics)
     runner: web.AppRunner | None = None
     try:
         runner = await start_web(app, config.web.host, config.web.port)
-        log.info("web server on %s:%d (health, metrics, webhooks, links)", config.web.host, config.web.port)
+        log.info("dashboard on http://%s:%d/ (and health, metrics, webhooks, links)", config.web.host, config.web.port)
     except OSError as exc:
         # Calls are still followed and texted; only what needs the web server (receipts by webhook, /healthz,
-        # tracked links) is missing, and this says so loudly rather than missing every call.
+        # the dashboard, tracked links) is missing, and this says so loudly rather than missing every call.
         log.error("web server could not listen on %s:%d (%s); running without it", config.web.host, config.web.port,
                   exc.strerror)  # fmt: skip
     loop = asyncio.get_running_loop()
@@ -64,6 +70,10 @@ async def serve(config: Config) -> None:
     try:
         await service.run()
     finally:
+        for task in helpers:
+            task.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
+        await notifier.close()
         if runner is not None:
             await runner.cleanup()
         await store.close()

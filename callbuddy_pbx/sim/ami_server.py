@@ -143,6 +143,27 @@ class SimulatedPjsip:
     registrations: list[SimulatedRegistration] | None = field(default_factory=list)
 
 
+def recorded_pjsip() -> SimulatedPjsip:
+    """What the recordings show: desks 100 and 101 registered, 102 not, an IP-authenticated trunk."""
+    return SimulatedPjsip(
+        endpoints=[
+            SimulatedEndpoint("100"),
+            SimulatedEndpoint("101"),
+            SimulatedEndpoint("102"),
+            SimulatedEndpoint("trunk", auths="", static_contacts=["sip:127.0.0.1:5090"]),
+        ],
+        contacts=[
+            SimulatedContact(
+                "100", "sip:100@127.0.0.1:5101", user_agent="CallBuddy-Test-Desk-100", via="127.0.0.1:5201"
+            ),
+            SimulatedContact(
+                "101", "sip:101@127.0.0.1:5102", user_agent="CallBuddy-Test-Desk-101", via="127.0.0.1:5202"
+            ),
+        ],
+        registrations=[],
+    )
+
+
 def encode_event(message: Mapping[str, str]) -> bytes:
     """Encode an event with `Event:` first. A value holding "\\n" (parse_message's repeated key) becomes one line
     per value again; CR in a key or value would corrupt the stream, so it is refused."""

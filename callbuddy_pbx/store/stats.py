@@ -8,8 +8,11 @@ Every figure is counted by SQL from the stored rows, for a period [since, until)
   texts (a person answered a later call, or the caller opted out, before it went); `failed` includes expired.
   `clicked` is the number of calls whose booking link was visited at least once.
 - latency: hang-up to sent (messages.sent_at - calls.ended_at); the median (mean of the two middle values for an
-  even count) and the 95th percentile (nearest rank: the ceil(0.95 n)-th smallest), for texts with a sent time.
+  even count) and the 95th percentile (nearest rank: the ceil(0.95 n)-th smallest), for texts with a sent time
+  (of missed calls, like the other text figures: the condition lets it read only the missed calls' index).
 - opted_out: opt-outs (STOP) recorded in the period; replies: inbound texts received in the period.
+- scope: one business (`business=`), several counted together (`businesses=`, e.g. a dashboard user with two), or
+  every business, calls without one included (neither given).
 - missed by hour of day / weekday, in a time zone: SQL counts missed calls per quarter hour of absolute time,
   and each quarter hour is placed on the local clock (every offset in use, DST or not, is a multiple of 15
   minutes, so a quarter hour never straddles two local hours).
@@ -19,17 +22,17 @@ from __future__ import annotations
 
 import datetime
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.store.db import IN_SCOPE, CallStore, scope_param
 
 WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _QUARTER_S = 900
 
-# `:business IS NULL OR ...` keeps one statement per figure; values are always bound.
-_PERIOD_CALLS = "c.ended_at >= :since AND c.ended_at < :until AND (:business IS NULL OR c.business = :business)"
+# `:businesses IS NULL OR ...` (IN_SCOPE) keeps one statement per figure; values are always bound.
+_PERIOD_CALLS = f"c.ended_at >= :since AND c.ended_at < :until AND {IN_SCOPE.format(column='c.business')}"
 _CALL_COUNTS = f"""
     SELECT c.outcome, c.missed, COUNT(*) FROM calls AS c WHERE {_PERIOD_CALLS} GROUP BY c.outcome, c.missed
 """  # noqa: S608 (a fixed condition, no data)
@@ -50,7 +53,7 @@ _CLICKED = f"""
 _LATENCY = f"""
     WITH latency AS (
         SELECT m.sent_at - c.ended_at AS s FROM messages AS m JOIN calls AS c ON c.linkedid = m.linkedid
-        WHERE m.kind = 'missed_call' AND m.sent_at IS NOT NULL AND {_PERIOD_CALLS}
+        WHERE m.kind = 'missed_call' AND c.missed = 1 AND m.sent_at IS NOT NULL AND {_PERIOD_CALLS}
     ), ranked AS (
         SELECT s, ROW_NUMBER() OVER (ORDER BY s) AS rank, COUNT(*) OVER () AS n FROM latency
     )
@@ -60,15 +63,14 @@ _LATENCY = f"""
         COUNT(*)
     FROM ranked
 """  # noqa: S608
-_OPTED_OUT = """
+_OPTED_OUT = f"""
     SELECT COUNT(*) FROM opt_outs
-    WHERE opted_out = 1 AND changed_at >= :since AND changed_at < :until
-      AND (:business IS NULL OR business = :business)
-"""
-_REPLIES = """
+    WHERE opted_out = 1 AND changed_at >= :since AND changed_at < :until AND {IN_SCOPE.format(column="business")}
+"""  # noqa: S608
+_REPLIES = f"""
     SELECT COUNT(*) FROM inbound_messages
-    WHERE received_at >= :since AND received_at < :until AND (:business IS NULL OR business = :business)
-"""
+    WHERE received_at >= :since AND received_at < :until AND {IN_SCOPE.format(column="business")}
+"""  # noqa: S608
 _MISSED_QUARTERS = f"""
     SELECT CAST(c.ended_at / {_QUARTER_S} AS INTEGER) AS quarter, COUNT(*) FROM calls AS c
     WHERE c.missed = 1 AND {_PERIOD_CALLS} GROUP BY quarter
@@ -79,7 +81,7 @@ _MISSED_QUARTERS = f"""
 class RecoveryStats:
     since: float
     until: float
-    business: str | None  # None: every business
+    business: str | None  # None: every business, or the several of `businesses`
     timezone: str
     calls: int
     answered: int
@@ -96,6 +98,7 @@ class RecoveryStats:
     latency_p95_s: float | None
     missed_by_hour: tuple[int, ...] = field(default=(0,) * 24)  # local hour 0..23
     missed_by_weekday: tuple[int, ...] = field(default=(0,) * 7)  # Monday first
+    businesses: tuple[str, ...] | None = None  # the businesses counted (None: every business)
 
     def funnel(self) -> list[tuple[str, int, float | None]]:
         """(step, count, percent of missed calls) for missed -> texted -> delivered -> clicked."""
@@ -107,6 +110,7 @@ class RecoveryStats:
             "since": self.since,
             "until": self.until,
             "business": self.business,
+            "businesses": None if self.businesses is None else list(self.businesses),
             "timezone": self.timezone,
             "calls": self.calls,
             "answered": self.answered,
@@ -134,19 +138,29 @@ def percent(part: int, whole: int) -> float | None:
 
 
 async def recovery_stats(
-    store: CallStore, *, since: float, until: float, business: str | None = None, timezone: str = "UTC"
+    store: CallStore,
+    *,
+    since: float,
+    until: float,
+    business: str | None = None,
+    businesses: Sequence[str] | None = None,
+    timezone: str = "UTC",
 ) -> RecoveryStats:
     """The recovery figures of calls that ended in [since, until) (see the module's notes for each figure).
 
-    `timezone` (an IANA name) places the missed calls on the local clock; an unknown name is a ValueError."""
+    `business` or `businesses` (not both) limit the count; `timezone` (an IANA name) places the missed calls on the
+    local clock; an unknown name is a ValueError."""
     if until < since:
         raise ValueError("until is before since")
+    if business is not None and businesses is not None:
+        raise ValueError("give business or businesses, not both")
+    scope = (business,) if business is not None else None if businesses is None else tuple(businesses)
     try:
         zone = zoneinfo.ZoneInfo(timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {timezone!r}") from exc
     conn = store.connection
-    params = {"since": since, "until": until, "business": business}
+    params = {"since": since, "until": until, "businesses": scope_param(scope)}
 
     answered = 0
     by_outcome: dict[str, int] = {}
@@ -196,4 +210,5 @@ async def recovery_stats(
         latency_p95_s=None if p95 is None else float(p95),
         missed_by_hour=tuple(by_hour),
         missed_by_weekday=tuple(by_weekday),
+        businesses=scope,
     )

@@ -6,6 +6,9 @@ Add it with `api_routes(app, store, config.web.api_tokens)`. Routes (all GET):
 - /api/v1/calls/{linkedid}: one call with its legs, the text-back verdict, its texts and its link visits.
 - /api/v1/messages?state=...&since=...&limit=...&business=NAME: texts newest first.
 - /api/v1/stats?since=7d&until=...&business=NAME&tz=Europe/London: `recovery_stats` as JSON.
+- /api/v1/devices: the phones the device registry knows (tokens without business limits only; others 403).
+- /api/v1/health: the service's health (`HealthStatus.to_json`; `ok` false when a part is down, still a 200).
+  Both answer 404 when `api_routes` was not given where to read them (`devices=`, `health=`).
 
 Every request needs `Authorization: Bearer <token>`; without one, or with a token that is not configured, the answer
 is 401 with `WWW-Authenticate: Bearer`. The presented token is compared with every configured token in constant
@@ -26,6 +29,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
+from callbuddy_pbx.asterisk.devices_model import Device
 from callbuddy_pbx.config_gateways import ApiToken
 from callbuddy_pbx.periods import parse_since
 from callbuddy_pbx.serialize import call_to_dict
@@ -33,6 +37,7 @@ from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.links import LinkStore
 from callbuddy_pbx.store.messages import MessageStore
 from callbuddy_pbx.store.stats import recovery_stats
+from callbuddy_pbx.web.health import HealthStatus
 
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 100
@@ -125,9 +130,16 @@ def _business(request: web.Request) -> str | None:
 
 
 def api_routes(
-    app: web.Application, store: CallStore, tokens: Sequence[ApiToken], *, clock: Callable[[], float] = time.time
+    app: web.Application,
+    store: CallStore,
+    tokens: Sequence[ApiToken],
+    *,
+    clock: Callable[[], float] = time.time,
+    devices: Callable[[], Sequence[Device]] | None = None,
+    health: Callable[[], HealthStatus] | None = None,
 ) -> None:
-    """Add the GET routes of /api/v1 to `app`, readable with the bearer `tokens`."""
+    """Add the GET routes of /api/v1 to `app`, readable with the bearer `tokens`; `devices` and `health` are read
+    on each request to /api/v1/devices and /api/v1/health (without them those answer 404)."""
     tokens = tuple(tokens)
     messages_store = MessageStore(store)
     links = LinkStore(store)
@@ -213,10 +225,24 @@ def api_routes(
         figures = await recovery_stats(store, since=since, until=end, business=business, timezone=zone)
         return _ok(figures.to_dict())
 
+    async def device_list(request: web.Request, token: ApiToken) -> web.StreamResponse:
+        if token.businesses:  # devices are shared by every business: an installer's view
+            return _error(403, "only a token for every business may read devices")
+        if devices is None:
+            return _error(404, "device status is not available")
+        return _ok({"devices": [asdict(device) for device in devices()]})
+
+    async def health_status(request: web.Request, token: ApiToken) -> web.StreamResponse:
+        if health is None:
+            return _error(404, "health is not available")
+        return _ok(health().to_json())
+
     app.router.add_get("/api/v1/calls", authorised(calls))
     app.router.add_get("/api/v1/calls/{linkedid}", authorised(call))
     app.router.add_get("/api/v1/messages", authorised(messages))
     app.router.add_get("/api/v1/stats", authorised(stats))
+    app.router.add_get("/api/v1/devices", authorised(device_list))
+    app.router.add_get("/api/v1/health", authorised(health_status))
 
 
 class _Forbidden(Exception):

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import datetime
 import functools
+import re
+import urllib.parse
 import zoneinfo
 
 import jinja2
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def when(epoch: float | None, timezone: str = "UTC", fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
@@ -32,6 +36,20 @@ def seconds(value: float | None) -> str:
     return f"{minutes} min {rest} s"
 
 
+def clip(text: str | None, limit: int = 80) -> str:
+    """Untrusted text fit for one line of a page: control characters (newlines too) become spaces, at most
+    `limit` characters ("" for none). Escaping is still autoescape's job."""
+    if not text:
+        return ""
+    flat = _CONTROL.sub(" ", text[: limit * 4]).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def segment(text: str) -> str:
+    """A value as one URL path segment (a linkedid in /calls/<linkedid>): "/", "?" and "#" are escaped too."""
+    return urllib.parse.quote(text, safe="")
+
+
 @functools.cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -43,4 +61,6 @@ def environment() -> jinja2.Environment:
     )
     env.filters["when"] = when
     env.filters["seconds"] = seconds
+    env.filters["clip"] = clip
+    env.filters["segment"] = segment
     return env

@@ -1,0 +1,76 @@
+"""The running service's whole web side in one place: health, metrics, tracked links, webhooks, the JSON API, and
+the dashboard behind its login. `run` and `demo` both serve exactly this."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from importlib import metadata
+
+from aiohttp import web
+
+from callbuddy_pbx.app import CallService
+from callbuddy_pbx.config import Config, WebUser
+from callbuddy_pbx.config_users import LiveUsers
+from callbuddy_pbx.metrics import Metrics
+from callbuddy_pbx.sms.factory import webhook_gateways
+from callbuddy_pbx.sms.gateway import SmsGateway
+from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.store.links import LinkStore
+from callbuddy_pbx.web.api import api_routes
+from callbuddy_pbx.web.auth import auth_setup
+from callbuddy_pbx.web.dashboard import dashboard_routes
+from callbuddy_pbx.web.dashboard_context import DashboardContext
+from callbuddy_pbx.web.health import HealthStatus, config_secrets, health_routes, service_health
+from callbuddy_pbx.web.links import link_routes
+from callbuddy_pbx.web.server import create_app
+
+
+def version() -> str:
+    try:
+        return metadata.version("callbuddy-pbx")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def service_site(
+    config: Config,
+    store: CallStore,
+    service: CallService,
+    gateways: dict[str, SmsGateway],
+    metrics: Metrics | None,
+    *,
+    users: Callable[[], Sequence[WebUser]] | None = None,
+    live_poll_s: float = 1.0,
+) -> web.Application:
+    """The web application of one running service. `users` defaults to the config's (and its users file's)."""
+    secrets = config_secrets(config)
+
+    def health() -> HealthStatus:
+        return service_health(service, gateways, secrets=secrets)
+
+    context = DashboardContext(
+        store=store,
+        businesses=config.businesses,
+        health=health,
+        devices=service.devices.snapshot,
+        ami_last_event_at=lambda: service.last_event_at,
+        version=version(),
+        live_poll_s=live_poll_s,
+    )
+
+    def routes(app: web.Application) -> None:
+        health_routes(app, health, metrics)
+        link_routes(app, LinkStore(store))
+        if config.web.api_tokens:
+            api_routes(app, store, config.web.api_tokens, devices=service.devices.snapshot, health=health)
+        auth_setup(
+            app,
+            store=store,
+            users=users or LiveUsers(config.web, [business.name for business in config.businesses]),
+            public_url=config.web.public_url,
+            secure_cookies=config.web.secure_cookies,
+            session_hours=config.web.session_hours,
+        )
+        dashboard_routes(app, context)
+
+    return create_app(webhook_gateways=webhook_gateways(gateways), extra_routes=routes)

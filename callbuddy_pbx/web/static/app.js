@@ -1,0 +1,67 @@
+// CallBuddy dashboard: the feed's live updates (Server-Sent Events). No dependencies, no inline code (strict CSP).
+"use strict";
+
+(function () {
+  const RETRY_AFTER_CLOSE_MS = 30000; // after a refusal (e.g. 503: too many live feeds) try again later
+
+  function liveFeed(table) {
+    const rows = table.tBodies[0];
+    const badge = document.getElementById("live");
+    let source = null;
+
+    function show(state) {
+      if (badge) {
+        badge.dataset.state = state;
+        badge.title = state === "on" ? "New calls appear as they happen" : "Not connected";
+      }
+    }
+
+    function place(html) {
+      // The server rendered and escaped the row; a <template> parses it without running anything.
+      const template = document.createElement("template");
+      template.innerHTML = html.trim();
+      const row = template.content.firstElementChild;
+      if (!row || row.tagName !== "TR" || !row.id) {
+        return;
+      }
+      const existing = document.getElementById(row.id);
+      if (existing) {
+        existing.replaceWith(row);
+      } else {
+        rows.insertBefore(row, rows.firstElementChild);
+        const empty = document.querySelector(".empty");
+        if (empty) {
+          empty.remove();
+        }
+      }
+      row.classList.add("fresh");
+    }
+
+    function connect() {
+      source = new EventSource(table.dataset.liveUrl);
+      source.addEventListener("open", () => show("on"));
+      source.addEventListener("row", (event) => place(event.data));
+      source.addEventListener("error", () => {
+        show("off");
+        if (source.readyState === EventSource.CLOSED) {
+          window.setTimeout(connect, RETRY_AFTER_CLOSE_MS);
+        }
+      });
+    }
+
+    window.addEventListener("pagehide", () => source && source.close());
+    connect();
+  }
+
+  function autoSubmit(form) {
+    // Choosing another business or period shows it at once (the button is there for keyboards and no-JS).
+    form.querySelectorAll("select").forEach((select) => {
+      select.addEventListener("change", () => form.requestSubmit());
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("table[data-live-url]").forEach(liveFeed);
+    document.querySelectorAll("form.filters").forEach(autoSubmit);
+  });
+})();

@@ -1,0 +1,122 @@
+"""The dashboard in Chromium under the login middleware's strict CSP: the live feed's script inserts and replaces
+rows, nothing breaks the policy, the overview's figures read from the DOM, and tables stack on a phone screen."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import BaseTestServer, TestServer
+from playwright.async_api import BrowserContext, ConsoleMessage, Page
+
+from callbuddy_pbx.model import Outcome
+from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.store.messages import MessageStore, NewText
+
+# The fixture is named after its function: the parameters that use it shadow this import (F811 below).
+from tests.browser import browser_context  # noqa: F401
+from tests.test_dashboard_helpers import (  # noqa: F401 (fixtures)
+    BOLT,
+    GLOW,
+    XSS_NAME,
+    Handler,
+    Scenario,
+    filled_fixture,
+    make_app,
+    make_context,
+    make_record,
+)
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'"
+)
+
+
+@web.middleware
+async def strict_csp(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers["Content-Security-Policy"] = CSP
+    return response
+
+
+@pytest.fixture(name="server")
+async def server_fixture(filled: tuple[CallStore, Scenario]) -> AsyncIterator[tuple[BaseTestServer, CallStore]]:
+    store, _ = filled
+    app = make_app(make_context(store, clock=time.time, live_poll_s=0.1))
+    app.middlewares.append(strict_csp)
+    async with TestServer(app) as server:
+        yield server, store
+
+
+async def open_page(context: BrowserContext, user: str, url: str) -> tuple[Page, list[str]]:
+    await context.set_extra_http_headers({"X-Test-User": user})
+    page = await context.new_page()
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            problems.append(message.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    await page.goto(url)
+    return page, problems
+
+
+async def test_live_feed_in_a_browser(
+    browser_context: BrowserContext,  # noqa: F811
+    server: tuple[BaseTestServer, CallStore],
+) -> None:
+    site, store = server
+    page, problems = await open_page(browser_context, "glow", str(site.make_url("/calls")))
+    await page.wait_for_selector('#live[data-state="on"]', timeout=5000)
+    rows_before = await page.locator("#call-rows tr").count()
+
+    mine = make_record(950, GLOW, Outcome.NO_ANSWER, time.time() - 1, XSS_NAME)
+    theirs = make_record(951, BOLT, Outcome.NO_ANSWER, time.time() - 1, "Bolt caller")
+    await store.save_calls([theirs, mine])
+    row = page.locator(f'[id="call-{mine.linkedid}"]')
+    await row.wait_for(timeout=5000)
+    first = page.locator("#call-rows tr").first
+    assert await first.get_attribute("id") == f"call-{mine.linkedid}"  # a new call goes on top
+    assert await row.locator('td[data-label="Name"]').inner_text() == XSS_NAME  # text, not markup
+    assert await page.locator("#call-rows script").count() == 0
+
+    text = NewText(mine.linkedid, "missed_call", "+15551112222", "+15550001000", "sim", "Sorry", time.time(),
+                   business=GLOW, linkedid=mine.linkedid)  # fmt: skip
+    await MessageStore(store).enqueue([text], time.time())
+    await page.locator(f'[id="call-{mine.linkedid}"] .text-queued').wait_for(timeout=5000)  # replaced in place
+    await page.wait_for_timeout(500)
+    assert await page.locator(f'[id="call-{mine.linkedid}"]').count() == 1
+    assert await page.locator(f'[id="call-{theirs.linkedid}"]').count() == 0
+    assert await page.locator("#call-rows tr").count() == rows_before + 1
+    assert problems == []
+
+
+async def test_pages_keep_to_the_csp_and_fit_a_phone(
+    browser_context: BrowserContext,  # noqa: F811
+    server: tuple[BaseTestServer, CallStore],
+) -> None:
+    site, _ = server
+    page, problems = await open_page(browser_context, "admin", str(site.make_url("/?period=30d")))
+    assert await page.locator('[data-figure="calls"]').inner_text() == await page.locator(
+        '[data-figure="calls"]').get_attribute("data-value")  # fmt: skip
+    assert await page.locator("svg.chart rect.bar").count() == 24 + 7
+    color = await page.locator(".top").evaluate("e => getComputedStyle(e).borderBottomStyle")
+    assert color == "solid"  # the stylesheet applied
+    for path in ("/calls", "/devices", "/system"):
+        await page.goto(str(site.make_url(path)))
+    await page.set_viewport_size({"width": 375, "height": 740})
+    await page.goto(str(site.make_url("/calls")))
+    assert await page.locator("table.calls thead").evaluate("e => getComputedStyle(e).display") == "none"
+    cell = page.locator("#call-rows tr td").first
+    assert await cell.evaluate("e => getComputedStyle(e, '::before').content") == '"Time"'
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 375, "nothing wider than a phone"
+    # Choosing a filter submits the form (the script, not an inline handler).
+    await page.select_option('select[name="outcome"]', "busy")
+    await page.wait_for_url("**/calls?*outcome=busy*")
+    assert problems == []
