@@ -222,7 +222,8 @@ def _refused(request: web.Request) -> web.Response:
     if request.method not in ("GET", "HEAD"):
         return _text(403, "log in first")
     accept = request.headers.get("Accept", "").lower()
-    if request.path.endswith(".csv") or "text/event-stream" in accept or "json" in accept:
+    streamed = request.path.endswith(("/live", ".csv"))  # an export or a live feed, never a page to come back to
+    if streamed or "text/event-stream" in accept or "json" in accept:
         return _text(401, "log in first")
     return _redirect(302, "/login?" + urlencode({"next": request.rel_url.raw_path_qs}))
 
