@@ -27,6 +27,7 @@ from callbuddy_pbx.commands.calls import caller_shown
 from callbuddy_pbx.commands.display import printable
 from callbuddy_pbx.config import Business, Config, GatewayConfig, TextBack, WebUser, default_config
 from callbuddy_pbx.logs import setup_logging
+from callbuddy_pbx.metrics import Metrics, store_backlog
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer, recorded_pjsip
@@ -91,6 +92,7 @@ def pretty(number: str) -> str:
 
 
 DEMO_PHONES = (("100", "Front desk"), ("101", "Stylist's softphone"), ("102", "Back office"))
+REAL_CALLS_PER_S = 1 / 4  # without --calls: about one call every 4 s of real time, whatever the speed
 PHONE_CYCLE_S = 45.0  # the back-office phone leaves and comes back, so the devices page moves
 
 
@@ -124,7 +126,7 @@ async def cycle_phone(server: SimulatedAmiServer, endpoint: str, every_s: float)
 async def place_calls(server: SimulatedAmiServer, calls: int | None, speed: float, seed: int) -> int:
     """Play `calls` scripted calls (None: until stopped); returns how many of them were inbound."""
     factory = ScenarioFactory(start_time=time.time(), timestamps=True)
-    rate = 0.4 if calls is not None else 0.04 * speed  # endless: about one call every 25 s of real time
+    rate = 0.4 if calls is not None else REAL_CALLS_PER_S / speed
     scenarios = list(mixed_call_stream(calls, seed=seed, calls_per_second=rate, factory=factory)) if calls else None
     stream = stream_events(scenarios if scenarios is not None else mixed_call_stream(None, seed=seed,
                                                                                     calls_per_second=rate,
@@ -160,10 +162,12 @@ async def run_demo(
             all_seen.set()
 
     gateways: dict[str, SmsGateway] = {"smsc": SmppGateway(config.gateways[0])}
-    text_back = TextBackService(config, store, gateways, on_receipt=show_receipt)
-    service = CallService(config, store, on_call=show, text_back=text_back)
+    metrics = Metrics()
+    metrics.watch_backlog(store_backlog(store))
+    text_back = TextBackService(config, store, gateways, on_receipt=show_receipt, metrics=metrics)
+    service = CallService(config, store, on_call=show, text_back=text_back, metrics=metrics)
     users, passwords = demo_users()
-    site = service_site(config, store, service, gateways, None, users=lambda: users)
+    site = service_site(config, store, service, gateways, metrics, users=lambda: users)
     runner, web_port = await start_dashboard(site, host, port)
     task = asyncio.create_task(service.run())
     helpers: list[asyncio.Task[None]] = []
