@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import time
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from callbuddy_pbx.cli import main
+from callbuddy_pbx.commands.demo import run_demo
 from callbuddy_pbx.store.db import CallStore
 
 
@@ -41,3 +46,30 @@ def test_demo_rejects_nonsense_options(capsys: pytest.CaptureFixture[str]) -> No
     assert "--calls" in capsys.readouterr().err
     assert main(["demo", "--port", "70000"]) == 2
     assert "--port" in capsys.readouterr().err
+
+
+async def test_endless_demo_serves_the_dashboard_until_interrupted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    demo = asyncio.create_task(run_demo(tmp_path, None, 50.0, seed=3, port=0))
+    printed = ""
+    url = None
+    deadline = time.monotonic() + 20
+    while url is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        printed += capsys.readouterr().out
+        found = re.search(r"^dashboard: (http://\S+)$", printed, re.MULTILINE)
+        url = found.group(1) if found else None
+    assert url is not None, printed
+    admin_password = re.search(r"log in as admin / (\S+)", printed)
+    assert admin_password is not None
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url + "login") as login:
+            assert login.status == 200
+        while "MISSED (" not in printed and time.monotonic() < deadline:  # calls keep coming without --calls
+            await asyncio.sleep(0.2)
+            printed += capsys.readouterr().out
+    assert "MISSED (" in printed
+    os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does: the demo stops cleanly and sums up
+    assert await asyncio.wait_for(demo, 15) == 0
+    assert re.search(r"\d+ inbound calls, \d+ missed", capsys.readouterr().out)
