@@ -46,6 +46,10 @@ def test_readme_config_example_loads(tmp_path: Path) -> None:
     assert [g.name for g in config.gateways] == ["smsc", "twilio"]
     assert config.businesses[0].text_back.quiet_hours is not None
     assert [g.number for g in config.pbx.ring_groups] == ["+15550001000", "+15550001003", "+15550001007"]
+    assert config.web.users_file == tmp_path / "users.yaml"
+    assert config.alerts.sms_to == ("+15550109999",) and config.alerts.gateway == "smsc"
+    digest = config.businesses[1].digest
+    assert digest is not None and digest.time == "08:00" and digest.sms_to == ("+15550102000",)
 
 
 def test_readme_config_renders_a_dialplan_that_passes_asterisklint(tmp_path: Path) -> None:
