@@ -14,7 +14,7 @@ from typing import Protocol
 import yaml
 
 from callbuddy_pbx.config_gateways import GatewayReader
-from callbuddy_pbx.config_reader import INT, STR, Reader, did_you_mean, key_node, line_of, shown
+from callbuddy_pbx.config_reader import INT, STR, Reader, key_node, line_of, shown
 from callbuddy_pbx.config_texting import TextBack
 from callbuddy_pbx.phone import to_e164
 
@@ -102,7 +102,7 @@ class AlertsReader:
         sms_to = self._numbers(section["sms_to"], "alerts.sms_to", region) if "sms_to" in section else ()
         gateway = ""
         if "gateway" in section:
-            gateway = self._gateway_ref(section["gateway"], "alerts.gateway") or ""
+            gateway = self._gateways.reference(section["gateway"], "alerts.gateway") or ""
         elif self._gateways.names:
             gateway = next(iter(self._gateways.names))  # the first gateway
         sender = self._sender(section["sender"], "alerts.sender", region) if "sender" in section else ""
@@ -181,17 +181,6 @@ class AlertsReader:
         if len(numbers) > MAX_RECIPIENTS:
             self.r.problem(node, path, f"{len(numbers)} numbers; at most {MAX_RECIPIENTS}")
         return tuple(numbers)
-
-    def _gateway_ref(self, node: yaml.Node, path: str) -> str | None:
-        value = self.r.non_empty(node, path, "the name of a gateway")
-        if value is None:
-            return None
-        if value not in self._gateways.names:
-            names = list(self._gateways.names)
-            hint = did_you_mean(value, names) if names else "no gateways are configured"
-            self.r.problem(node, path, f"{value!r} is not a configured gateway ({hint})")
-            return None
-        return value
 
     def _sender(self, node: yaml.Node, path: str, region: str) -> str:
         """An E.164 number or an alphanumeric sender id, as text_back.sender."""

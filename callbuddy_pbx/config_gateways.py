@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from callbuddy_pbx import config_users  # a module import: config_users builds this module's WebUser
-from callbuddy_pbx.config_reader import Reader, is_null, join, key_node, kind_of, line_of, shown
+from callbuddy_pbx.config_reader import Reader, did_you_mean, is_null, join, key_node, kind_of, line_of, shown
 from callbuddy_pbx.sms.text import fields_of, template_problem
 
 GATEWAY_KINDS: tuple[str, ...] = ("smpp", "twilio", "kannel", "generic", "simulated")
@@ -136,6 +136,18 @@ class GatewayReader:
         self.entries = 0  # entries under `gateways:`, valid or not
         self._gateways: list[tuple[GatewayConfig, yaml.Node, str]] = []
         self._businesses: Collection[str] | None = None  # the configured business names, once `web` is read
+
+    def reference(self, node: yaml.Node, path: str) -> str | None:
+        """A key that names one of the gateways (e.g. `text_back.gateway`): the name, or None after a problem."""
+        value = self.r.non_empty(node, path, "the name of a gateway")
+        if value is None:
+            return None
+        if value not in self.names:
+            names = list(self.names)
+            hint = did_you_mean(value, names) if names else "no gateways are configured"
+            self.r.problem(node, path, f"{value!r} is not a configured gateway ({hint})")
+            return None
+        return value
 
     def gateways(self, node: yaml.Node) -> tuple[GatewayConfig, ...]:
         if is_null(node):

@@ -216,7 +216,7 @@ class TextingReader:
             )
         }
         sender = self._sender(section["sender"], f"{path}.sender", region) if "sender" in section else None
-        gateway = self._gateway_ref(section["gateway"], f"{path}.gateway") if "gateway" in section else None
+        gateway = self._gateways.reference(section["gateway"], f"{path}.gateway") if "gateway" in section else None
         if gateway is None and "gateway" not in section and self._gateways.names:
             gateway = next(iter(self._gateways.names))  # the first gateway
         quiet = None
@@ -329,17 +329,6 @@ class TextingReader:
             "(up to 11 letters, digits or spaces)",
         )
         return None
-
-    def _gateway_ref(self, node: yaml.Node, path: str) -> str | None:
-        value = self.r.non_empty(node, path, "the name of a gateway")
-        if value is None:
-            return None
-        if value not in self._gateways.names:
-            names = list(self._gateways.names)
-            hint = did_you_mean(value, names) if names else "no gateways are configured"
-            self.r.problem(node, path, f"{value!r} is not a configured gateway ({hint})")
-            return None
-        return value
 
     def finish_web(self, web: WebConfig) -> None:
         """Tracked links point at this service (`{public_url}/r/<token>`): they need its public URL."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from callbuddy_pbx.config import (
     default_config,
     load_config,
 )
+from tests.config_files import problems_of
 
 EXAMPLE = """\
 default_region: US
@@ -42,22 +42,6 @@ logging:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AMI_SECRET", "CALLBUDDY_AMI_SECRET", "CB_TEST_VAR", "CB_TEST_PORT"):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def write(tmp_path: Path):
-    def _write(text: str, name: str = "site.yaml") -> Path:
-        path = tmp_path / name
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return path
-
-    return _write
-
-
-def problems_of(path: Path) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    return info.value.problems
 
 
 # -- the example file --------------------------------------------------------------------------------------------

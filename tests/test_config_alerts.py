@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
-import pytest
-
-from callbuddy_pbx.config import AlertsConfig, ConfigError, DigestConfig, load_config
+from callbuddy_pbx.config import AlertsConfig, DigestConfig, load_config
 from callbuddy_pbx.notify import alert_route, business_route
+from tests.config_files import problems_of
 
 BASE = """\
 gateways:
@@ -21,22 +19,6 @@ businesses:
     booking_url: https://glow.example/book
     text_back: {}
 """
-
-
-@pytest.fixture
-def write(tmp_path: Path):
-    def _write(text: str) -> Path:
-        path = tmp_path / "site.yaml"
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return path
-
-    return _write
-
-
-def problems_of(path: Path) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    return info.value.problems
 
 
 def test_every_setting(write) -> None:

@@ -3,12 +3,11 @@ an installer is pointed to, and secrets kept out of messages and reprs."""
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from callbuddy_pbx.config import ConfigError, load_config
+from callbuddy_pbx.config import load_config
 from callbuddy_pbx.config_pbx import (
     DEFAULT_TEMPLATES_DIR,
     NoAnswer,
@@ -19,6 +18,7 @@ from callbuddy_pbx.config_pbx import (
     is_host_name,
     template_fields,
 )
+from tests.config_files import problems_of, yaml_writer
 
 SECRETS = {
     "PBX_SECRET_KEY": "k" * 16 + "-pbx-secret-key-1",  # 33 characters
@@ -93,18 +93,7 @@ def write(tmp_path: Path):
     (templates / "registration.conf").write_text(REGISTRATION, encoding="utf-8")
     (templates / "ip-auth.conf").write_text(IP_AUTH, encoding="utf-8")
 
-    def _write(text: str, name: str = "site.yaml") -> Path:
-        path = tmp_path / name
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return path
-
-    return _write
-
-
-def problems_of(path: Path) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    return info.value.problems
+    return yaml_writer(tmp_path)
 
 
 # -- the full example ------------------------------------------------------------------------------------------------

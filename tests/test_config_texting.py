@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import textwrap
 from datetime import date, time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from callbuddy_pbx.config import (
     TextBack,
     load_config,
 )
+from tests.config_files import problems_of
 
 SECRETS = {
     "SMPP_PASSWORD": "smpp-pw1",
@@ -83,22 +83,6 @@ gateways:
 def _env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
-
-
-@pytest.fixture
-def write(tmp_path: Path):
-    def _write(text: str, name: str = "site.yaml") -> Path:
-        path = tmp_path / name
-        path.write_text(textwrap.dedent(text), encoding="utf-8")
-        return path
-
-    return _write
-
-
-def problems_of(path: Path) -> list[str]:
-    with pytest.raises(ConfigError) as info:
-        load_config(path)
-    return info.value.problems
 
 
 def with_text_back(write, *lines: str) -> Path:

@@ -14,20 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from callbuddy_pbx.store.db import IN_SCOPE, CallStore, scope_param
+from callbuddy_pbx.store.messages import MESSAGE_STATES
 
 # Text states a feed can be filtered by; "none" = no missed-call text for the call.
 NO_TEXT = "none"
-TEXT_FILTERS: tuple[str, ...] = (
-    NO_TEXT,
-    "queued",
-    "sending",
-    "sent",
-    "delivered",
-    "failed",
-    "expired",
-    "unknown",
-    "cancelled",
-)
+TEXT_FILTERS: tuple[str, ...] = (NO_TEXT, *MESSAGE_STATES)
 MAX_PAGE = 1000
 
 # A call's missed-call text: the newest one (there is one per call today, keyed by the linkedid; newest-first

@@ -29,6 +29,7 @@ QUEUED, SENDING, SENT, DELIVERED, FAILED, EXPIRED, UNKNOWN, CANCELLED = (
     "unknown",
     "cancelled",
 )
+MESSAGE_STATES: tuple[str, ...] = (QUEUED, SENDING, SENT, DELIVERED, FAILED, EXPIRED, UNKNOWN, CANCELLED)
 FINAL_STATES = frozenset({DELIVERED, FAILED, EXPIRED, CANCELLED})
 # Texts that count toward "one text per caller per window" (a failed or cancelled one did not reach the caller).
 _LAST_TEXT = """

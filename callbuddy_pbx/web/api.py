@@ -35,7 +35,7 @@ from callbuddy_pbx.periods import parse_since
 from callbuddy_pbx.serialize import call_to_dict
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.links import LinkStore
-from callbuddy_pbx.store.messages import MessageStore
+from callbuddy_pbx.store.messages import MESSAGE_STATES, MessageStore
 from callbuddy_pbx.store.stats import recovery_stats
 from callbuddy_pbx.web.health import HealthStatus
 
@@ -44,7 +44,6 @@ DEFAULT_LIMIT = 100
 DEFAULT_STATS_SINCE = "7d"
 _NO_STORE = {"Cache-Control": "no-store"}
 _TRUE, _FALSE = frozenset({"1", "true", "yes"}), frozenset({"0", "false", "no", ""})
-_MESSAGE_STATES = ("queued", "sending", "sent", "delivered", "failed", "expired", "unknown", "cancelled")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Scoped = Callable[[web.Request, ApiToken], Awaitable[web.StreamResponse]]
@@ -195,8 +194,8 @@ def api_routes(
         except _Forbidden:
             return _error(403, "this token may not read that business")
         state = request.query.get("state")
-        if state is not None and state not in _MESSAGE_STATES:
-            raise BadQuery(f"state: expected one of {', '.join(_MESSAGE_STATES)}")
+        if state is not None and state not in MESSAGE_STATES:
+            raise BadQuery(f"state: expected one of {', '.join(MESSAGE_STATES)}")
         rows = await messages_store.list_messages(
             businesses=_scope(token, business), state=state, since=_since(request), limit=_limit(request)
         )
