@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from callbuddy_pbx.config_alerts import AlertsConfig, AlertsReader, DigestConfig
+from callbuddy_pbx.config_ari import AriConfig
 from callbuddy_pbx.config_gateways import GATEWAY_KINDS, GatewayConfig, GatewayReader, WebConfig, WebUser
 from callbuddy_pbx.config_pbx import PbxConfig, PbxReader, public_address
 from callbuddy_pbx.config_reader import NULL, Reader, shown
@@ -139,6 +140,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     pbx: PbxConfig = field(default_factory=PbxConfig)  # phones, ring groups, trunks: what `render` writes
     alerts: AlertsConfig = field(default_factory=AlertsConfig)  # when and how the installer is told of trouble
+    ari: AriConfig = field(default_factory=AriConfig)  # for `routing: callbuddy` ring groups
     default_region: str = "US"  # for callers' numbers when no business applies
     source: str | None = None  # the file this came from, for messages
 

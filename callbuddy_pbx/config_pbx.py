@@ -40,6 +40,7 @@ class Phone:
     business: str  # the business it belongs to (exactly one)
     secret: str = field(default="auto", repr=False)  # "auto": derived from pbx.secret_key (stable across renders)
     voicemail: bool = True  # a mailbox <extension>@default exists
+    person: str = ""  # who uses it; a person's phones ring together under `routing: callbuddy` ("": its own person)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +58,15 @@ class RingGroup:
 
     number: str  # the DID, E.164 (one of the business's numbers)
     members: tuple[str, ...]  # extensions, in order (the order matters for in_order)
-    strategy: str = "ring_all"  # "ring_all" | "in_order"
+    strategy: str = "ring_all"  # "ring_all" | "in_order" | "last_active_first" (the last only with callbuddy routing)
     ring_s: int = 20  # ring_all: how long all members ring; in_order: how long each member rings
     total_s: int = 60  # in_order: at most this long in all
     no_answer: NoAnswer = NoAnswer()
     business: str = ""  # the business owning `number`
+    # "dialplan": Asterisk rings the members itself; "callbuddy": the call enters the service's Stasis app, which
+    # rings the members' devices that are registered and free at that moment (and the dialplan rings the group
+    # itself when the app is not connected: fail open).
+    routing: str = "dialplan"
 
 
 @dataclass(frozen=True, slots=True)
