@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -44,18 +44,23 @@ class HealthStatus:
     ami: AmiHealth
     gateways: Mapping[str, GatewayHealth] = field(default_factory=dict)
     outbox_backlog: int | None = None
+    ari: AmiHealth | None = None  # the routing app's ARI link; None when no number is routed by the service
 
     @property
     def ok(self) -> bool:
-        return self.ami.connected and all(gateway.up for gateway in self.gateways.values())
+        ari_ok = self.ari is None or self.ari.connected
+        return self.ami.connected and ari_ok and all(gateway.up for gateway in self.gateways.values())
 
     def to_json(self, backlog: int | None = None) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "ok": self.ok,
             "ami": {"connected": self.ami.connected, "last_error": self.ami.last_error},
             "gateways": {name: {"up": g.up, "detail": g.detail} for name, g in self.gateways.items()},
             "outbox": {"backlog": self.outbox_backlog if backlog is None else backlog},
         }
+        if self.ari is not None:
+            body["ari"] = {"connected": self.ari.connected, "last_error": self.ari.last_error}
+        return body
 
 
 def safe_detail(text: str, secrets: Iterable[str] = ()) -> str:
@@ -95,10 +100,32 @@ def gateway_health(
     return GatewayHealth(True, "no status reported")
 
 
+class Link(Protocol):
+    """A connection whose state health reports (the AMI client, the routing service's ARI link)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def last_error(self) -> str: ...
+
+
+def link_health(link: Link, secrets: Iterable[str] = ()) -> AmiHealth:
+    if link.connected:
+        return AmiHealth(True)
+    return AmiHealth(False, safe_detail(link.last_error or "not connected yet", secrets))
+
+
 def service_health(
-    service: CallService, gateways: Mapping[str, SmsGateway], *, secrets: Iterable[str] = ()
+    service: CallService,
+    gateways: Mapping[str, SmsGateway],
+    *,
+    secrets: Iterable[str] = (),
+    ari: Link | None = None,
 ) -> HealthStatus:
-    """A snapshot of the live objects (cheap, synchronous: call it per request)."""
+    """A snapshot of the live objects (cheap, synchronous: call it per request). `ari`: the routing service, when
+    the service routes calls (its link being down fails /healthz: calls still ring, but through the fail-open
+    dialplan, and the installer should know)."""
     secrets = tuple(secrets)
     ami = service.ami
     last_error = None if ami.connected else safe_detail(ami.last_error or "not connected yet", secrets)
@@ -114,6 +141,7 @@ def service_health(
             for name, gateway in gateways.items()
         },
         outbox_backlog=service.metrics.backlog if service.metrics is not None else None,
+        ari=None if ari is None else link_health(ari, secrets),
     )
 
 
