@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from callbuddy_pbx.config_alerts import AlertsConfig, AlertsReader, DigestConfig
-from callbuddy_pbx.config_ari import AriConfig
+from callbuddy_pbx.config_ari import AriConfig, AriReader
 from callbuddy_pbx.config_gateways import GATEWAY_KINDS, GatewayConfig, GatewayReader, WebConfig, WebUser
 from callbuddy_pbx.config_pbx import PbxConfig, PbxReader, public_address
 from callbuddy_pbx.config_reader import NULL, Reader, shown
@@ -159,6 +159,7 @@ _TOP_KEYS = (
     "web",
     "pbx",
     "alerts",
+    "ari",
 )
 _ASTERISK_KEYS = ("host", "port", "username", "secret")
 _TIMING_KEYS = (
@@ -251,7 +252,9 @@ class _Reader(Reader):
         web = senders.web(top.get("web", empty), base_dir, [business.name for business in businesses])
         senders.finish(web)
         texting.finish_web(web)
-        pbx = PbxReader(self, businesses, region).pbx(top.get("pbx", empty), base_dir)  # after the businesses
+        pbx_reader = PbxReader(self, businesses, region)
+        pbx = pbx_reader.pbx(top.get("pbx", empty), base_dir)  # after the businesses
+        ari = AriReader(self, pbx_reader).ari(top.get("ari", empty), pbx)  # after pbx: its key, its routing
         return Config(
             asterisk=self.asterisk(top.get("asterisk", empty)),
             businesses=businesses,
@@ -262,6 +265,7 @@ class _Reader(Reader):
             web=web,
             pbx=pbx,
             alerts=alerts,
+            ari=ari,
             default_region=region,
             source=self.source,
         )

@@ -18,7 +18,10 @@ import yaml
 from callbuddy_pbx.config_reader import NULL, Reader, did_you_mean, is_null, join, key_node, kind_of, line_of, shown
 from callbuddy_pbx.phone import to_e164
 
-RING_STRATEGIES: tuple[str, ...] = ("ring_all", "in_order")
+RING_STRATEGIES: tuple[str, ...] = ("ring_all", "in_order", "last_active_first")
+# Only the service knows which device was active last: the dialplan has no equivalent (fail-open hunts in order).
+CALLBUDDY_ONLY_STRATEGIES: tuple[str, ...] = ("last_active_first",)
+ROUTINGS: tuple[str, ...] = ("dialplan", "callbuddy")
 NO_ANSWER_ACTIONS: tuple[str, ...] = ("hangup", "voicemail", "forward")
 ASTERISK_VERSIONS: tuple[int, ...] = (20, 22)
 # The provider templates: beside the package in a checkout, or where an install put them (the Docker image copies
@@ -97,6 +100,7 @@ class PbxConfig:
 
 MIN_SECRET_KEY_CHARS = 32
 MIN_SIP_SECRET_CHARS = 12
+MAX_PERSON_CHARS = 60  # a name or a role ("Dr. Alvarez", "front desk"), shown on the devices page
 
 _PBX_KEYS = (
     "asterisk_version",
@@ -109,8 +113,8 @@ _PBX_KEYS = (
     "ring_groups",
     "trunks",
 )
-_PHONE_KEYS = ("extension", "name", "business", "secret", "voicemail")
-_RING_GROUP_KEYS = ("number", "members", "strategy", "ring_seconds", "total_seconds", "no_answer")
+_PHONE_KEYS = ("extension", "name", "business", "secret", "voicemail", "person")
+_RING_GROUP_KEYS = ("number", "members", "strategy", "ring_seconds", "total_seconds", "no_answer", "routing")
 _NO_ANSWER_KEYS = ("action", "extension", "number")
 _TRUNK_KEYS = ("name", "template", "fields", "dids")
 
@@ -175,12 +179,17 @@ class PbxReader:
         regions = [default_region, *(business.default_region for business in businesses)]
         self._regions = tuple(dict.fromkeys(regions))  # tried in order to read a number written nationally
         self._default_region = default_region
+        # For the `ari:` section, read after this one: whether a key was written (a wrong one is reported here,
+        # once), and the first `routing: callbuddy` (node, key path), which needs an ARI password.
+        self.secret_key_given = False
+        self.callbuddy_routing: tuple[yaml.Node, str] | None = None
 
     def pbx(self, node: yaml.Node, base_dir: Path) -> PbxConfig:
         section = self.r.mapping(node, "pbx", _PBX_KEYS)
         if not section:
             return PbxConfig()
         base = PbxConfig()
+        self.secret_key_given = "secret_key" in section
         version = self._version(section["asterisk_version"]) if "asterisk_version" in section else None
         secret_key = self._secret_key(section["secret_key"]) if "secret_key" in section else ""
         sip_port = self.r.integer(section["sip_port"], "pbx.sip_port", 1, 65535) if "sip_port" in section else None
@@ -309,8 +318,10 @@ class PbxReader:
             voicemail = True
             if "voicemail" in section:
                 voicemail = self.r.boolean(section["voicemail"], f"{path}.voicemail") is not False
+            # A wrong person is reported; the phone is kept so its ring groups are not reported as well.
+            person = self._person(section["person"], f"{path}.person") if "person" in section else ""
             if extension is not None and name is not None and business is not None and secret is not None:
-                phones.append(Phone(extension, name, business, secret, voicemail))
+                phones.append(Phone(extension, name, business, secret, voicemail, person or ""))
         return tuple(phones)
 
     def _required(self, entry: yaml.Node, section: dict[str, yaml.Node], path: str, key: str, what: str) -> str | None:
@@ -323,6 +334,20 @@ class PbxReader:
         value = self.r.non_empty(node, path, "an extension of 2 to 6 digits")
         if value is not None and not _EXTENSION.fullmatch(value):
             self.r.problem(node, path, f'{shown(value)} is not an extension (expected 2 to 6 digits, e.g. "100")')
+            return None
+        return value
+
+    def _person(self, node: yaml.Node, path: str) -> str | None:
+        """Who uses the phone: free text on one line, spaces collapsed (so "Ana  Ruiz" and "Ana Ruiz" are one)."""
+        value = self.r.non_empty(node, path, "the name of the person who uses the phone")
+        if value is None:
+            return None
+        if not value.isprintable():  # line breaks, tabs, control characters
+            self.r.problem(node, path, "expected one line of printable text (a name such as Ana Ruiz)")
+            return None
+        value = " ".join(value.split())
+        if len(value) > MAX_PERSON_CHARS:
+            self.r.problem(node, path, f"too long: at most {MAX_PERSON_CHARS} characters ({len(value)} given)")
             return None
         return value
 
@@ -411,9 +436,22 @@ class PbxReader:
                     number, business = found[0], found[1] or ""
                     lines[number] = line_of(section["number"])
             members = self._members(entry, section, path, extensions)
+            routing: str | None = ROUTINGS[0]
+            if "routing" in section:
+                routing = self.r.choice(section["routing"], f"{path}.routing", ROUTINGS, upper=False)
+                if routing == "callbuddy" and self.callbuddy_routing is None:
+                    self.callbuddy_routing = (section["routing"], f"{path}.routing")
             strategy: str | None = RING_STRATEGIES[0]
             if "strategy" in section:
                 strategy = self.r.choice(section["strategy"], f"{path}.strategy", RING_STRATEGIES, upper=False)
+                if strategy in CALLBUDDY_ONLY_STRATEGIES and routing == "dialplan":
+                    self.r.problem(
+                        section["strategy"],
+                        f"{path}.strategy",
+                        f"{strategy!r} needs routing: callbuddy (only the service knows which phone was active "
+                        "last; with routing: dialplan use ring_all or in_order)",
+                    )
+                    strategy = None
             ring_s: int | None = 20
             if "ring_seconds" in section:
                 ring_s = self.r.integer(section["ring_seconds"], f"{path}.ring_seconds", 5, 300)
@@ -432,9 +470,11 @@ class PbxReader:
                 no_answer = self._no_answer(section["no_answer"], f"{path}.no_answer", extensions)
             if number is None or members is None or strategy is None or ring_s is None or total_s is None:
                 continue
-            if no_answer is None:
+            if no_answer is None or routing is None:
                 continue
-            groups.append(RingGroup(number, members, strategy, ring_s, total_s, no_answer, business=business))
+            groups.append(
+                RingGroup(number, members, strategy, ring_s, total_s, no_answer, business=business, routing=routing)
+            )
         return tuple(groups)
 
     def _members(

@@ -2,6 +2,17 @@
 
 Every file starts with MARKER so `render` can tell its own files from an installer's. The installer's own additions
 go in `*_custom.conf` files, which the rendered files include with `#tryinclude` and which are never written.
+
+Numbers with `routing: callbuddy` enter the service's Stasis application: `Stasis(<ari.app>,inbound,<DID without +>)`.
+Fail open: whenever Stasis() returns with the caller still there and still in this extension, the next priorities
+are the same ring steps and no-answer action as `routing: dialplan`, so the phones ring whether or not the service
+is up. That is the case when Stasis() fails (STASISSTATUS=FAILED: no WebSocket connected for the app, or the app is
+only left over and not active, traces 32 and 33) and when the service hands a call back with
+`POST /channels/{id}/continue` and no target (STASISSTATUS=SUCCESS: routing/router.py relies on it). A call the
+service ends is hung up (Asterisk runs no further priority), and a call it sends on is elsewhere.
+The fallback contract: when nobody answered, the service continues the caller with
+`POST /channels/{id}/continue?context=callbuddy-fallback&extension=<DID without +>&priority=1`; that extension of
+`[callbuddy-fallback]` runs the ring group's no-answer action (voicemail, forward through the trunk, or hang up).
 """
 
 from __future__ import annotations
@@ -11,13 +22,16 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from callbuddy_pbx.config import Business, Config
-from callbuddy_pbx.config_pbx import AUTO_SECRET, Phone, RingGroup, Trunk
+from callbuddy_pbx.config_ari import ARI_USER as ARI_USER  # the default ARI user, rendered unless ari.username
+from callbuddy_pbx.config_ari import ari_password, http_prefix, loopback_bind
+from callbuddy_pbx.config_pbx import AUTO_SECRET, CALLBUDDY_ONLY_STRATEGIES, NoAnswer, Phone, RingGroup, Trunk
 from callbuddy_pbx.pbx_secrets import derive_secret
 
 MARKER = "; Written by callbuddy-pbx render"
 DIALPLANS_DIR = Path(__file__).resolve().parents[2] / "dialplans"
 LIBRARY_GLOB = "callbuddy-*.conf"  # shipped dialplan files the rendered extensions.conf includes
-ARI_USER = "callbuddy"
+FALLBACK_CONTEXT = "callbuddy-fallback"  # where the service continues an unanswered `routing: callbuddy` call
+HTTP_BIND = ("127.0.0.1", 8088)  # Asterisk's HTTP server (ARI) unless ari.url names another loopback address/port
 CODECS = "ulaw,alaw,g722"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 
@@ -46,7 +60,7 @@ def render_all(config: Config) -> dict[str, str]:
     library = {path.name: path.read_text() for path in sorted(dialplans_dir().glob(LIBRARY_GLOB))}
     files = {
         "manager.conf": render_manager(config),
-        "http.conf": render_http(),
+        "http.conf": render_http(config),
         "ari.conf": render_ari(config),
         "pjsip.conf": render_pjsip(config, config.pbx.templates_dir),
         "extensions.conf": render_extensions(sorted(library)),
@@ -92,25 +106,34 @@ eventfilter = !Event: Cdr
 """
 
 
-def render_http() -> str:
-    return """
-[general]
-enabled = yes
-bindaddr = 127.0.0.1
-bindport = 8088
-
-#tryinclude http_custom.conf
-"""
+def render_http(config: Config) -> str:
+    """Where `ari.url` points when that is plain http on loopback; else loopback on the default port, and a note."""
+    bind = loopback_bind(config.ari.url)
+    address, port = bind or HTTP_BIND
+    lines = ["", "[general]", "enabled = yes", f"bindaddr = {address}", f"bindport = {port}"]
+    prefix = http_prefix(config.ari.url)
+    if bind and prefix:
+        lines.append(f"prefix = {prefix}")
+    if bind is None:
+        lines += [
+            "; ari.url is not plain http on this machine's loopback, so ARI stays on loopback here: bind where the",
+            "; service reaches it (a private address, TLS) in http_custom.conf, never on a public address.",
+        ]
+    lines += ["", "#tryinclude http_custom.conf", ""]
+    return "\n".join(lines)
 
 
 def render_ari(config: Config) -> str:
-    password = derive_secret(config.pbx.secret_key, "ari")
+    """The ARI user the service logs in as: the same name and password as `config.ari` (derived from the key)."""
+    password = ari_password(config.ari.password, config.pbx.secret_key)
+    if not password:
+        raise RenderError("ari.conf needs a password: set pbx.secret_key (or ari.password)")
     return f"""
 [general]
 enabled = yes
 pretty = no
 
-[{ARI_USER}]
+[{config.ari.username}]
 type = user
 read_only = no
 password = {password}
@@ -207,8 +230,9 @@ def render_dialplan(config: Config) -> str:
     phones = {p.extension: p for p in pbx.phones}
     business_of = {number: b for b in config.businesses for number in b.numbers}
     out = ["", "[from-trunk]", "; Calls from carriers: each business number rings its group of phones."]
-    for group in sorted(pbx.ring_groups, key=lambda g: g.number):
-        out += _ring_group(group, business_of.get(group.number), phones, _first_trunk(pbx.trunks))
+    groups = sorted(pbx.ring_groups, key=lambda g: g.number)
+    for group in groups:
+        out += _ring_group(group, business_of.get(group.number), phones, _first_trunk(pbx.trunks), config.ari.app)
     out += ["", "[from-internal]", "; Desk phones: extensions, voicemail, and calls out through the trunk."]
     for phone in sorted(pbx.phones, key=lambda p: p.extension):
         mailbox = int(phone.voicemail)
@@ -221,6 +245,9 @@ def render_dialplan(config: Config) -> str:
         for pattern in ("_+X.", "_1NXXNXXXXXX"):
             out.append(f"exten => {pattern},1,Gosub(callbuddy-outbound,s,1(${{EXTEN}},{trunk}))")
             out.append(" same => n,Hangup()")
+    routed = [group for group in groups if group.routing == "callbuddy"]
+    if routed:
+        out += _fallback_context(routed, business_of, phones, trunk)
     return "\n".join(out) + "\n"
 
 
@@ -237,15 +264,21 @@ def _voicemail(extension: str) -> str:
     return f"VoiceMail({extension}@default,u)"
 
 
-def _ring_group(group: RingGroup, business: Business | None, phones: dict[str, Phone], trunk: str) -> list[str]:
+def _ring_group(
+    group: RingGroup, business: Business | None, phones: dict[str, Phone], trunk: str, app: str
+) -> list[str]:
     """One DID: ring the registered phones (all together, or one after the other), then the no-answer action.
 
     A step whose phones are all unregistered is skipped: Dial with an empty list would end the call at once.
+    With `routing: callbuddy` the Stasis entry comes first and the steps are its fail-open path.
     """
     did = group.number.lstrip("+")
-    label = f"{business.name if business else 'unknown business'}: {group.strategy}"
+    via = " via callbuddy" if group.routing == "callbuddy" else ""
+    label = f"{business.name if business else 'unknown business'}: {group.strategy}{via}"
     lines = [f"exten => {did},1,NoOp(CallBuddy {_quoted(label)})"]
-    if group.strategy == "in_order":
+    if group.routing == "callbuddy":
+        lines += _stasis_entry(group, did, app)
+    if group.strategy in ("in_order", *CALLBUDDY_ONLY_STRATEGIES):
         steps = [[member] for member in group.members[: max(1, group.total_s // group.ring_s)]]
     else:
         steps = [list(group.members)]
@@ -257,17 +290,60 @@ def _ring_group(group: RingGroup, business: Business | None, phones: dict[str, P
             f" same => n,Dial(${{CB_DIAL}},{group.ring_s})",
             ' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?done)',
         ]
-    action = group.no_answer
-    if action.action == "voicemail" and action.extension in phones:
-        lines.append(f" same => n(noanswer),{_voicemail(action.extension)}")
-    elif action.action == "forward" and trunk:
-        lines.append(f" same => n(noanswer),Dial(PJSIP/{action.number}@{trunk},30)")
-    else:
-        lines.append(" same => n(noanswer),NoOp(nobody answered)")
+    lines.append(f" same => n(noanswer),{_no_answer_app(group.no_answer, phones, trunk) or 'NoOp(nobody answered)'}")
     lines.append(" same => n(done),Hangup()")
     # Carriers differ: some deliver the number with a leading +, some without.
     lines.append(f"exten => +{did},1,Goto({did},1)")
     return lines
+
+
+def _no_answer_app(action: NoAnswer, phones: dict[str, Phone], trunk: str) -> str:
+    """The application of a no-answer action ("" for hang up)."""
+    if action.action == "voicemail" and action.extension in phones:
+        return _voicemail(action.extension)
+    if action.action == "forward" and trunk:
+        return f"Dial(PJSIP/{action.number}@{trunk},30)"
+    return ""
+
+
+def _stasis_entry(group: RingGroup, did: str, app: str) -> list[str]:
+    """Hand the call to the service; whatever Stasis() returns, the next priority rings the group (fail open).
+
+    FAILED: no app connected, or one left over and not active (traces 32, 33). SUCCESS with the caller still here:
+    the service handed the call back (continue without a target). Deliberately no `GotoIf` on STASISSTATUS: a
+    handed-back call must ring, not hang up. The NoOp shows which in AMI's Newexten events (VarSet is filtered out).
+    """
+    lines = [
+        f" same => n,Stasis({app},inbound,{did})",
+        " same => n,NoOp(STASISSTATUS=${STASISSTATUS})",
+    ]
+    if group.strategy in CALLBUDDY_ONLY_STRATEGIES:
+        lines.append(f"; {group.strategy} has no dialplan equivalent: without the service it rings in_order")
+    return lines
+
+
+def _fallback_context(
+    groups: Iterable[RingGroup], business_of: dict[str, Business], phones: dict[str, Phone], trunk: str
+) -> list[str]:
+    """Where the service continues a `routing: callbuddy` call nobody answered: the group's no-answer action."""
+    out = [
+        "",
+        f"[{FALLBACK_CONTEXT}]",
+        "; Calls to numbers with routing: callbuddy that nobody answered. The CallBuddy service continues them with",
+        f";   POST /ari/channels/{{id}}/continue?context={FALLBACK_CONTEXT}&extension=<number without +>&priority=1",
+        "; and the number's extension runs its ring group's no-answer action. A call the service never had",
+        "; (Stasis() failed) does not come here: its extension in [from-trunk] rings the phones, then does the same.",
+    ]
+    for group in groups:
+        did = group.number.lstrip("+")
+        business = business_of.get(group.number)
+        label = f"{business.name if business else 'unknown business'}: nobody answered"
+        out.append(f"exten => {did},1,NoOp(CallBuddy {_quoted(label)})")
+        app = _no_answer_app(group.no_answer, phones, trunk)
+        if app:
+            out.append(f" same => n,{app}")
+        out.append(" same => n,Hangup()")
+    return out
 
 
 # ---- voicemail --------------------------------------------------------------------------------------------------

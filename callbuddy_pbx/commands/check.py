@@ -7,6 +7,10 @@ Secrets (AMI secret, gateway passwords and tokens, header values, the webhook to
 Then, unless `--offline`, it asks the PBX over AMI (connect timeout LIVE_CONNECT_TIMEOUT_S) whether the phones and
 trunks of `pbx:` exist and are registered, and prints a table of what to fix. A phone or trunk the PBX does not have
 (render not applied) makes the exit code 1; warnings and an unreachable PBX keep it 0.
+
+When a ring group has `routing: callbuddy` it also checks ARI (ari_status.py): the HTTP server at `ari.url`, the
+ARI user's password, and that a Stasis app can connect; one line each. A refused password or WebSocket makes the
+exit code 1, and so does nothing answering at `ari.url` while the PBX answered over AMI.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from datetime import time as time_of_day
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from callbuddy_pbx.ari_status import check_ari, password_is_derived, routed_numbers
 from callbuddy_pbx.asterisk.ami import AmiAuthError, AmiClient, AmiConnectError, AmiError, AmiMessage
 from callbuddy_pbx.commands.display import format_table, printable
 from callbuddy_pbx.config import SECRET_ENV_VAR, Business, Config, GatewayConfig, WebConfig, load_config
 from callbuddy_pbx.config_pbx import AUTO_SECRET, PbxConfig
-from callbuddy_pbx.pbx_status import Finding, PbxStatus, fetch_pbx_status, problems
+from callbuddy_pbx.pbx_status import Finding, Level, PbxStatus, fetch_pbx_status, problems
 from callbuddy_pbx.sms.text import CALLER_NAME_MAX, encoding_of, fields_of, non_gsm_characters, render, segments
 
 SAMPLE_CALLER = "Jane"
@@ -34,6 +39,7 @@ _LONGEST_NAME = "W" * CALLER_NAME_MAX
 LIVE_CONNECT_TIMEOUT_S = 3.0
 LIVE_ACTION_TIMEOUT_S = 5.0
 LIVE_TITLE = "Phones and trunks on the PBX"
+ARI_TITLE = "ARI for the numbers CallBuddy routes"
 _LEVEL_LABELS = {"ok": "ok", "info": "info", "warning": "WARNING", "error": "ERROR"}
 _STATE_WIDTH = 80
 
@@ -52,30 +58,61 @@ def main(args: argparse.Namespace) -> int:
 
 
 def live_check(config: Config) -> int:
-    """Compare the YAML with the running PBX and print the table; 1 when the PBX lacks what the YAML describes."""
+    """Compare the YAML with the running PBX and print what to fix; 1 when the PBX lacks what the YAML describes."""
+    code, reached = _pbx_check(config)
+    if routed_numbers(config):
+        code = max(code, ari_check(config, pbx_reached=reached))
+    return code
+
+
+def _pbx_check(config: Config) -> tuple[int, bool]:
+    """The phones and trunks over AMI: (exit code, whether the PBX answered)."""
     ami = config.asterisk
     where = f"{ami.host}:{ami.port}"
     print()
     if not ami.secret:
         print(f"PBX at {where}: no AMI secret, so the live checks were skipped")
-        return 0
+        return 0, False
     try:
         status = asyncio.run(_fetch(config))
     except AmiAuthError as exc:
         print(f"PBX at {where} refused the AMI login ({_reason(exc, where)}); skipped the live checks")
-        return 0
+        return 0, True
     except AmiConnectError as exc:
         print(f"PBX not reachable at {where}: {_reason(exc, where)}; skipped the live checks")
-        return 0
+        return 0, False
     except AmiError as exc:
         print(f"PBX at {where}: the live checks did not complete ({_reason(exc, where)})")
-        return 0
+        return 0, True
     findings = problems(config, status)
     print(live_table(findings))
+    print(_counts(findings, "on the PBX"))
+    return (1 if any(finding.level == "error" for finding in findings) else 0), True
+
+
+def ari_check(config: Config, *, pbx_reached: bool) -> int:
+    """ARI for `routing: callbuddy` numbers, one line per check; 1 on an error. Nothing answering at ari.url is only
+    a warning when the PBX did not answer over AMI either (not running, or not this machine's)."""
+    unreachable: Level = "error" if pbx_reached else "warning"
+    findings = asyncio.run(
+        check_ari(
+            config.ari, derived=password_is_derived(config), timeout_s=LIVE_ACTION_TIMEOUT_S, unreachable=unreachable
+        )
+    )
+    print()
+    print(f"{ARI_TITLE} ({', '.join(routed_numbers(config))}):")
+    for finding in findings:
+        fix = f"; to fix: {printable(finding.fix)}" if finding.fix else ""
+        line = f"{printable(finding.subject, 60)}: {printable(finding.state, 300)}{fix}"
+        print(f"  {_LEVEL_LABELS[finding.level]} {line}")
+    print(_counts(findings, "on ARI"))
+    return 1 if any(finding.level == "error" for finding in findings) else 0
+
+
+def _counts(findings: list[Finding], where: str) -> str:
     errors = sum(1 for finding in findings if finding.level == "error")
     warnings = sum(1 for finding in findings if finding.level == "warning")
-    print(f"{errors} error{'' if errors == 1 else 's'}, {warnings} warning{'' if warnings == 1 else 's'} on the PBX")
-    return 1 if errors else 0
+    return f"{errors} error{'' if errors == 1 else 's'}, {warnings} warning{'' if warnings == 1 else 's'} {where}"
 
 
 async def _fetch(config: Config) -> PbxStatus:
@@ -147,6 +184,8 @@ def summary(config: Config) -> str:
     if config.inbound.trunk_endpoints:
         lines.append(f"            trunks {', '.join(config.inbound.trunk_endpoints)}")
     lines += pbx_lines(config.pbx)
+    if routed_numbers(config):
+        lines.append(f"ARI:        {ari_line(config)}")
     lines.append(f"Database:   {config.storage.path}")
     lines.append(f"Logging:    {config.logging.level}, {config.logging.format}")
     return "\n".join(lines)
@@ -160,18 +199,30 @@ def pbx_lines(pbx: PbxConfig) -> list[str]:
     for phone in pbx.phones:
         secret = "derived secret" if phone.secret == AUTO_SECRET else "own secret"
         mailbox = ", voicemail" if phone.voicemail else ""
-        lines.append(f"  phone {phone.extension} {phone.name} ({phone.business}; {secret}{mailbox})")
+        person = f"; used by {phone.person}" if phone.person else ""
+        lines.append(f"  phone {phone.extension} {phone.name} ({phone.business}; {secret}{mailbox}{person})")
     for group in pbx.ring_groups:
         action = group.no_answer
         then = {"voicemail": f"voicemail {action.extension}", "forward": f"forward to {action.number}"}
         members = ", ".join(group.members)
+        routed = "; routed by CallBuddy, fail-open in the dialplan" if group.routing == "callbuddy" else ""
         lines.append(
-            f"  {group.number} rings {members} ({group.strategy.replace('_', ' ')}, {group.ring_s} s), "
+            f"  {group.number} rings {members} ({group.strategy.replace('_', ' ')}, {group.ring_s} s{routed}), "
             f"then {then.get(action.action, 'hang up')}"
         )
     for trunk in pbx.trunks:
         lines.append(f"  trunk {trunk.name} ({trunk.template}): {', '.join(trunk.dids) or 'no numbers'}")
     return lines
+
+
+def ari_line(config: Config) -> str:
+    """Where the service reaches ARI and as whom; the password is only said to be set, and where it comes from."""
+    ari = config.ari
+    if password_is_derived(config):
+        password = "derived from pbx.secret_key, as render writes it"  # noqa: S105 (a description)
+    else:
+        password = "set" if ari.password else "NOT set"
+    return f"{_safe_url(ari.url)} as {ari.username}, app {ari.app} (password {password})"
 
 
 def _messages(business: Business) -> list[tuple[str, str]]:
