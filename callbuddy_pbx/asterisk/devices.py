@@ -15,12 +15,18 @@ shared/traces/asterisk: actions/pjsipshow*.raw, actions/devicestatelist*.raw and
 Asterisk sends these in no fixed order (trace 33: unregistering is PeerStatus Unreachable, DeviceStateChange
 UNAVAILABLE, then ContactStatus Removed), so every event moves `registered` to what it says and the last one wins.
 Everything kept is bounded: the number of devices, contacts per device and the length of each string from the PBX.
+
+The same registry can be fed from ARI (`feed_ari`, `seed_ari_endpoints`; the call router's source): the events
+EndpointStateChange (online/offline), PeerStatusChange, ContactStatusChange and DeviceStateChanged carry the same
+facts as their AMI namesakes (trace 33) and are applied the same way. ARI cannot tell a trunk from a phone (its
+endpoint list has no `Auths`), so it only updates devices already known (from AMI) or configured (pbx.phones).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
 from callbuddy_pbx.asterisk.devices_model import Device
@@ -38,6 +44,8 @@ PHONE_TECHS: tuple[str, ...] = ("PJSIP/", "SIP/", "IAX2/")
 
 # The events `feed` understands; CallService dispatches on this set (one lookup per event on the hot path).
 DEVICE_EVENTS = frozenset({"DeviceStateChange", "ContactStatus", "PeerStatus"})
+# The ARI events `feed_ari` understands (an app subscribed to endpoint:PJSIP and deviceState:PJSIP/<ext>, trace 33).
+ARI_DEVICE_EVENTS = frozenset({"EndpointStateChange", "PeerStatusChange", "ContactStatusChange", "DeviceStateChanged"})
 
 UNAVAILABLE = "UNAVAILABLE"
 UNKNOWN = "UNKNOWN"
@@ -257,6 +265,80 @@ class DeviceRegistry:
         device.registered = status in _PEER_UP
         return before != device.registered
 
+    # -- ARI ---------------------------------------------------------------------------------------------------------
+
+    def seed_ari_endpoints(self, endpoints: Iterable[Mapping[str, Any]], at: float | None = None) -> int:
+        """`GET /ari/endpoints` (trace 33: `{"technology", "resource", "state": "online"|"offline", "channel_ids"}`).
+
+        ARI lists no device states (`GET /ari/deviceStates` only has app-made ones), so the state is inferred:
+        offline -> UNAVAILABLE, online with channels -> INUSE (a more precise call state already known is kept),
+        online without -> NOT_INUSE. Returns how many phones were updated."""
+        updated = 0
+        for item in endpoints:
+            if not isinstance(item, Mapping):
+                continue
+            name = f"{item.get('technology', '')}/{item.get('resource', '')}"
+            status = item.get("state")
+            device = self._ari_device(name)
+            if device is None or status not in ("online", "offline"):
+                continue
+            busy = bool(item.get("channel_ids"))
+            if status == "offline":
+                state = UNAVAILABLE
+            elif busy:
+                state = device.state if device.state in CALL_STATES else "INUSE"
+            else:
+                state = "NOT_INUSE"
+            device.registered = status == "online"
+            self._set_state(device, state, at, from_list=True)
+            updated += 1
+        return updated
+
+    def feed_ari(self, event: Mapping[str, Any], received_at: float) -> bool:
+        """Apply one ARI device event (ARI_DEVICE_EVENTS); True when a phone's state changed."""
+        kind = event.get("type")
+        if kind == "DeviceStateChanged":
+            state = event.get("device_state")
+            name = str(state.get("name", "")) if isinstance(state, Mapping) else ""
+            if not isinstance(state, Mapping) or self._ari_device(name) is None:
+                return False
+            return self._device_state({"Device": name, "State": str(state.get("state", ""))}, received_at)
+        endpoint = event.get("endpoint")
+        if not isinstance(endpoint, Mapping):
+            return False
+        technology, resource = str(endpoint.get("technology", "")), str(endpoint.get("resource", ""))
+        name = f"{technology}/{resource}"
+        device = self._ari_device(name)
+        if device is None:
+            return False
+        if kind == "EndpointStateChange":
+            status = endpoint.get("state")
+            if status not in ("online", "offline"):
+                return False
+            before = device.registered
+            device.registered = status == "online"
+            return before != device.registered
+        if kind == "PeerStatusChange":
+            peer = event.get("peer")
+            status = str(peer.get("peer_status", "")) if isinstance(peer, Mapping) else ""
+            return self._peer_status({"Peer": name, "PeerStatus": status})
+        if kind == "ContactStatusChange" and technology == "PJSIP":
+            info = event.get("contact_info")
+            if not isinstance(info, Mapping):
+                return False
+            uri, status = str(info.get("uri", "")), str(info.get("contact_status", ""))
+            return self._contact_status({"EndpointName": resource, "URI": uri, "ContactStatus": status})
+        return False
+
+    def _ari_device(self, name: str) -> _State | None:
+        """A phone ARI may update: known already or configured; never a trunk (ARI cannot tell them apart)."""
+        device = self._devices.get(name)
+        if device is not None:
+            return device
+        if name not in self._people or name in self._trunks or not is_phone_device(name):
+            return None
+        return self._device(name)
+
     # -- reading -------------------------------------------------------------------------------------------------------
 
     def snapshot(self) -> list[Device]:
@@ -337,6 +419,7 @@ def _sort_key(device: _State) -> tuple[str, int, str]:
 
 
 __all__ = [
+    "ARI_DEVICE_EVENTS",
     "CALL_STATES",
     "DEVICE_EVENTS",
     "MAX_DEVICES",
