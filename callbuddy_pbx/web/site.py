@@ -20,7 +20,7 @@ from callbuddy_pbx.web.api import api_routes
 from callbuddy_pbx.web.auth import auth_setup
 from callbuddy_pbx.web.dashboard import dashboard_routes
 from callbuddy_pbx.web.dashboard_context import DashboardContext
-from callbuddy_pbx.web.health import HealthStatus, config_secrets, health_routes, service_health
+from callbuddy_pbx.web.health import HealthStatus, Link, config_secrets, health_routes, service_health
 from callbuddy_pbx.web.links import link_routes
 from callbuddy_pbx.web.server import create_app
 
@@ -41,12 +41,14 @@ def service_site(
     *,
     users: Callable[[], Sequence[WebUser]] | None = None,
     live_poll_s: float = 1.0,
+    routing: Link | None = None,
 ) -> web.Application:
-    """The web application of one running service. `users` defaults to the config's (and its users file's)."""
+    """The web application of one running service. `users` defaults to the config's (and its users file's);
+    `routing`: the routing service's ARI link, when the service routes calls (health reports it)."""
     secrets = config_secrets(config)
 
     def health() -> HealthStatus:
-        return service_health(service, gateways, secrets=secrets)
+        return service_health(service, gateways, secrets=secrets, ari=routing)
 
     context = DashboardContext(
         store=store,
