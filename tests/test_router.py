@@ -1,7 +1,7 @@
 """The ARI call router and its service, against the simulated Asterisk (real HTTP and WebSocket, real AriClient).
 
 Ring times are scaled down (ring_s=1 where a step must time out). The simulator has desks 100 and 101 registered and
-102 not, as in the recordings; `continue` (not simulated upstream) is added by ContinuingAriServer below.
+102 not, as in the recordings; `continue` (not simulated upstream) is added by SimulatedAriServer below.
 
 WebSocket drop mid-call: the call goes on where it stands. An answer arriving after the reconnect is bridged (the
 call completes); whatever happened while the socket was down is reconciled by the rebuild from GET /ari/channels: a
@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from callbuddy_pbx.asterisk.ari import AriClient
 from callbuddy_pbx.asterisk.devices import DeviceRegistry
@@ -33,7 +32,6 @@ from callbuddy_pbx.config_pbx import NoAnswer, PbxConfig, Phone, RingGroup
 from callbuddy_pbx.routing import router as router_module
 from callbuddy_pbx.routing.router import FALLBACK_CONTEXT, LEG_MARK, RouteTiming
 from callbuddy_pbx.routing.service import RoutingService
-from callbuddy_pbx.sim.ari_model import AriRestError
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 from tests.test_sim_ari import (
     PASSWORD,
@@ -52,41 +50,9 @@ DID = "15550001001"
 PHONES = (Phone("100", "Desk 100", "Glow"), Phone("101", "Desk 101", "Glow"), Phone("102", "Desk 102", "Glow"))
 
 
-class ContinuingAriServer(SimulatedAriServer):
-    """The simulator plus `POST /channels/{id}/continue`: the channel leaves Stasis (StasisEnd) and runs on in the
-    dialplan where the query says (nothing: the priority after Stasis). `continued` records (channel, query)."""
-
-    def __init__(self) -> None:
-        super().__init__(password=PASSWORD)
-        self.continued: list[tuple[str, dict[str, str]]] = []
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        if (
-            request.method == "POST"
-            and request.path.startswith("/ari/channels/")
-            and request.path.endswith("/continue")
-        ):
-            handler = self._continue
-        return await super()._middleware(request, handler)
-
-    async def _continue(self, request: web.Request) -> web.StreamResponse:
-        channel_id = request.path.split("/")[-2]
-        channel = self.pbx.channels.get(channel_id)
-        if channel is None or channel.gone:
-            raise AriRestError(404, "Channel not found")
-        if channel.stasis_app is None:
-            raise AriRestError(409, "Channel not in Stasis application")
-        where = dict(request.query)
-        self.continued.append((channel_id, where))
-        self.pbx._stasis_end(channel)
-        channel.dialplan.update(context=where.get("context", channel.dialplan["context"]), app_name="(dialplan)")
-        return web.Response(status=204)
-
-
 @pytest.fixture
-async def sim() -> AsyncIterator[ContinuingAriServer]:
-    server = ContinuingAriServer()
+async def sim() -> AsyncIterator[SimulatedAriServer]:
+    server = SimulatedAriServer(password=PASSWORD)
     await server.start()
     try:
         yield server
@@ -173,7 +139,7 @@ def bridged(sim: SimulatedAriServer) -> list[list[str]]:
 # -- the flows -----------------------------------------------------------------------------------------------------
 
 
-async def test_ring_all_second_answers_the_others_are_hung_up_answered_elsewhere(sim: ContinuingAriServer) -> None:
+async def test_ring_all_second_answers_the_others_are_hung_up_answered_elsewhere(sim: SimulatedAriServer) -> None:
     sim.phone_answers_after("101", 0.2)
     async with routing(sim, ring_group(ring_s=5)) as run:
         caller = sim.inbound_call(DID)
@@ -190,10 +156,11 @@ async def test_ring_all_second_answers_the_others_are_hung_up_answered_elsewhere
         assert leg100.startswith(caller + LEG_MARK)
         sim.caller_hangs_up(caller)  # the bridge is torn down: 101's leg hung up, the bridge destroyed
         await wait_until(lambda: not sim.pbx.channels and not sim.pbx.bridges)
-        assert run.service.routes_active == 0 and run.service.router.answered == 1
+        await wait_until(lambda: run.service.routes_active == 0)  # the last event reaches the router
+        assert run.service.router.answered == 1
 
 
-async def test_the_phone_hanging_up_first_clears_the_caller_and_the_bridge(sim: ContinuingAriServer) -> None:
+async def test_the_phone_hanging_up_first_clears_the_caller_and_the_bridge(sim: SimulatedAriServer) -> None:
     sim.phone_answers_after("100", 0.05)
     async with routing(sim, ring_group(("100",))) as run:
         caller = sim.inbound_call(DID)
@@ -201,10 +168,10 @@ async def test_the_phone_hanging_up_first_clears_the_caller_and_the_bridge(sim: 
         sim.phone_hangs_up(leg_of(sim, "PJSIP/100"))
         await wait_until(lambda: not sim.pbx.channels and not sim.pbx.bridges)
         assert hangups(sim) == {caller: None}
-        assert run.service.routes_active == 0
+        await wait_until(lambda: run.service.routes_active == 0)  # the last event reaches the router
 
 
-async def test_in_order_first_rings_out_then_the_second_answers(sim: ContinuingAriServer) -> None:
+async def test_in_order_first_rings_out_then_the_second_answers(sim: SimulatedAriServer) -> None:
     sim.phone_answers_after("101", 0.1)
     async with routing(sim, ring_group(strategy="in_order", ring_s=1)) as run:
         started = time.monotonic()
@@ -218,7 +185,7 @@ async def test_in_order_first_rings_out_then_the_second_answers(sim: ContinuingA
         assert sorted(bridged(sim)[0]) == sorted([caller, leg_of(sim, "PJSIP/101")])
 
 
-async def test_last_active_first_rings_the_most_recently_active_desk_first(sim: ContinuingAriServer) -> None:
+async def test_last_active_first_rings_the_most_recently_active_desk_first(sim: SimulatedAriServer) -> None:
     sim.phone_answers_after("100", 0.1)
     async with routing(sim, ring_group(strategy="last_active_first", ring_s=1)) as run:
         now = time.time()
@@ -236,7 +203,7 @@ async def test_last_active_first_rings_the_most_recently_active_desk_first(sim: 
         assert originated(sim)[2][0] == "PJSIP/100"
 
 
-async def test_all_of_a_persons_devices_ring_together_then_the_next_person(sim: ContinuingAriServer) -> None:
+async def test_all_of_a_persons_devices_ring_together_then_the_next_person(sim: SimulatedAriServer) -> None:
     sim.pbx.add_endpoint("110")
     sim.register("110")  # Anna's softphone, not a member itself
     phones = (*PHONES, Phone("110", "Anna softphone", "Glow", person="anna"))
@@ -248,7 +215,7 @@ async def test_all_of_a_persons_devices_ring_together_then_the_next_person(sim: 
         assert [endpoint for endpoint, _, _ in originated(sim)] == ["PJSIP/100", "PJSIP/110", "PJSIP/101"]
 
 
-async def test_an_unregistered_endpoint_is_skipped_after_its_500(sim: ContinuingAriServer) -> None:
+async def test_an_unregistered_endpoint_is_skipped_after_its_500(sim: SimulatedAriServer) -> None:
     """The registry believes 102 is free (stale) but it has no contact: 500 Allocation failed, no channel (trace
     30); the hunt goes straight on to the next step without waiting out a ring time."""
     sim.phone_answers_after("100", 0.05)
@@ -270,7 +237,7 @@ async def test_an_unregistered_endpoint_is_skipped_after_its_500(sim: Continuing
         assert caller in bridged(sim)[0]
 
 
-async def test_a_busy_phone_is_skipped_at_once(sim: ContinuingAriServer) -> None:
+async def test_a_busy_phone_is_skipped_at_once(sim: SimulatedAriServer) -> None:
     sim.phone_busy("100")
     sim.phone_answers_after("101", 0.05)
     async with routing(sim, ring_group(strategy="in_order", ring_s=1)) as run:
@@ -292,7 +259,7 @@ async def test_a_busy_phone_is_skipped_at_once(sim: ContinuingAriServer) -> None
     ids=["voicemail", "forward", "hangup"],
 )
 async def test_nobody_answers_then_the_fallback_runs(
-    sim: ContinuingAriServer, no_answer: NoAnswer, continued: bool
+    sim: SimulatedAriServer, no_answer: NoAnswer, continued: bool
 ) -> None:
     async with routing(sim, ring_group(ring_s=1, no_answer=no_answer)) as run:
         started = time.monotonic()
@@ -311,7 +278,7 @@ async def test_nobody_answers_then_the_fallback_runs(
         assert run.service.router.fallbacks == 1 and run.service.routes_active == 0
 
 
-async def test_nobody_registered_goes_to_the_fallback_at_once(sim: ContinuingAriServer) -> None:
+async def test_nobody_registered_goes_to_the_fallback_at_once(sim: SimulatedAriServer) -> None:
     async with routing(sim, ring_group(no_answer=NoAnswer("voicemail", extension="100"))) as run:
         sim.unregister("100")
         sim.unregister("101")
@@ -325,7 +292,7 @@ async def test_nobody_registered_goes_to_the_fallback_at_once(sim: ContinuingAri
         assert run.timings[0].originate_at is None
 
 
-async def test_the_caller_hanging_up_while_phones_ring_tears_down_every_leg(sim: ContinuingAriServer) -> None:
+async def test_the_caller_hanging_up_while_phones_ring_tears_down_every_leg(sim: SimulatedAriServer) -> None:
     async with routing(sim, ring_group(ring_s=5)) as run:
         caller = sim.inbound_call(DID)
         await wait_until(
@@ -336,7 +303,7 @@ async def test_the_caller_hanging_up_while_phones_ring_tears_down_every_leg(sim:
         legs = [leg for _, leg, _ in originated(sim)]
         assert hangups(sim) == dict.fromkeys(legs)  # trace 31: DELETE without a reason
         assert all(run.destroyed(leg)["cause"] == 16 for leg in legs)
-        assert run.service.routes_active == 0
+        await wait_until(lambda: run.service.routes_active == 0)  # the last event reaches the router
 
 
 # -- the recorded app and the AMI observer -----------------------------------------------------------------------
@@ -344,7 +311,7 @@ async def test_the_caller_hanging_up_while_phones_ring_tears_down_every_leg(sim:
 
 @pytest.mark.parametrize("name", ["29-stasis-ring-all-second-answers", "31-stasis-caller-hangs-up-while-ringing"])
 async def test_the_router_makes_the_recorded_apps_requests_and_the_ami_side_judges_one_call(
-    sim: ContinuingAriServer, name: str
+    sim: SimulatedAriServer, name: str
 ) -> None:
     """The REST requests are those of the app that recorded traces 29 and 31 (ring, originate with originator,
     answer + bridge + answered_elsewhere, or DELETE without a reason), so the AMI of those recordings is what a
@@ -410,7 +377,7 @@ def test_the_router_never_touches_the_store_or_texts() -> None:
 
 
 async def test_websocket_drop_mid_call_then_the_answer_after_the_reconnect_is_bridged(
-    sim: ContinuingAriServer,
+    sim: SimulatedAriServer,
 ) -> None:
     sim.phone_answers_after("101", 0.5)
     async with routing(sim, ring_group(ring_s=5)) as run:
@@ -425,7 +392,7 @@ async def test_websocket_drop_mid_call_then_the_answer_after_the_reconnect_is_br
         assert sim.max_open_websockets == 1
 
 
-async def test_websocket_drop_while_the_caller_hangs_up_the_rebuild_clears_the_legs(sim: ContinuingAriServer) -> None:
+async def test_websocket_drop_while_the_caller_hangs_up_the_rebuild_clears_the_legs(sim: SimulatedAriServer) -> None:
     async with routing(sim, ring_group(ring_s=5)) as run:
         caller = sim.inbound_call(DID)
         await wait_until(lambda: len(originated(sim)) == 2)
@@ -433,11 +400,12 @@ async def test_websocket_drop_while_the_caller_hangs_up_the_rebuild_clears_the_l
         sim.caller_hangs_up(caller)  # its StasisEnd is lost with the socket
         await wait_until(lambda: not sim.pbx.channels, within=5)  # found by GET /channels after the reconnect
         assert set(hangups(sim)) == {leg for _, leg, _ in originated(sim)}
-        assert run.service.routes_active == 0 and run.service.client.connects == 2
+        await wait_until(lambda: run.service.routes_active == 0)  # the last event reaches the router
+        assert run.service.client.connects == 2
 
 
 async def test_a_restarted_router_hangs_up_old_legs_and_routes_a_waiting_call_afresh(
-    sim: ContinuingAriServer,
+    sim: SimulatedAriServer,
 ) -> None:
     """An app of a previous run left a caller in Stasis and a leg ringing (its channel id has our mark)."""
     caller = await _left_over(sim, answered=False)
@@ -450,16 +418,16 @@ async def test_a_restarted_router_hangs_up_old_legs_and_routes_a_waiting_call_af
         assert [endpoint for endpoint, _, _ in originated(sim)][-2:] == ["PJSIP/100", "PJSIP/101"]
 
 
-async def test_a_restarted_router_adopts_a_bridged_call_and_clears_it_at_the_end(sim: ContinuingAriServer) -> None:
+async def test_a_restarted_router_adopts_a_bridged_call_and_clears_it_at_the_end(sim: SimulatedAriServer) -> None:
     caller = await _left_over(sim, answered=True)
     async with routing(sim, ring_group()) as run:
         assert run.service.router.routes() == {caller: "bridged"}
         sim.caller_hangs_up(caller)
         await wait_until(lambda: not sim.pbx.channels and not sim.pbx.bridges)
-        assert run.service.routes_active == 0
+        await wait_until(lambda: run.service.routes_active == 0)  # the last event reaches the router
 
 
-async def _left_over(sim: ContinuingAriServer, *, answered: bool) -> str:
+async def _left_over(sim: SimulatedAriServer, *, answered: bool) -> str:
     """What a crashed router leaves: a caller in Stasis with a leg to 100, ringing or bridged with it."""
     if answered:
         sim.phone_answers_after("100", 0.0)
@@ -481,7 +449,7 @@ async def _left_over(sim: ContinuingAriServer, *, answered: bool) -> str:
 
 
 async def test_an_exception_in_one_call_hands_it_back_and_leaves_the_others_alone(
-    sim: ContinuingAriServer,
+    sim: SimulatedAriServer,
 ) -> None:
     sim.phone_answers_after("100", 0.05)
     sim.phone_answers_after("101", 0.4)
@@ -490,14 +458,14 @@ async def test_an_exception_in_one_call_hands_it_back_and_leaves_the_others_alon
         sim.fail_next(500, "Internal Server Error", method="POST", path="/ari/bridges")
         a = sim.inbound_call(DID)
         b = sim.inbound_call("15550001002", caller_number="15553334444")
-        await wait_until(lambda: bool(sim.continued) and bool(bridged(sim)))
+        # The router marks the call bridged once the simulator has answered its last request: wait for both.
+        await wait_until(lambda: bool(sim.continued) and run.service.router.routes() == {b: "bridged"})
         assert sim.continued == [(a, {})]  # fail open: on at the priority after Stasis()
         assert sorted(bridged(sim)[0]) == sorted([b, leg_of(sim, "PJSIP/101")])
         assert hangups(sim)[leg_of(sim, "PJSIP/100")] is None
-        assert run.service.router.routes() == {b: "bridged"}
 
 
-async def test_a_number_without_a_routed_group_is_handed_back(sim: ContinuingAriServer) -> None:
+async def test_a_number_without_a_routed_group_is_handed_back(sim: SimulatedAriServer) -> None:
     async with routing(sim) as run:
         caller = sim.inbound_call("15559990000")
         await wait_until(lambda: bool(sim.continued))
@@ -505,23 +473,24 @@ async def test_a_number_without_a_routed_group_is_handed_back(sim: ContinuingAri
         assert run.service.router.handed_back == 1
 
 
-async def test_a_plus_in_the_did_finds_the_group(sim: ContinuingAriServer) -> None:
+async def test_a_plus_in_the_did_finds_the_group(sim: SimulatedAriServer) -> None:
     async with routing(sim):
         sim.inbound_call("+" + DID)
         await wait_until(lambda: len(originated(sim)) == 2)
 
 
-async def test_stopping_hands_ringing_calls_back_to_the_dialplan(sim: ContinuingAriServer) -> None:
+async def test_stopping_hands_ringing_calls_back_to_the_dialplan(sim: SimulatedAriServer) -> None:
     async with routing(sim, ring_group(ring_s=5)) as run:
         caller = sim.inbound_call(DID)
         await wait_until(lambda: len(originated(sim)) == 2)
     assert sim.continued == [(caller, {})]
     assert set(hangups(sim)) == {leg for _, leg, _ in originated(sim)}
-    assert run.service.routes_active == 0 and sim.channel(caller) is not None  # ringing the fail-open group now
+    await wait_until(lambda: run.service.routes_active == 0)  # the last event reaches the router
+    assert sim.channel(caller) is not None  # ringing the fail-open group now
     assert run.service.router.handed_back == 1
 
 
-async def test_timing_hook_and_the_decision_is_quick(sim: ContinuingAriServer) -> None:
+async def test_timing_hook_and_the_decision_is_quick(sim: SimulatedAriServer) -> None:
     async with routing(sim) as run:
         caller = sim.inbound_call(DID)
         await wait_until(lambda: bool(run.timings))
@@ -534,7 +503,7 @@ async def test_timing_hook_and_the_decision_is_quick(sim: ContinuingAriServer) -
 # -- the service: subscriptions and devices from ARI --------------------------------------------------------------
 
 
-async def test_the_service_subscribes_explicitly_and_keeps_the_registry_live(sim: ContinuingAriServer) -> None:
+async def test_the_service_subscribes_explicitly_and_keeps_the_registry_live(sim: SimulatedAriServer) -> None:
     async with routing(sim) as run:
         app = sim.pbx.apps["callbuddy"]
         assert app.endpoint_ids == ["PJSIP"] and not app.subscribe_all

@@ -491,6 +491,13 @@ class AriPbx:
             self._channel_event("ChannelStateChange", channel)
             self._update_device(channel.endpoint)
 
+    def continue_in_dialplan(self, channel_id: str, context: str | None) -> None:
+        """`continue`: the channel leaves Stasis (StasisEnd, STASISSTATUS=SUCCESS) and runs on in the dialplan,
+        in `context` or (None) at the priority after Stasis. The dialplan itself is not simulated."""
+        channel = self._in_stasis(channel_id)
+        self._stasis_end(channel)
+        channel.dialplan.update(context=context or channel.dialplan["context"], app_name="(dialplan)")
+
     def ring(self, channel_id: str) -> None:
         """Ringback to the caller: no event (traces 11, 12)."""
         self._in_stasis(channel_id)

@@ -97,6 +97,7 @@ class SimulatedAriServer:
         self._site: web.TCPSite | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._failures: list[_ScriptedFailure] = []
+        self.continued: list[tuple[str, dict[str, str]]] = []  # POST /channels/{id}/continue: (channel, query)
 
     # -- life cycle -------------------------------------------------------------------------------------------------
 
@@ -112,6 +113,7 @@ class SimulatedAriServer:
             web.delete("/ari/channels/{id}", self._hangup),
             web.post("/ari/channels/{id}/answer", self._answer),
             web.post("/ari/channels/{id}/ring", self._ring),
+            web.post("/ari/channels/{id}/continue", self._continue),
             web.delete("/ari/channels/{id}/ring", self._ring),
             web.get("/ari/bridges", self._list_bridges),
             web.post("/ari/bridges", self._create_bridge),
@@ -438,6 +440,14 @@ class SimulatedAriServer:
 
     async def _ring(self, request: web.Request) -> web.StreamResponse:
         self.pbx.ring(request.match_info["id"])
+        return _no_content()
+
+    async def _continue(self, request: web.Request) -> web.StreamResponse:
+        """The channel leaves Stasis (StasisEnd) and runs on in the dialplan where the query says (nothing: the
+        priority after Stasis, as res/ari/resource_channels.c does); `continued` records (channel, query)."""
+        channel_id, where = request.match_info["id"], dict(request.query)
+        self.pbx.continue_in_dialplan(channel_id, where.get("context"))
+        self.continued.append((channel_id, where))
         return _no_content()
 
     async def _list_bridges(self, request: web.Request) -> web.StreamResponse:
