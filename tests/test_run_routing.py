@@ -1,0 +1,109 @@
+"""`callbuddy-pbx run` with a number routed by the service: the routing service starts beside the AMI observer, routes
+a call that enters Stasis to the phones that are free, shows its ARI link in /healthz, and hands a ringing call back
+to the dialplan when the service is stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+from pathlib import Path
+
+import aiohttp
+
+from callbuddy_pbx.commands.run import serve
+from callbuddy_pbx.config import Business, Config, default_config
+from callbuddy_pbx.config_pbx import NoAnswer, PbxConfig, Phone, RingGroup
+from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
+from callbuddy_pbx.sim.ari_server import SimulatedAriServer
+from tests.test_router import bridged, originated
+from tests.test_sim_ari import PASSWORD, config_for, wait_until
+
+AMI_SECRET = "run-routing-secret"
+DID = "15550001013"
+
+
+def routed_config(tmp_path: Path, ami: SimulatedAmiServer, ari: SimulatedAriServer, web_port: int) -> Config:
+    base = default_config(tmp_path)
+    phones = (Phone("100", "Front desk", "Glow Salon"), Phone("101", "Back office", "Glow Salon"))
+    group = RingGroup("+" + DID, ("100", "101"), ring_s=5, no_answer=NoAnswer("hangup"), routing="callbuddy")
+    return dataclasses.replace(
+        base,
+        asterisk=dataclasses.replace(base.asterisk, port=ami.port, secret=AMI_SECRET, reconnect_max_s=1.0),
+        businesses=(Business("Glow Salon", ("+" + DID,), "America/New_York"),),
+        pbx=PbxConfig(phones=phones, ring_groups=(group,)),
+        ari=config_for(ari),
+        web=dataclasses.replace(base.web, port=web_port),
+    )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def health(port: int) -> dict[str, object]:
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz") as response:
+        body: dict[str, object] = await response.json()
+        return body
+
+
+async def wait_for_health(port: int, predicate: object) -> dict[str, object]:
+    status: dict[str, object] = {}
+    for _ in range(100):
+        status = await health(port)
+        if predicate(status):  # type: ignore[operator]
+            break
+        await asyncio.sleep(0.05)
+    return status
+
+
+async def test_run_routes_a_call_and_hands_ringing_calls_back_when_stopped(tmp_path: Path) -> None:
+    async with SimulatedAmiServer(secret=AMI_SECRET) as ami, SimulatedAriServer(password=PASSWORD) as ari:
+        port = free_port()
+        service = asyncio.create_task(serve(routed_config(tmp_path, ami, ari, port)))
+        try:
+            await wait_until(lambda: ari.open_websockets == 1 and ami.clients == 1, 10)
+            status = await wait_for_health(port, lambda s: s.get("ari") == {"connected": True, "last_error": None})
+            assert status["ari"] == {"connected": True, "last_error": None}
+
+            ari.phone_answers_after("101", 0.1)
+            caller = ari.inbound_call(DID)
+            await wait_until(lambda: bool(bridged(ari)))
+            assert caller in bridged(ari)[0]
+            assert {endpoint for endpoint, _, _ in originated(ari)} == {"PJSIP/100", "PJSIP/101"}
+
+            # 100 stopped ringing for the first call ("answered elsewhere"); once its device state has reached the
+            # service, it is free again.
+            await wait_until(lambda: not any(c.endpoint == "PJSIP/100" for c in ari.pbx.channels.values()))
+            await asyncio.sleep(0.3)
+            ari.phone_never_answers("100")
+            ringing = ari.inbound_call(DID, caller_number="15553334444")
+            await wait_until(lambda: len(originated(ari)) == 3)
+            assert originated(ari)[-1][0] == "PJSIP/100"  # 101 is in the first call: only the free phone rings
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)  # what systemd does: the service stops cleanly
+            await asyncio.wait_for(service, 15)
+        assert ari.continued == [(ringing, {})]  # back to the dialplan, which rings the group itself
+        assert ari.open_websockets == 0
+
+
+async def test_health_fails_while_the_ari_link_is_down(tmp_path: Path) -> None:
+    async with SimulatedAmiServer(secret=AMI_SECRET) as ami, SimulatedAriServer(password=PASSWORD) as ari:
+        port = free_port()
+        service = asyncio.create_task(serve(routed_config(tmp_path, ami, ari, port)))
+        try:
+            await wait_until(lambda: ari.open_websockets == 1, 10)
+            await wait_for_health(port, lambda s: s.get("ok") is True)
+            ari.restart(down_s=5)  # Asterisk restarts: the socket drops, nothing listens for a while
+            status = await wait_for_health(port, lambda s: s.get("ok") is False)
+            assert status["ok"] is False  # calls ring through the fail-open dialplan meanwhile; health says so
+            assert status["ari"]["connected"] is False and status["ari"]["last_error"]  # type: ignore[index]
+            assert status["ami"] == {"connected": True, "last_error": None}
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.wait_for(service, 15)
