@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import re
 import signal
@@ -12,8 +13,15 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from callbuddy_pbx.asterisk.devices import DeviceRegistry
 from callbuddy_pbx.cli import main
 from callbuddy_pbx.commands.demo import run_demo
+from callbuddy_pbx.commands.demo_routing import PHONES, ROUTED_DID, ROUTED_GROUP, routed_calls
+from callbuddy_pbx.config import default_config
+from callbuddy_pbx.config_ari import AriConfig
+from callbuddy_pbx.config_pbx import PbxConfig
+from callbuddy_pbx.routing.service import RoutingService
+from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 from callbuddy_pbx.store.db import CallStore
 
 
@@ -66,6 +74,13 @@ async def test_endless_demo_serves_the_dashboard_until_interrupted(
     async with aiohttp.ClientSession() as session:
         async with session.get(url + "login") as login:
             assert login.status == 200
+        for _ in range(50):  # the routed line's ARI app connects beside AMI
+            async with session.get(url + "healthz") as response:
+                health = await response.json()
+            if health.get("ari", {}).get("connected"):
+                break
+            await asyncio.sleep(0.1)
+        assert health["ari"] == {"connected": True, "last_error": None}, health
         while "MISSED (" not in printed and time.monotonic() < deadline:  # calls keep coming without --calls
             await asyncio.sleep(0.2)
             printed += capsys.readouterr().out
@@ -73,3 +88,28 @@ async def test_endless_demo_serves_the_dashboard_until_interrupted(
     os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does: the demo stops cleanly and sums up
     assert await asyncio.wait_for(demo, 15) == 0
     assert re.search(r"\d+ inbound calls, \d+ missed", capsys.readouterr().out)
+
+
+async def test_the_demo_routed_line_prints_what_the_router_did(tmp_path: Path) -> None:
+    said: list[str] = []
+    async with SimulatedAriServer(password="demo-ari-secret") as ari:
+        group = dataclasses.replace(ROUTED_GROUP, ring_s=1, total_s=2)
+        config = dataclasses.replace(
+            default_config(tmp_path),
+            pbx=PbxConfig(phones=PHONES, ring_groups=(group,)),
+            ari=AriConfig(url=ari.url, password="demo-ari-secret", reconnect_min_s=0.05),
+        )
+        routing = RoutingService(config, DeviceRegistry.from_config(config))
+        running = asyncio.create_task(routing.run())
+        calls = asyncio.create_task(routed_calls(ari, 0.05, 1, said.append, group))
+        try:
+            deadline = time.monotonic() + 10
+            while len(said) < 3 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            calls.cancel()
+            await routing.stop()
+            await asyncio.gather(calls, running, return_exceptions=True)
+    assert len(said) >= 3, said
+    assert all(f"routed call to {ROUTED_DID}: rang " in line for line in said)
+    assert any("answered on PJSIP/10" in line for line in said) and all("102" not in line for line in said)

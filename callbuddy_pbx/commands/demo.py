@@ -24,13 +24,18 @@ from aiohttp import web
 
 from callbuddy_pbx.app import CallService
 from callbuddy_pbx.commands.calls import caller_shown
+from callbuddy_pbx.commands.demo_routing import PHONES, ROUTED_DID, ROUTED_GROUP, phones_come_and_go, routed_calls
 from callbuddy_pbx.commands.display import printable
 from callbuddy_pbx.config import Business, Config, GatewayConfig, TextBack, WebUser, default_config
+from callbuddy_pbx.config_ari import AriConfig
+from callbuddy_pbx.config_pbx import PbxConfig
 from callbuddy_pbx.logs import setup_logging
 from callbuddy_pbx.metrics import Metrics, store_backlog
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.recovery.textback import TextBackService
+from callbuddy_pbx.routing.service import RoutingService
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer, recorded_pjsip
+from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 from callbuddy_pbx.sim.scenarios import ScenarioFactory, mixed_call_stream, stream_events
 from callbuddy_pbx.sim.smsc import SimulatedSmsc, SubmitRecord
 from callbuddy_pbx.sms.gateway import DeliveryReport, SmsGateway
@@ -55,15 +60,19 @@ def describe(record: CallRecord) -> str:
     return f"{when}  {caller_shown(record):<14} {name:<24} -> {record.did:<13} {verdict}"
 
 
-def demo_config(data_dir: Path, ami_port: int, ami_secret: str, smsc: SimulatedSmsc) -> Config:
-    """Two businesses on the simulated PBX's numbers, texting through the simulated SMSC."""
+def demo_config(
+    data_dir: Path, ami_port: int, ami_secret: str, smsc: SimulatedSmsc, ari: AriConfig | None = None
+) -> Config:
+    """Two businesses on the simulated PBX's numbers, texting through the simulated SMSC; with `ari`, Glow Salon's
+    booking line is routed by the service."""
     base = default_config(data_dir)
+    routed = () if ari is None else (ROUTED_DID,)
     text_back = TextBack(gateway="smsc", window_s=60.0)  # short window: the generated callers repeat
     return dataclasses.replace(
         base,
         asterisk=dataclasses.replace(base.asterisk, port=ami_port, secret=ami_secret, reconnect_max_s=2.0),
         businesses=(
-            Business("Glow Salon", SALON_DIDS, "America/New_York", booking_url=SALON_URL, text_back=text_back),
+            Business("Glow Salon", SALON_DIDS + routed, "America/New_York", booking_url=SALON_URL, text_back=text_back),
             Business(
                 "Bright Smile Dental", DENTAL_DIDS, "America/Chicago", booking_url=DENTAL_URL, text_back=text_back
             ),
@@ -71,6 +80,8 @@ def demo_config(data_dir: Path, ami_port: int, ami_secret: str, smsc: SimulatedS
         gateways=(
             GatewayConfig("smsc", "smpp", rate_per_s=0, port=smsc.port, system_id=SMSC_USER, password=SMSC_PASSWORD),
         ),
+        pbx=PbxConfig(phones=PHONES, ring_groups=(ROUTED_GROUP,) if ari else ()),
+        ari=ari or base.ari,
     )
 
 
@@ -91,9 +102,9 @@ def pretty(number: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 
 
-DEMO_PHONES = (("100", "Front desk"), ("101", "Stylist's softphone"), ("102", "Back office"))
 REAL_CALLS_PER_S = 1 / 4  # without --calls: about one call every 4 s of real time, whatever the speed
-PHONE_CYCLE_S = 45.0  # the back-office phone leaves and comes back, so the devices page moves
+PHONE_CYCLE_S = 40.0  # Mia's softphone comes and goes, so the devices page and the router's choices move
+ROUTED_EVERY_S = 15.0  # a call to the routed line this often (real time)
 
 
 def demo_users() -> tuple[tuple[WebUser, ...], dict[str, str]]:
@@ -113,14 +124,6 @@ async def start_dashboard(app: web.Application, host: str, port: int) -> tuple[w
         print(f"port {port} is busy ({exc.strerror}); the dashboard takes a free one", flush=True)
         runner = await start_web(app, host, 0)
     return runner, bound_port(runner)
-
-
-async def cycle_phone(server: SimulatedAmiServer, endpoint: str, every_s: float) -> None:
-    while True:
-        await asyncio.sleep(every_s)
-        await server.unregister_phone(endpoint)
-        await asyncio.sleep(every_s / 3)
-        await server.register_phone(endpoint, user_agent="Demo-Desk")
 
 
 async def place_calls(server: SimulatedAmiServer, calls: int | None, speed: float, seed: int) -> int:
@@ -149,7 +152,9 @@ async def run_demo(
     await server.start()
     smsc = SimulatedSmsc(system_id=SMSC_USER, password=SMSC_PASSWORD, on_submit=show_submit)
     await smsc.start()
-    config = demo_config(data_dir, server.port, secret, smsc)
+    ari = SimulatedAriServer(password=secret)
+    await ari.start()
+    config = demo_config(data_dir, server.port, secret, smsc, AriConfig(url=ari.url, password=secret))
     store = await CallStore.open(config.storage.path)
     seen: list[CallRecord] = []
     expected = calls  # lowered to the number of inbound calls once the scenarios are drawn
@@ -167,7 +172,12 @@ async def run_demo(
     text_back = TextBackService(config, store, gateways, on_receipt=show_receipt, metrics=metrics)
     service = CallService(config, store, on_call=show, text_back=text_back, metrics=metrics)
     users, passwords = demo_users()
-    site = service_site(config, store, service, gateways, metrics, users=lambda: users)
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    routing = RoutingService(config, service.devices)
+    site = service_site(config, store, service, gateways, metrics, users=lambda: users, routing=routing)
     runner, web_port = await start_dashboard(site, host, port)
     task = asyncio.create_task(service.run())
     helpers: list[asyncio.Task[None]] = []
@@ -177,6 +187,7 @@ async def run_demo(
         loop.add_signal_handler(sig, stop.set)
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 (a comparison, not a bind)
     print(f"simulated Asterisk AMI on 127.0.0.1:{server.port}, simulated SMSC (SMPP) on 127.0.0.1:{smsc.port}")
+    print(f"simulated ARI on {ari.url}: calls to {ROUTED_DID} are routed by the service (last active first)")
     print(f"calls and texts are stored in {config.storage.path}")
     print(f"dashboard: http://{shown_host}:{web_port}/")
     print(f"  log in as admin / {passwords['admin']}  (every business, full numbers)")
@@ -185,7 +196,10 @@ async def run_demo(
     print(f"placing {howmany}, {speed:g}x faster than real time (Ctrl-C to stop)\n", flush=True)
     try:
         await asyncio.wait_for(service.ready.wait(), 10)
-        helpers.append(asyncio.create_task(cycle_phone(server, DEMO_PHONES[2][0], PHONE_CYCLE_S)))
+        helpers.append(asyncio.create_task(routing.run()))
+        if calls is None:
+            helpers.append(asyncio.create_task(phones_come_and_go(server, ari, PHONE_CYCLE_S, say)))
+            helpers.append(asyncio.create_task(routed_calls(ari, ROUTED_EVERY_S, seed, say)))
         placing = asyncio.create_task(place_calls(server, calls, speed, seed))
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({placing, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -199,8 +213,10 @@ async def run_demo(
             placing.cancel()
             expected = None
     finally:
+        await routing.stop()
         for helper in helpers:
             helper.cancel()
+        await asyncio.gather(*helpers, return_exceptions=True)
         await service.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -211,6 +227,7 @@ async def run_demo(
         await store.close()
         await server.stop()
         await smsc.stop()
+        await ari.stop()
     outcomes = Counter(r.outcome.value for r in seen)
     missed = sum(1 for r in seen if r.missed)
     by_outcome = ", ".join(f"{name} {count}" for name, count in sorted(outcomes.items()))
