@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from callbuddy_pbx.config_ari import AriConfig
 from callbuddy_pbx.pbx_status import Finding
 from callbuddy_pbx.sim.ami_server import recorded_pjsip
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
+from tests.servers import on_own_loop
 from tests.test_check_live import run_check, running_server
 
 PASSWORD = "sim-ari-password-1"  # the simulated PBX's
@@ -64,21 +64,9 @@ async def sim_ari(password: str = PASSWORD) -> AsyncIterator[SimulatedAriServer]
         yield server
 
 
-@contextlib.contextmanager
-def threaded_ari(password: str = PASSWORD) -> Iterator[SimulatedAriServer]:
+def threaded_ari(password: str = PASSWORD) -> contextlib.AbstractContextManager[SimulatedAriServer]:
     """The simulated ARI on its own loop thread: the command runs its own asyncio.run."""
-    loop = asyncio.new_event_loop()
-    server = SimulatedAriServer(password=password)
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
-        yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
+    return on_own_loop(SimulatedAriServer(password=password))
 
 
 def ari_lines(out: str) -> list[str]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,6 +32,7 @@ from callbuddy_pbx.sim.ami_server import (
     SimulatedRegistration,
     recorded_pjsip,
 )
+from tests.servers import on_own_loop
 
 ACTIONS = Path(__file__).resolve().parents[2] / "shared" / "traces" / "asterisk" / "actions"
 
@@ -308,22 +307,11 @@ def test_fetch_records_a_missing_action_as_unknown():
 # -- end to end: `callbuddy-pbx check` against the simulated server ------------------------------------------------
 
 
-@contextlib.contextmanager
-def running_server(pjsip: SimulatedPjsip | None) -> Iterator[SimulatedAmiServer]:
+def running_server(pjsip: SimulatedPjsip | None) -> contextlib.AbstractContextManager[SimulatedAmiServer]:
     """A simulated AMI server on its own event loop thread (the command runs its own asyncio.run)."""
-    loop = asyncio.new_event_loop()
     server = SimulatedAmiServer()
     server.pjsip = pjsip
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    try:
-        asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
-        yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
+    return on_own_loop(server)
 
 
 def run_check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

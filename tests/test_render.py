@@ -43,17 +43,22 @@ def test_rendering_is_deterministic(case: str) -> None:
     assert render_all(config) == render_all(config)
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_rendered_dialplan_passes_asterisklint(case: str, tmp_path: Path) -> None:
-    for name, text in render_all(load_config(GOLDEN / case / "callbuddy.yaml")).items():
-        (tmp_path / name).write_text(text)
+def assert_asterisklint_passes(files: dict[str, str], folder: Path) -> None:
+    """Write rendered `files` into `folder` and run the third-party dialplan checker on extensions.conf."""
+    for name, text in files.items():
+        (folder / name).write_text(text)
     result = subprocess.run(
-        [str(ASTERISKLINT), "dialplan-check", str(tmp_path / "extensions.conf")],
+        [str(ASTERISKLINT), "dialplan-check", str(folder / "extensions.conf")],
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_rendered_dialplan_passes_asterisklint(case: str, tmp_path: Path) -> None:
+    assert_asterisklint_passes(render_all(load_config(GOLDEN / case / "callbuddy.yaml")), tmp_path)
 
 
 def test_render_writes_files_then_reports_them_unchanged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,7 +5,6 @@ trace 32), the [callbuddy-fallback] context per no-answer action, http.conf and 
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from callbuddy_pbx.asterisk.ami_protocol import iter_stream
 from callbuddy_pbx.asterisk.render import FALLBACK_CONTEXT, RenderError, render_all
 from callbuddy_pbx.config import Config, load_config
 from callbuddy_pbx.config_ari import AriConfig
-from tests.test_render import ASTERISKLINT
+from tests.test_render import assert_asterisklint_passes
 from tests.traces import TRACES_DIR
 
 KEY = "routing-test-secret-key-0123456789abcdef"
@@ -288,15 +287,7 @@ def test_no_fallback_context_without_routed_numbers(config: Config):
 
 
 def test_rendered_routing_dialplan_passes_asterisklint(config: Config, tmp_path: Path):
-    for name, text in render_all(config).items():
-        (tmp_path / name).write_text(text)
-    result = subprocess.run(
-        [str(ASTERISKLINT), "dialplan-check", str(tmp_path / "extensions.conf")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert_asterisklint_passes(render_all(config), tmp_path)
 
 
 # -- http.conf and ari.conf ----------------------------------------------------------------------------------------
