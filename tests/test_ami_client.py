@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,6 +26,7 @@ from callbuddy_pbx.asterisk.ami import (
 from callbuddy_pbx.asterisk.ami_protocol import MAX_MESSAGE_BYTES, iter_stream
 from callbuddy_pbx.config import AsteriskConfig
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer, encode_event, parse_timing
+from tests.waiting import wait_until
 
 SECRET = "s3cr3t-Do-Not-Log-7f9a"
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "asterisk"
@@ -64,14 +65,6 @@ def config_for(server: SimulatedAmiServer | int, **overrides: float | str) -> As
         reconnect_max_s=0.2,
     )
     return replace(base, **overrides)  # type: ignore[arg-type]
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 2.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.005)
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ import base64
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +31,7 @@ from callbuddy_pbx.asterisk.ari import (
 )
 from callbuddy_pbx.config_ari import AriConfig
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
+from tests.waiting import wait_until
 
 PASSWORD = "s3cr3t-ARI-Do-Not-Log-4c1d"
 
@@ -78,14 +79,6 @@ def config_for(sim: SimulatedAriServer | str, **overrides: Any) -> AriConfig:
 
 def make_client(config: AriConfig, recorder: Recorder, **kwargs: Any) -> AriClient:
     return AriClient(config, None, recorder.on_event, recorder.on_connected, recorder.on_disconnected, **kwargs)
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.005)
 
 
 @asynccontextmanager

@@ -6,12 +6,10 @@ aiohttp server in this file. Everything runs over real loopback HTTP.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import socket
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +28,7 @@ from callbuddy_pbx.sms.http_generic import GenericHttpGateway
 from callbuddy_pbx.sms.http_kannel import KannelGateway
 from callbuddy_pbx.sms.http_twilio import TwilioGateway, twilio_signature
 from callbuddy_pbx.web.server import create_app, start_web
+from tests.waiting import wait_until
 
 BUSINESS = "+15550001000"
 CALLER = "+15551234567"
@@ -84,14 +83,6 @@ async def serving(*gateways: HttpGateway, port: int) -> AsyncIterator[Served]:
         for gateway in gateways:
             await gateway.close()
         await runner.cleanup()
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.01)
 
 
 def sms(text: str = "Sorry we missed your call", key: str = "1700000000.42", to: str = CALLER) -> OutgoingSms:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -14,6 +13,7 @@ from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState, InboundSms,
 from callbuddy_pbx.sms.http_kannel import KannelGateway
 from callbuddy_pbx.web.server import create_app, start_web
 from tests.kannel import KannelHarness, kannel_fixture  # noqa: F401 (provides the `kannel` fixture)
+from tests.waiting import wait_until
 
 BUSINESS = "+15550001000"
 CALLER = "+15551234567"
@@ -35,14 +35,6 @@ class Received:
 class Running:
     gateway: KannelGateway
     received: Received
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -22,8 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import pytest
 from callbuddy_pbx.asterisk.ari import AriClient, AriNotFound, AriServerError
 from callbuddy_pbx.config_ari import AriConfig
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
+from tests.waiting import wait_until
 
 TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "asterisk"
 SCALE = 0.05  # recorded seconds -> test seconds
@@ -42,14 +42,6 @@ PASSWORD = "callbuddy-secret"
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.005)
 
 
 # -- normalisation --------------------------------------------------------------------------------------------------
