@@ -24,7 +24,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -39,6 +38,7 @@ import pytest
 
 from callbuddy_pbx.config import GatewayConfig, WebConfig
 from callbuddy_pbx.sms.http_kannel import KannelGateway
+from tests.servers import free_port
 
 BEARERBOX = Path("/usr/sbin/bearerbox")
 SMSBOX = Path("/usr/sbin/smsbox")
@@ -79,12 +79,6 @@ def ensure_kannel() -> None:
     if _missing():
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
         pytest.fail(f"could not install Kannel ({INSTALL_COMMAND}):\n{tail}", pytrace=False)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Protocol, TypeVar
@@ -32,3 +33,10 @@ def on_own_loop(server: S) -> Iterator[S]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a server the test starts as another process or by config)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

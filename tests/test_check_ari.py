@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from callbuddy_pbx.config_ari import AriConfig
 from callbuddy_pbx.pbx_status import Finding
 from callbuddy_pbx.sim.ami_server import recorded_pjsip
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
-from tests.servers import on_own_loop
+from tests.servers import free_port, on_own_loop
 from tests.test_check_live import run_check, running_server
 
 PASSWORD = "sim-ari-password-1"  # the simulated PBX's
@@ -40,12 +39,6 @@ pbx:
 ari:
   url: {url}
 {password}"""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def write_config(

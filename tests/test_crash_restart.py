@@ -12,15 +12,10 @@ from pathlib import Path
 
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.sim.http_gateway import FakeTwilioApi
+from tests.servers import free_port
 from tests.traces import all_traces, drop_headers
 
 EXE = Path(sys.executable).parent / "callbuddy-pbx"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_config(path: Path, ami_port: int, twilio: FakeTwilioApi) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from callbuddy_pbx.sms.http_generic import GenericHttpGateway
 from callbuddy_pbx.sms.http_kannel import KannelGateway
 from callbuddy_pbx.sms.http_twilio import TwilioGateway, twilio_signature
 from callbuddy_pbx.web.server import create_app, start_web
+from tests.servers import free_port
 from tests.waiting import wait_until
 
 BUSINESS = "+15550001000"
@@ -35,12 +35,6 @@ CALLER = "+15551234567"
 AUTH_TOKEN = "twilio-auth-token-9f8e7d6c5b4a"
 WEBHOOK_TOKEN = "webhook-token-5e6f7a8b9c0d"
 API_KEY = "Bearer provider-api-key-1a2b3c4d"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

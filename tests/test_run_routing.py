@@ -17,6 +17,7 @@ from callbuddy_pbx.config import Business, Config, default_config
 from callbuddy_pbx.config_pbx import NoAnswer, PbxConfig, Phone, RingGroup
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
+from tests.servers import free_port
 from tests.test_router import bridged, originated
 from tests.test_sim_ari import PASSWORD, config_for, wait_until
 
@@ -36,14 +37,6 @@ def routed_config(tmp_path: Path, ami: SimulatedAmiServer, ari: SimulatedAriServ
         ari=config_for(ari),
         web=dataclasses.replace(base.web, port=web_port),
     )
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def health(port: int) -> dict[str, object]:

@@ -127,13 +127,11 @@ def service_health(
     the service routes calls (its link being down fails /healthz: calls still ring, but through the fail-open
     dialplan, and the installer should know)."""
     secrets = tuple(secrets)
-    ami = service.ami
-    last_error = None if ami.connected else safe_detail(ami.last_error or "not connected yet", secrets)
     text_back = service.text_back
     started = text_back.gateways_started if text_back is not None else set()
     network_errors = text_back.network_errors if text_back is not None else {}
     return HealthStatus(
-        AmiHealth(ami.connected, last_error),
+        link_health(service.ami, secrets),
         {
             name: gateway_health(
                 gateway, started=name in started, network_error=network_errors.get(name), secrets=secrets
