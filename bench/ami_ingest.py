@@ -20,10 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from callbuddy_pbx.app import CallService
 from callbuddy_pbx.asterisk.ami import AmiClient
 from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
 from callbuddy_pbx.config import AsteriskConfig, Config, StorageConfig
+from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.store.db import CallStore
 

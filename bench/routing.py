@@ -38,8 +38,8 @@ from aiohttp import web
 
 from callbuddy_pbx.asterisk.devices import DeviceRegistry
 from callbuddy_pbx.config import Config
-from callbuddy_pbx.config_ari import AriConfig
-from callbuddy_pbx.config_pbx import NoAnswer, PbxConfig, Phone, RingGroup
+from callbuddy_pbx.config.asterisk import AriConfig
+from callbuddy_pbx.config.pbx import NoAnswer, PbxConfig, Phone, RingGroup
 from callbuddy_pbx.routing.router import RouteTiming
 from callbuddy_pbx.routing.service import RoutingService
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer

@@ -18,11 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from callbuddy_pbx.app import CallService
 from callbuddy_pbx.config import AsteriskConfig, Business, Config, GatewayConfig, StorageConfig, TextBack
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.recovery.outbox import Outbox
 from callbuddy_pbx.recovery.textback import TextBackService
+from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer, encode_event
 from callbuddy_pbx.sim.smsc import SimulatedSmsc
 from callbuddy_pbx.sms.gateway import DeliveryReport, OutgoingSms, SmsGateway

@@ -6,7 +6,7 @@ import re
 import time
 from datetime import datetime
 
-from callbuddy_pbx.commands.display import printable
+from callbuddy_pbx.untrusted import printable
 
 _AGE = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

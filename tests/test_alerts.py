@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from callbuddy_pbx.alerts import (
+from callbuddy_pbx.config import AlertsConfig
+from callbuddy_pbx.service.alerts import (
     AMI_DOWN,
     TEXT_FAILURES,
     AlertMonitor,
@@ -22,8 +23,7 @@ from callbuddy_pbx.alerts import (
     gateway_problem,
     sample_of,
 )
-from callbuddy_pbx.config import AlertsConfig
-from callbuddy_pbx.notify import Notice, NotificationLog, Notifier
+from callbuddy_pbx.service.notify import Notice, NotificationLog, Notifier
 from callbuddy_pbx.sms.gateway import SendResult, SendStatus
 from callbuddy_pbx.sms.simulated import SimulatedGateway
 from callbuddy_pbx.store.db import CallStore
@@ -419,7 +419,7 @@ async def test_webhook_receives_the_alert_json(store, gateway, receiver, caplog)
     }
     assert gateway.attempts == []  # no sms_to: no texts
     assert [row[2] for row in await rows(store)] == [T0 + 121, T0 + 180]
-    ours = " ".join(r.getMessage() for r in caplog.records if r.name == "callbuddy_pbx.notify")
+    ours = " ".join(r.getMessage() for r in caplog.records if r.name == "callbuddy_pbx.service.notify")
     assert "notice posted to http://127.0.0.1:" in ours and "SECRET" not in ours
     await notifier.close()
 
@@ -441,7 +441,7 @@ async def test_webhook_failures_are_recorded_without_the_url_secrets(store, gate
     assert redirected is not None and "HTTP 302 (a redirect, not followed)" in redirected
     assert failed is not None and failed.endswith("HTTP 500")
     assert unreachable is not None and unreachable.startswith("webhook http://127.0.0.1:")
-    ours = " ".join(r.getMessage() for r in caplog.records if r.name == "callbuddy_pbx.notify")
+    ours = " ".join(r.getMessage() for r in caplog.records if r.name == "callbuddy_pbx.service.notify")
     assert "webhook http://127.0.0.1:" in ours
     for text in (redirected, failed, unreachable, ours):
         assert "SECRET" not in text

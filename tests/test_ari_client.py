@@ -29,7 +29,7 @@ from callbuddy_pbx.asterisk.ari import (
     AriUnavailable,
     AriUnprocessable,
 )
-from callbuddy_pbx.config_ari import AriConfig
+from callbuddy_pbx.config.asterisk import AriConfig
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 from tests.waiting import wait_until
 

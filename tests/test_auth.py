@@ -16,11 +16,11 @@ import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
-from callbuddy_pbx.config_gateways import WebUser
+from callbuddy_pbx.config.users import WebUser
+from callbuddy_pbx.passwords import check_hash_format, hash_password, verify_password
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.web import auth as auth_module
 from callbuddy_pbx.web.auth import LOGIN_CSRF_COOKIE, SECURITY_HEADERS, SESSION_COOKIE, auth_setup, safe_next
-from callbuddy_pbx.web.passwords import check_hash_format, hash_password, verify_password
 from callbuddy_pbx.web.server import create_app
 from callbuddy_pbx.web.viewer import CSRF_KEY, VIEWER_KEY
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from callbuddy_pbx.ari_status import PROBE_SUFFIX, check_ari
 from callbuddy_pbx.asterisk.ari import AriClient
-from callbuddy_pbx.config_ari import AriConfig
-from callbuddy_pbx.pbx_status import Finding
+from callbuddy_pbx.config.asterisk import AriConfig
+from callbuddy_pbx.service.ari_status import PROBE_SUFFIX, check_ari
+from callbuddy_pbx.service.pbx_status import Finding
 from callbuddy_pbx.sim.ami_server import recorded_pjsip
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 from tests.servers import free_port, on_own_loop

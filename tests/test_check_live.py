@@ -15,7 +15,7 @@ from callbuddy_pbx.asterisk.ami import AmiClient, AmiMessage
 from callbuddy_pbx.asterisk.ami_protocol import iter_stream
 from callbuddy_pbx.cli import main
 from callbuddy_pbx.config import AsteriskConfig, Config, load_config
-from callbuddy_pbx.pbx_status import (
+from callbuddy_pbx.service.pbx_status import (
     Finding,
     PbxStatus,
     Registration,

@@ -15,7 +15,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from callbuddy_pbx.app import CallService
 from callbuddy_pbx.config import (
     AsteriskConfig,
     Config,
@@ -29,6 +28,7 @@ from callbuddy_pbx.config import (
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.recovery.policy import PolicyFacts, decide
 from callbuddy_pbx.recovery.textback import TextBackService
+from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.sms.simulated import SimulatedGateway
 from callbuddy_pbx.store.db import CallStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from callbuddy_pbx.config import AlertsConfig, DigestConfig, load_config
-from callbuddy_pbx.notify import alert_route, business_route
+from callbuddy_pbx.service.notify import alert_route, business_route
 from tests.config_files import problems_of
 
 BASE = """\

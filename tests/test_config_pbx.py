@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from callbuddy_pbx.config import load_config
-from callbuddy_pbx.config_pbx import (
+from callbuddy_pbx.config.pbx import (
     DEFAULT_TEMPLATES_DIR,
     NoAnswer,
     PbxConfig,

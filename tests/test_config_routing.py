@@ -8,8 +8,8 @@ import pytest
 
 from callbuddy_pbx.asterisk.render import render_all
 from callbuddy_pbx.config import load_config
-from callbuddy_pbx.config_ari import AriConfig, derived_ari_password, http_prefix, loopback_bind
-from callbuddy_pbx.config_pbx import RING_STRATEGIES, ROUTINGS
+from callbuddy_pbx.config.asterisk import AriConfig, derived_ari_password, http_prefix, loopback_bind
+from callbuddy_pbx.config.pbx import RING_STRATEGIES, ROUTINGS
 from tests.config_files import problems_of
 
 KEY = "routing-test-secret-key-0123456789abcdef"

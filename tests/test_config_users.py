@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from callbuddy_pbx.config import WebConfig, WebUser, load_config
-from callbuddy_pbx.config_users import (
-    LiveUsers,
+from callbuddy_pbx.config.users import (
     UsersFileError,
     read_users_file,
     write_users_file,
 )
-from callbuddy_pbx.web.passwords import hash_password
+from callbuddy_pbx.config.web import LiveUsers
+from callbuddy_pbx.passwords import hash_password
 from tests.config_files import Write
 from tests.config_files import problems_of as config_problems
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from callbuddy_pbx.asterisk.devices_model import Device
-from callbuddy_pbx.config_gateways import ApiToken
+from callbuddy_pbx.config.web import ApiToken
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.web.api import api_routes
 from tests.test_dashboard_helpers import BOLT, DEVICES, GLOW, HEALTH

@@ -20,17 +20,17 @@ import pytest
 from aiohttp import web
 from playwright.async_api import BrowserContext, Page, expect
 
-from callbuddy_pbx.app import CallService
 from callbuddy_pbx.config import Business, Config, GatewayConfig, TextBack, WebUser, default_config
+from callbuddy_pbx.passwords import hash_password
 from callbuddy_pbx.recovery.textback import TextBackService
+from callbuddy_pbx.service.app import CallService
+from callbuddy_pbx.service.site import service_site
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer, recorded_pjsip
 from callbuddy_pbx.sim.scenarios import ScenarioFactory
 from callbuddy_pbx.sms.gateway import SmsGateway
 from callbuddy_pbx.sms.simulated import SimulatedGateway
 from callbuddy_pbx.store.db import CallStore
-from callbuddy_pbx.web.passwords import hash_password
 from callbuddy_pbx.web.server import bound_port, start_web
-from callbuddy_pbx.web.site import service_site
 
 # The fixture is named after its function: the parameters that use it shadow this import (F811 below).
 from tests.browser import browser_context  # noqa: F401

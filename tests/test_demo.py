@@ -18,8 +18,8 @@ from callbuddy_pbx.cli import main
 from callbuddy_pbx.commands.demo import run_demo
 from callbuddy_pbx.commands.demo_routing import PHONES, ROUTED_DID, ROUTED_GROUP, routed_calls
 from callbuddy_pbx.config import default_config
-from callbuddy_pbx.config_ari import AriConfig
-from callbuddy_pbx.config_pbx import PbxConfig
+from callbuddy_pbx.config.asterisk import AriConfig
+from callbuddy_pbx.config.pbx import PbxConfig
 from callbuddy_pbx.routing.service import RoutingService
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 from callbuddy_pbx.store.db import CallStore

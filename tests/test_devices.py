@@ -9,7 +9,7 @@ import pytest
 from callbuddy_pbx.asterisk.ami_protocol import AmiMessage, iter_stream
 from callbuddy_pbx.asterisk.devices import DeviceRegistry, is_phone_device, normalise_state
 from callbuddy_pbx.config import Config, InboundConfig
-from callbuddy_pbx.config_pbx import PbxConfig, Phone, Trunk
+from callbuddy_pbx.config.pbx import PbxConfig, Phone, Trunk
 from tests.traces import TRACES_DIR, all_traces
 
 ACTIONS = TRACES_DIR / "actions"

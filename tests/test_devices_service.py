@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from callbuddy_pbx.app import CallService
 from callbuddy_pbx.asterisk.devices_model import Device
 from callbuddy_pbx.config import AsteriskConfig, Config, InboundConfig, StorageConfig
-from callbuddy_pbx.config_pbx import PbxConfig, Phone
+from callbuddy_pbx.config.pbx import PbxConfig, Phone
 from callbuddy_pbx.model import CallRecord
+from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer, SimulatedPjsip
 from callbuddy_pbx.sim.scenarios import ScenarioFactory
 from callbuddy_pbx.store.db import CallStore
@@ -150,7 +150,7 @@ async def test_devices_that_cannot_be_asked_do_not_hold_up_calls(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     denied = {"pjsipshowendpoints", "pjsipshowcontacts", "devicestatelist"}
-    with caplog.at_level(logging.WARNING, logger="callbuddy_pbx.app"):
+    with caplog.at_level(logging.WARNING, logger="callbuddy_pbx.service.app"):
         async with service_on(tmp_path, None, denied=denied) as (server, service, calls):
             await until(lambda: service.ready.is_set())
             await until(lambda: sum("devices:" in r.getMessage() for r in caplog.records) == 3)

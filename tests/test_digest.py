@@ -13,11 +13,11 @@ import pytest
 from aiohttp import web
 
 from callbuddy_pbx.config import Business, Config, DigestConfig, GatewayConfig, TextBack
-from callbuddy_pbx.digest import DigestScheduler, digest_text, due_day, local_midnight
+from callbuddy_pbx.message_text import segments
 from callbuddy_pbx.model import CallRecord, Outcome
-from callbuddy_pbx.notify import Notifier
+from callbuddy_pbx.service.digest import DigestScheduler, digest_text, due_day, local_midnight
+from callbuddy_pbx.service.notify import Notifier
 from callbuddy_pbx.sms.simulated import SimulatedGateway
-from callbuddy_pbx.sms.text import segments
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.stats import RecoveryStats
 from callbuddy_pbx.web.server import bound_port, start_web

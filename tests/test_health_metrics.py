@@ -14,11 +14,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from callbuddy_pbx.app import CallService
 from callbuddy_pbx.config import Config, GatewayConfig, WebConfig
-from callbuddy_pbx.metrics import Metrics, store_backlog
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.recovery.textback import TextBackService
+from callbuddy_pbx.service.app import CallService
+from callbuddy_pbx.service.healthz import health_routes, service_health
+from callbuddy_pbx.service.metrics import Metrics, store_backlog
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.sim.smsc import SimulatedSmsc
 from callbuddy_pbx.sms.gateway import SmsGateway
@@ -26,7 +27,7 @@ from callbuddy_pbx.sms.http_generic import GenericHttpGateway
 from callbuddy_pbx.sms.simulated import SimulatedGateway
 from callbuddy_pbx.sms.smpp import SmppGateway, SmppTiming
 from callbuddy_pbx.store.db import CallStore
-from callbuddy_pbx.web.health import config_secrets, health_routes, service_health
+from callbuddy_pbx.web.health import config_secrets
 from callbuddy_pbx.web.server import create_app
 from tests.test_textback_e2e import salon_config
 from tests.traces import all_traces, drop_headers

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from callbuddy_pbx.web.passwords import check_hash_format, hash_password, verify_password
+from callbuddy_pbx.passwords import check_hash_format, hash_password, verify_password
 
 SALT = base64.b64encode(bytes(range(16))).decode()
 KEY = base64.b64encode(bytes(32)).decode()

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from callbuddy_pbx.cli import main
-from callbuddy_pbx.pbx_secrets import DERIVED_CHARS, derive_secret, generate_secret
+from callbuddy_pbx.config.derived_secrets import DERIVED_CHARS, derive_secret, generate_secret
 
 KEY = "0123456789abcdef0123456789abcdef-key"
 URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")

@@ -13,7 +13,7 @@ import pytest
 from callbuddy_pbx.asterisk.ami_protocol import iter_stream
 from callbuddy_pbx.asterisk.render import FALLBACK_CONTEXT, RenderError, render_all
 from callbuddy_pbx.config import Config, load_config
-from callbuddy_pbx.config_ari import AriConfig
+from callbuddy_pbx.config.asterisk import AriConfig
 from tests.test_render import assert_asterisklint_passes
 from tests.traces import TRACES_DIR
 

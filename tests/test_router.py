@@ -28,7 +28,7 @@ from callbuddy_pbx.asterisk.devices import DeviceRegistry
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
 from callbuddy_pbx.commands.replay import replay_bytes
 from callbuddy_pbx.config import Config
-from callbuddy_pbx.config_pbx import NoAnswer, PbxConfig, Phone, RingGroup
+from callbuddy_pbx.config.pbx import NoAnswer, PbxConfig, Phone, RingGroup
 from callbuddy_pbx.routing import router as router_module
 from callbuddy_pbx.routing.router import FALLBACK_CONTEXT, LEG_MARK, RouteTiming
 from callbuddy_pbx.routing.service import RoutingService
@@ -364,8 +364,8 @@ def _without_name(query: dict[str, str]) -> dict[str, str]:
 
 def test_the_router_never_touches_the_store_or_texts() -> None:
     """The AMI observer is the single judge: nothing in routing/ can reach the store, texting or the tracker."""
-    forbidden = ("callbuddy_pbx.store", "callbuddy_pbx.recovery", "callbuddy_pbx.sms", "callbuddy_pbx.notify")
-    forbidden += ("callbuddy_pbx.app", "callbuddy_pbx.asterisk.tracker", "callbuddy_pbx.alerts")
+    forbidden = ("callbuddy_pbx.store", "callbuddy_pbx.recovery", "callbuddy_pbx.sms", "callbuddy_pbx.service.notify")
+    forbidden += ("callbuddy_pbx.service.app", "callbuddy_pbx.asterisk.tracker", "callbuddy_pbx.service.alerts")
     for path in Path(router_module.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from callbuddy_pbx.asterisk.devices_model import Device
-from callbuddy_pbx.config_pbx import NoAnswer, Phone, RingGroup
+from callbuddy_pbx.config.pbx import NoAnswer, Phone, RingGroup
 from callbuddy_pbx.routing.plan import (
     BUSY_STATES,
     UNUSABLE_STATES,

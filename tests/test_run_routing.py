@@ -14,7 +14,7 @@ import aiohttp
 
 from callbuddy_pbx.commands.run import serve
 from callbuddy_pbx.config import Business, Config, default_config
-from callbuddy_pbx.config_pbx import NoAnswer, PbxConfig, Phone, RingGroup
+from callbuddy_pbx.config.pbx import NoAnswer, PbxConfig, Phone, RingGroup
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 from tests.servers import free_port

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from callbuddy_pbx.app import CallService
 from callbuddy_pbx.config import AsteriskConfig, Config, StorageConfig
 from callbuddy_pbx.model import CallRecord, Outcome
+from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.store.db import CallStore
 from tests.test_tracker_traces import assert_matches

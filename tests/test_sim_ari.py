@@ -31,7 +31,7 @@ import aiohttp
 import pytest
 
 from callbuddy_pbx.asterisk.ari import AriClient, AriNotFound, AriServerError
-from callbuddy_pbx.config_ari import AriConfig
+from callbuddy_pbx.config.asterisk import AriConfig
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 from tests.waiting import wait_until
 

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from callbuddy_pbx.app import CallService
 from callbuddy_pbx.config import WebUser
-from callbuddy_pbx.config_gateways import ApiToken
-from callbuddy_pbx.metrics import Metrics
+from callbuddy_pbx.config.web import ApiToken
 from callbuddy_pbx.model import CallRecord, LegRecord, Outcome
+from callbuddy_pbx.passwords import hash_password
+from callbuddy_pbx.service.app import CallService
+from callbuddy_pbx.service.metrics import Metrics
+from callbuddy_pbx.service.site import service_site
 from callbuddy_pbx.store.db import CallStore
-from callbuddy_pbx.web.passwords import hash_password
-from callbuddy_pbx.web.site import service_site
 from tests.test_dashboard_e2e import DENTAL, DENTAL_DID, GLOW, GLOW_DID, site_config
 
 PASSWORD = "correct-horse-1"

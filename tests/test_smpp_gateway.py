@@ -12,11 +12,11 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from callbuddy_pbx.config import GatewayConfig
+from callbuddy_pbx.message_text import segments
 from callbuddy_pbx.sim.smsc import ReceiptFormat, SimulatedSmsc
 from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState, InboundSms, OutgoingSms, SendStatus
 from callbuddy_pbx.sms.smpp import SmppGateway, SmppTiming
 from callbuddy_pbx.sms.smpp_receipts import parse_receipt
-from callbuddy_pbx.sms.text import segments
 
 SYSTEM_ID = "callbuddy"
 PASSWORD = "pw7Xq!9z"  # 8 characters: SMPP 3.4's limit

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from callbuddy_pbx.sms.text import (
+from callbuddy_pbx.message_text import (
     GSM_BASIC,
     GSM_EXTENSION,
     TemplateError,

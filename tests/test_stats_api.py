@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from callbuddy_pbx import cli
 from callbuddy_pbx.config import ConfigError, load_config
-from callbuddy_pbx.config_gateways import ApiToken
+from callbuddy_pbx.config.web import ApiToken
 from callbuddy_pbx.model import CallRecord, LegRecord, Outcome
 from callbuddy_pbx.serialize import call_to_dict
 from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from callbuddy_pbx.app import CallService
 from callbuddy_pbx.config import AsteriskConfig, Business, Config, GatewayConfig, StorageConfig, TextBack
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.recovery.textback import TextBackService
+from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.sms.gateway import SmsGateway
 from callbuddy_pbx.sms.simulated import SimulatedGateway

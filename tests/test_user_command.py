@@ -16,9 +16,9 @@ import yaml
 
 from callbuddy_pbx import cli
 from callbuddy_pbx.config import load_config
-from callbuddy_pbx.config_users import read_users_file
+from callbuddy_pbx.config.users import read_users_file
+from callbuddy_pbx.passwords import hash_password, verify_password
 from callbuddy_pbx.store.db import CallStore
-from callbuddy_pbx.web.passwords import hash_password, verify_password
 from callbuddy_pbx.web.sessions import SessionStore
 
 PASSWORD = "a good long password"

@@ -45,7 +45,7 @@ from callbuddy_pbx.asterisk.ari_errors import (
     AriUnprocessable,
     http_error,
 )
-from callbuddy_pbx.config_ari import AriConfig
+from callbuddy_pbx.config.asterisk import AriConfig
 
 log = logging.getLogger(__name__)
 

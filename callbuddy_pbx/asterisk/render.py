@@ -22,10 +22,10 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from callbuddy_pbx.config import Business, Config
-from callbuddy_pbx.config_ari import ARI_USER as ARI_USER  # the default ARI user, rendered unless ari.username
-from callbuddy_pbx.config_ari import ari_password, http_prefix, loopback_bind
-from callbuddy_pbx.config_pbx import AUTO_SECRET, CALLBUDDY_ONLY_STRATEGIES, NoAnswer, Phone, RingGroup, Trunk
-from callbuddy_pbx.pbx_secrets import derive_secret
+from callbuddy_pbx.config.asterisk import ARI_USER as ARI_USER  # the default ARI user, rendered unless ari.username
+from callbuddy_pbx.config.asterisk import ari_password, http_prefix, loopback_bind
+from callbuddy_pbx.config.derived_secrets import derive_secret
+from callbuddy_pbx.config.pbx import AUTO_SECRET, CALLBUDDY_ONLY_STRATEGIES, NoAnswer, Phone, RingGroup, Trunk
 
 MARKER = "; Written by callbuddy-pbx render"
 DIALPLANS_DIR = Path(__file__).resolve().parents[2] / "dialplans"

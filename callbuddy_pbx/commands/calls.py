@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from callbuddy_pbx.commands.display import format_table, printable
+from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.commands.options import database_path
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.periods import parse_since
 from callbuddy_pbx.phone import is_withheld
 from callbuddy_pbx.serialize import call_to_dict
 from callbuddy_pbx.store import CallStore, StoreError
+from callbuddy_pbx.untrusted import printable
 
 PROG = "callbuddy-pbx calls"
 NAME_WIDTH = 40  # caller names are free text from the phone network

@@ -25,13 +25,14 @@ from datetime import time as time_of_day
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from callbuddy_pbx.ari_status import check_ari, password_is_derived, routed_numbers
 from callbuddy_pbx.asterisk.ami import AmiAuthError, AmiClient, AmiConnectError, AmiError, AmiMessage
-from callbuddy_pbx.commands.display import format_table, printable
+from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.config import SECRET_ENV_VAR, Business, Config, GatewayConfig, WebConfig, load_config
-from callbuddy_pbx.config_pbx import AUTO_SECRET, PbxConfig
-from callbuddy_pbx.pbx_status import Finding, Level, PbxStatus, fetch_pbx_status, problems
-from callbuddy_pbx.sms.text import CALLER_NAME_MAX, encoding_of, fields_of, non_gsm_characters, render, segments
+from callbuddy_pbx.config.pbx import AUTO_SECRET, PbxConfig
+from callbuddy_pbx.message_text import CALLER_NAME_MAX, encoding_of, fields_of, non_gsm_characters, render, segments
+from callbuddy_pbx.service.ari_status import check_ari, password_is_derived, routed_numbers
+from callbuddy_pbx.service.pbx_status import Finding, Level, PbxStatus, fetch_pbx_status, problems
+from callbuddy_pbx.untrusted import printable
 
 SAMPLE_CALLER = "Jane"
 SAMPLE_TIME = (2025, 11, 21, 15, 5)  # Fri Nov 21, 3:05 PM in the business's time zone

@@ -22,18 +22,19 @@ from pathlib import Path
 import phonenumbers
 from aiohttp import web
 
-from callbuddy_pbx.app import CallService
 from callbuddy_pbx.commands.calls import caller_shown
 from callbuddy_pbx.commands.demo_routing import PHONES, ROUTED_DID, ROUTED_GROUP, phones_come_and_go, routed_calls
-from callbuddy_pbx.commands.display import printable
 from callbuddy_pbx.config import Business, Config, GatewayConfig, TextBack, WebUser, default_config
-from callbuddy_pbx.config_ari import AriConfig
-from callbuddy_pbx.config_pbx import PbxConfig
-from callbuddy_pbx.logs import setup_logging
-from callbuddy_pbx.metrics import Metrics, store_backlog
+from callbuddy_pbx.config.asterisk import AriConfig
+from callbuddy_pbx.config.pbx import PbxConfig
 from callbuddy_pbx.model import CallRecord
+from callbuddy_pbx.passwords import hash_password
 from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.routing.service import RoutingService
+from callbuddy_pbx.service.app import CallService
+from callbuddy_pbx.service.logs import setup_logging
+from callbuddy_pbx.service.metrics import Metrics, store_backlog
+from callbuddy_pbx.service.site import service_site
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer, recorded_pjsip
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 from callbuddy_pbx.sim.scenarios import ScenarioFactory, mixed_call_stream, stream_events
@@ -41,9 +42,8 @@ from callbuddy_pbx.sim.smsc import SimulatedSmsc, SubmitRecord
 from callbuddy_pbx.sms.gateway import DeliveryReport, SmsGateway
 from callbuddy_pbx.sms.smpp import SmppGateway
 from callbuddy_pbx.store.db import CallStore
-from callbuddy_pbx.web.passwords import hash_password
+from callbuddy_pbx.untrusted import printable
 from callbuddy_pbx.web.server import bound_port, start_web
-from callbuddy_pbx.web.site import service_site
 
 log = logging.getLogger(__name__)
 

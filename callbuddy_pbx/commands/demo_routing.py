@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from callbuddy_pbx.config_pbx import NoAnswer, Phone, RingGroup
+from callbuddy_pbx.config.pbx import NoAnswer, Phone, RingGroup
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 

@@ -13,12 +13,13 @@ import json
 import sys
 from collections.abc import Sequence
 
-from callbuddy_pbx.app import DEVICE_ACTIONS, seed_devices
 from callbuddy_pbx.asterisk.ami import AmiAuthError, AmiClient, AmiError, AmiMessage
 from callbuddy_pbx.asterisk.devices import DeviceRegistry
 from callbuddy_pbx.asterisk.devices_model import Device
-from callbuddy_pbx.commands.display import format_table, printable
+from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.config import SECRET_ENV_VAR, Config, load_config
+from callbuddy_pbx.service.app import DEVICE_ACTIONS, seed_devices
+from callbuddy_pbx.untrusted import printable
 
 PROG = "callbuddy-pbx devices"
 CONNECT_TIMEOUT_S = 5.0  # a command should answer quickly when the PBX is not there

@@ -10,10 +10,11 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from callbuddy_pbx.commands.display import format_table, printable
+from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.commands.options import database_path
 from callbuddy_pbx.store import CallStore, StoreError
 from callbuddy_pbx.store.messages import MessageStore, OutboxRow
+from callbuddy_pbx.untrusted import printable
 
 PROG = "callbuddy-pbx messages"
 

@@ -10,20 +10,21 @@ import signal
 
 from aiohttp import web
 
-from callbuddy_pbx.alerts import AlertMonitor
-from callbuddy_pbx.app import CallService
 from callbuddy_pbx.config import Config, load_config
-from callbuddy_pbx.digest import DigestScheduler
-from callbuddy_pbx.logs import setup_logging
-from callbuddy_pbx.metrics import Metrics, store_backlog
-from callbuddy_pbx.notify import Notifier, alert_route
 from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.routing.service import RoutingService
+from callbuddy_pbx.service.alerts import AlertMonitor
+from callbuddy_pbx.service.app import CallService
+from callbuddy_pbx.service.digest import DigestScheduler
+from callbuddy_pbx.service.healthz import service_health
+from callbuddy_pbx.service.logs import setup_logging
+from callbuddy_pbx.service.metrics import Metrics, store_backlog
+from callbuddy_pbx.service.notify import Notifier, alert_route
+from callbuddy_pbx.service.site import service_site
 from callbuddy_pbx.sms.factory import build_gateways
 from callbuddy_pbx.store.db import CallStore
-from callbuddy_pbx.web.health import config_secrets, service_health
+from callbuddy_pbx.web.health import config_secrets
 from callbuddy_pbx.web.server import start_web
-from callbuddy_pbx.web.site import service_site
 
 log = logging.getLogger("callbuddy_pbx")
 ROUTING_STOP_S = 5.0  # on stop, how long handing calls back to the dialplan may take

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from callbuddy_pbx.pbx_secrets import MIN_GENERATED_CHARS, generate_secret
+from callbuddy_pbx.config.derived_secrets import MIN_GENERATED_CHARS, generate_secret
 
 PROG = "callbuddy-pbx secrets"
 MAX_COUNT = 1000

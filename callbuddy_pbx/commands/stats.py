@@ -11,11 +11,12 @@ import zoneinfo
 from datetime import datetime
 from pathlib import Path
 
-from callbuddy_pbx.commands.display import format_table, printable
+from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.commands.options import database_path
 from callbuddy_pbx.periods import parse_since
 from callbuddy_pbx.store import CallStore, StoreError
 from callbuddy_pbx.store.stats import WEEKDAYS, RecoveryStats, recovery_stats
+from callbuddy_pbx.untrusted import printable
 
 PROG = "callbuddy-pbx stats"
 DEFAULT_SINCE = "7d"

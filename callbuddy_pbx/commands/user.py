@@ -17,20 +17,21 @@ from pathlib import Path
 
 import yaml
 
-from callbuddy_pbx.commands.display import format_table, printable
+from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.config import Config, WebUser, load_config
-from callbuddy_pbx.config_users import (
+from callbuddy_pbx.config.reader import unknown_business
+from callbuddy_pbx.config.users import (
     USER_NAME,
     USER_NAME_RULE,
     UsersFileError,
     read_users_file,
-    unknown_business,
     user_entry,
     write_users_file,
 )
+from callbuddy_pbx.passwords import MAX_PASSWORD_CHARS, hash_password
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.schema import StoreError
-from callbuddy_pbx.web.passwords import MAX_PASSWORD_CHARS, hash_password
+from callbuddy_pbx.untrusted import printable
 from callbuddy_pbx.web.sessions import SessionStore
 
 PROG = "callbuddy-pbx user"

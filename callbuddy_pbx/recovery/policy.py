@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from callbuddy_pbx.config import Business
+from callbuddy_pbx.message_text import fields_of, render
 from callbuddy_pbx.model import CallRecord, Outcome
 from callbuddy_pbx.phone import is_withheld
 from callbuddy_pbx.recovery.schedule import is_open, next_allowed
-from callbuddy_pbx.sms.text import fields_of, render
 
 
 class Reason(StrEnum):

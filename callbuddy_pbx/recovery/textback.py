@@ -11,16 +11,16 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import partial
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from callbuddy_pbx.config import Business, Config
-from callbuddy_pbx.metrics import Metrics
+from callbuddy_pbx.message_text import render
 from callbuddy_pbx.model import CallRecord, Outcome
 from callbuddy_pbx.phone import mask, to_e164
 from callbuddy_pbx.recovery.outbox import Outbox
 from callbuddy_pbx.recovery.policy import Keyword, PolicyFacts, classify_inbound, decide
 from callbuddy_pbx.sms.gateway import DeliveryReport, InboundSms, SmsGateway
-from callbuddy_pbx.sms.text import render
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.links import NewLink, new_token
 from callbuddy_pbx.store.messages import FAILED, SENT, MessageStore, NewText, OutboxRow, SendUpdate, Verdict
@@ -30,6 +30,17 @@ log = logging.getLogger(__name__)
 MAX_INBOUND_CHARS = 640
 MAX_PENDING_LATENCIES = 10_000  # hang-up times kept for the latency metric, one per text not yet sent
 NETWORK_ERROR_PREFIX = "network error"  # how HTTP gateways word a send that did not reach them (http_common)
+
+
+class TextMetrics(Protocol):
+    """What text-back reports to the service's metrics (service.metrics.Metrics), named here so that recovery
+    depends on nothing above it."""
+
+    def watch_outbox(self, stats: Mapping[str, int]) -> None: ...
+
+    def text_update(self, row: OutboxRow, update: SendUpdate, ended_at: float | None) -> None: ...
+
+    def text_report(self, report: DeliveryReport) -> None: ...
 
 
 class TextBackService:
@@ -43,7 +54,7 @@ class TextBackService:
         token_factory: Callable[[], str] = new_token,
         on_update: Callable[[OutboxRow, SendUpdate], None] | None = None,
         on_receipt: Callable[[str, DeliveryReport], None] | None = None,
-        metrics: Metrics | None = None,
+        metrics: TextMetrics | None = None,
     ) -> None:
         self._config = config
         self._on_receipt = on_receipt

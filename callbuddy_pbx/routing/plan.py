@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from callbuddy_pbx.asterisk.devices_model import Device
-from callbuddy_pbx.config_pbx import Phone, RingGroup
+from callbuddy_pbx.config.pbx import Phone, RingGroup
 
 # Device states (ast_devstate2str) that mean the phone cannot take another call now. INUSE/BUSY/ONHOLD: someone is
 # on it (a PJSIP phone with one line rejects a second INVITE with 486 anyway; one with call waiting would beep into a

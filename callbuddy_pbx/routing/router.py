@@ -53,7 +53,7 @@ from typing import Any
 
 from callbuddy_pbx.asterisk.ari import AriClient, AriConflict, AriError, AriEvent, AriHttpError, AriNotFound
 from callbuddy_pbx.asterisk.devices_model import Device
-from callbuddy_pbx.config_pbx import Phone, RingGroup
+from callbuddy_pbx.config.pbx import Phone, RingGroup
 from callbuddy_pbx.phone import mask
 from callbuddy_pbx.routing.plan import RingPlan, RingStep, people_of, ring_plan
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from callbuddy_pbx.asterisk.ari import AriClient, AriError, AriEvent
 from callbuddy_pbx.asterisk.devices import ARI_DEVICE_EVENTS, DeviceRegistry
 from callbuddy_pbx.config import Config
-from callbuddy_pbx.config_pbx import RingGroup
+from callbuddy_pbx.config.pbx import RingGroup
 from callbuddy_pbx.routing.router import Router, TimingHook
 
 log = logging.getLogger(__name__)

@@ -29,6 +29,7 @@ from multidict import MultiDict
 from yarl import URL
 
 from callbuddy_pbx.config import GatewayConfig, WebConfig
+from callbuddy_pbx.message_text import template_problem
 from callbuddy_pbx.phone import mask
 from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState, InboundSms, OutgoingSms, SendResult, SendStatus
 from callbuddy_pbx.sms.http_common import (
@@ -51,7 +52,6 @@ from callbuddy_pbx.sms.http_common import (
     short,
     tokens_match,
 )
-from callbuddy_pbx.sms.text import template_problem
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from aiohttp import web
 from yarl import URL
 
 from callbuddy_pbx.config import GatewayConfig, WebConfig
+from callbuddy_pbx.message_text import encoding_of
 from callbuddy_pbx.phone import mask
 from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState, InboundSms, OutgoingSms, SendResult, SendStatus
 from callbuddy_pbx.sms.http_common import (
@@ -47,7 +48,6 @@ from callbuddy_pbx.sms.http_common import (
     short,
     tokens_match,
 )
-from callbuddy_pbx.sms.text import encoding_of
 
 log = logging.getLogger(__name__)
 

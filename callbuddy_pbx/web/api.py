@@ -30,7 +30,7 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from callbuddy_pbx.asterisk.devices_model import Device
-from callbuddy_pbx.config_gateways import ApiToken
+from callbuddy_pbx.config.web import ApiToken
 from callbuddy_pbx.periods import parse_since
 from callbuddy_pbx.serialize import call_to_dict
 from callbuddy_pbx.store.db import CallStore

@@ -28,10 +28,10 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from callbuddy_pbx.config_gateways import WebUser
+from callbuddy_pbx.config.users import WebUser
+from callbuddy_pbx.passwords import verify_password
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.web.login_limit import LoginLimiter
-from callbuddy_pbx.web.passwords import verify_password
 from callbuddy_pbx.web.sessions import Session, SessionStore
 from callbuddy_pbx.web.templating import environment
 from callbuddy_pbx.web.viewer import CSRF_KEY, VIEWER_KEY, Viewer

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from callbuddy_pbx.config_gateways import WebUser
+from callbuddy_pbx.config.users import WebUser
 from callbuddy_pbx.phone import mask
 
 ADMIN, BUSINESS = "admin", "business"

@@ -23,9 +23,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from callbuddy_pbx.config import Business, Config
-from callbuddy_pbx.config_alerts import DigestConfig
-from callbuddy_pbx.notify import Notice, NotificationLog, Notifier, business_route, deliver
-from callbuddy_pbx.sms.text import segments
+from callbuddy_pbx.config.alerts import DigestConfig
+from callbuddy_pbx.message_text import segments
+from callbuddy_pbx.service.notify import Notice, NotificationLog, Notifier, business_route, deliver
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.stats import RecoveryStats, recovery_stats
 

@@ -5,8 +5,7 @@ list `web.users_file` names (relative to the configuration's directory), which `
 A users file that does not exist yet means no users; one that cannot be read or has problems is reported with its
 own file and line. Password hashes are never quoted in a message.
 
-`config_gateways` calls in here and this module builds its `WebUser`s: both import the other as a module, so
-either may be imported first.
+The `web:` reader (`web`) calls in here; this module knows nothing of the other `web:` settings.
 """
 
 from __future__ import annotations
@@ -17,15 +16,14 @@ import os
 import re
 import tempfile
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from callbuddy_pbx import config_gateways as gw
-from callbuddy_pbx.config_reader import NULL, Reader, did_you_mean, is_null, line_of, shown
-from callbuddy_pbx.web.passwords import check_hash_format
+from callbuddy_pbx.config.reader import NULL, Reader, is_null, line_of, shown, unknown_business
+from callbuddy_pbx.passwords import check_hash_format
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +42,31 @@ class UsersFileError(Exception):
         super().__init__("\n".join(self.problems))
 
 
+USER_ROLES: tuple[str, ...] = ("admin", "business")
+
+
+@dataclass(frozen=True, slots=True)
+class WebUser:
+    """Someone who may log in to the dashboard.
+
+    An admin sees every business and full phone numbers; a business user sees only `businesses`, with callers'
+    numbers masked unless `show_numbers`."""
+
+    name: str
+    password_hash: str = field(repr=False)  # "scrypt$..." as written by `callbuddy-pbx user add`
+    role: str = "business"  # "admin" | "business"
+    businesses: tuple[str, ...] = ()
+    show_numbers: bool = False  # admins always see numbers
+
+
 @dataclass(frozen=True, slots=True)
 class UserSettings:
     """What the login settings of `web:` come to (the matching fields of WebConfig)."""
 
-    users: tuple[gw.WebUser, ...] = ()
+    users: tuple[WebUser, ...] = ()
     users_file: Path | None = None
     session_hours: float = 12.0
     secure_cookies: str = "auto"
-
-
-def unknown_business(name: str, businesses: Collection[str] | None) -> str | None:
-    """The problem with naming `name` as a business (None: it is configured, or the businesses are not known)."""
-    if businesses is None or name in businesses:
-        return None
-    configured = sorted(businesses)
-    hint = did_you_mean(name, configured) if configured else "no businesses are configured"
-    return f"{shown(name)} is not a configured business ({hint})"
 
 
 class _FileReader(Reader):
@@ -86,7 +92,7 @@ class UsersReader:
     def settings(self, section: dict[str, yaml.Node], base_dir: Path) -> UserSettings:
         """The login settings among the keys of `web:`."""
         base = UserSettings()
-        users: list[gw.WebUser] = []
+        users: list[WebUser] = []
         if "users" in section and not is_null(section["users"]):
             users += self.users(section["users"], "web.users")
         users_file = base.users_file
@@ -113,7 +119,7 @@ class UsersReader:
             )
         return UserSettings(tuple(users), users_file, hours, secure)
 
-    def file(self, path: Path) -> list[gw.WebUser]:
+    def file(self, path: Path) -> list[WebUser]:
         """The users in a users file (this reader's source); a file that does not exist holds none."""
         assert isinstance(self.r, _FileReader)
         try:
@@ -131,7 +137,7 @@ class UsersReader:
             return []
         return self.users(root, "users")
 
-    def users(self, node: yaml.Node, path: str) -> list[gw.WebUser]:
+    def users(self, node: yaml.Node, path: str) -> list[WebUser]:
         """A list of user entries; an entry with a problem is left out (and reported)."""
         entries = self.r.items(node, path)
         if entries is None:
@@ -162,7 +168,7 @@ class UsersReader:
         other._names = self._names
         return other
 
-    def _user(self, entry: yaml.Node, path: str) -> gw.WebUser | None:
+    def _user(self, entry: yaml.Node, path: str) -> WebUser | None:
         section = self.r.mapping(entry, path, USER_KEYS)
         if section is None:
             return None
@@ -177,7 +183,7 @@ class UsersReader:
         ok = name is not None and password_hash is not None
         role: str | None = "business"
         if "role" in section:
-            role = self.r.choice(section["role"], f"{path}.role", gw.USER_ROLES, upper=False)
+            role = self.r.choice(section["role"], f"{path}.role", USER_ROLES, upper=False)
         businesses: tuple[str, ...] | None = ()
         if "businesses" in section:
             businesses = self.business_names(section["businesses"], f"{path}.businesses")
@@ -198,7 +204,7 @@ class UsersReader:
             ok = False
         if not ok or name is None or password_hash is None or role is None or businesses is None:
             return None
-        return gw.WebUser(name, password_hash, role, businesses, show_numbers)
+        return WebUser(name, password_hash, role, businesses, show_numbers)
 
     def _name(self, node: yaml.Node, path: str) -> str | None:
         name = self.r.non_empty(node, path, "a user name")
@@ -245,7 +251,7 @@ def _compose(reader: _FileReader, text: str) -> yaml.Node | None:
 # The users file on its own, for `callbuddy-pbx user` and for noticing changes while the service runs
 
 
-def read_users_file(path: Path, businesses: Collection[str] | None = None) -> list[gw.WebUser]:
+def read_users_file(path: Path, businesses: Collection[str] | None = None) -> list[WebUser]:
     """The users of a users file ([] when it does not exist); raise UsersFileError listing every problem.
 
     With `businesses`, the businesses users name must be among them."""
@@ -256,7 +262,7 @@ def read_users_file(path: Path, businesses: Collection[str] | None = None) -> li
     return users
 
 
-def user_entry(user: gw.WebUser) -> dict[str, Any]:
+def user_entry(user: WebUser) -> dict[str, Any]:
     """A user as an entry of `web.users` or of a users file."""
     entry: dict[str, Any] = {"name": user.name, "password_hash": user.password_hash, "role": user.role}
     if user.businesses:
@@ -266,7 +272,7 @@ def user_entry(user: gw.WebUser) -> dict[str, Any]:
     return entry
 
 
-def write_users_file(path: Path, users: Sequence[gw.WebUser]) -> None:
+def write_users_file(path: Path, users: Sequence[WebUser]) -> None:
     """Replace the users file atomically (a temporary file in the same directory, then rename), mode 0600."""
     entries = [user_entry(user) for user in users]
     text = "# Dashboard users: maintained by `callbuddy-pbx user add|remove` (see web.users_file).\n"
@@ -291,62 +297,3 @@ def write_users_file(path: Path, users: Sequence[gw.WebUser]) -> None:
             os.fsync(directory)
         finally:
             os.close(directory)
-
-
-class LiveUsers:
-    """The users of a WebConfig as they are now: `web.users`, plus the users file re-read whenever it changes.
-
-    Pass an instance as `users=` to `auth_setup`, so that `callbuddy-pbx user add|remove` takes effect on the
-    running service at once (a stat per call; the file is read only when it changed). A users file that has become
-    unusable (a bad hand edit) counts as holding no users until it is fixed: failing closed, and logged.
-    """
-
-    def __init__(self, web: gw.WebConfig, businesses: Collection[str] | None = None) -> None:
-        from_file = _file_users_of(web)
-        self._inline = tuple(user for user in web.users if user not in from_file)  # web.users merges both
-        self._path = web.users_file
-        self._businesses = businesses
-        self._loaded = False
-        self._seen: tuple[int, int, int] | None = None
-        self._users = self._inline
-
-    def __call__(self) -> tuple[gw.WebUser, ...]:
-        if self._path is None:
-            return self._inline
-        stamp = _stamp(self._path)
-        if not self._loaded or stamp != self._seen:
-            self._loaded, self._seen = True, stamp
-            self._users = self._inline + self._reload(self._path)
-        return self._users
-
-    def _reload(self, path: Path) -> tuple[gw.WebUser, ...]:
-        try:
-            found = read_users_file(path, self._businesses)
-        except UsersFileError as exc:
-            log.error("%s has problems; its users cannot log in until it is fixed:\n%s", path, exc)
-            return ()
-        inline = {user.name.casefold() for user in self._inline}
-        clashing = [user.name for user in found if user.name.casefold() in inline]
-        if clashing:
-            log.error("%s: users also in web.users are ignored: %s", path, ", ".join(clashing))
-        log.info("%s: %d dashboard users", path, len(found))
-        return tuple(user for user in found if user.name.casefold() not in inline)
-
-
-def _file_users_of(web: gw.WebConfig) -> tuple[gw.WebUser, ...]:
-    """The users of `web.users` that came from the users file (best effort: the file as it is now)."""
-    if web.users_file is None:
-        return ()
-    try:
-        return tuple(read_users_file(web.users_file))
-    except UsersFileError:
-        return ()
-
-
-def _stamp(path: Path) -> tuple[int, int, int] | None:
-    """What changes when the file is rewritten (os.replace gives a new inode), None when it is not there."""
-    try:
-        status = path.stat()
-    except OSError:
-        return None
-    return status.st_mtime_ns, status.st_size, status.st_ino

@@ -12,11 +12,12 @@ from datetime import time as time_of_day
 
 import yaml
 
-from callbuddy_pbx.config_gateways import GatewayReader, WebConfig
-from callbuddy_pbx.config_reader import Reader, did_you_mean, is_null, key_node, line_of, shown
+from callbuddy_pbx.config.gateways import GatewayReader
+from callbuddy_pbx.config.reader import Reader, did_you_mean, is_null, key_node, line_of, shown
+from callbuddy_pbx.config.web import WebConfig
+from callbuddy_pbx.message_text import REPLY_FIELDS, TEMPLATE_FIELDS, fields_of, template_problem
 from callbuddy_pbx.model import Outcome
 from callbuddy_pbx.phone import to_e164
-from callbuddy_pbx.sms.text import REPLY_FIELDS, TEMPLATE_FIELDS, fields_of, template_problem
 
 MISSED_OUTCOMES: tuple[str, ...] = ("no_answer", "busy", "abandoned", "unavailable", "voicemail", "queue_abandoned")
 DEFAULT_TEMPLATE = (

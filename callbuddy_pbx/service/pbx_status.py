@@ -6,7 +6,7 @@ keeps only the fields compared here: names, states, URIs, user agents. PJSIPShow
 ever part of a `PbxStatus`. `problems` compares a status with the configuration; it does no I/O apart from reading the
 trunk templates (to know which trunks register).
 
-Everything in a `PbxStatus` came from the PBX: show it through `commands.display.printable`.
+Everything in a `PbxStatus` came from the PBX: show it through `untrusted.printable`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Literal
 
 from callbuddy_pbx.asterisk.ami import AmiActionError, AmiActionTimeout, AmiClient, AmiMessage
 from callbuddy_pbx.config import Config
-from callbuddy_pbx.config_pbx import Phone, Trunk
+from callbuddy_pbx.config.pbx import Phone, Trunk
 
 Level = Literal["ok", "warning", "error", "info"]
 

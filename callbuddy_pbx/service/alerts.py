@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from callbuddy_pbx.config_alerts import AlertsConfig
-from callbuddy_pbx.notify import Notice, NotificationLog, Notifier, TextRoute, deliver
+from callbuddy_pbx.config.alerts import AlertsConfig
+from callbuddy_pbx.service.notify import Notice, NotificationLog, Notifier, TextRoute, deliver
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.web.health import HealthStatus, safe_detail
 

@@ -1,4 +1,4 @@
-"""Gateway and web configuration: the types, and the YAML sections `gateways:` and `web:` that set them.
+"""Gateway configuration: the type, and the YAML section `gateways:` that sets it.
 
 Everything is importable from callbuddy_pbx.config as well. Secrets (passwords, tokens, header values, URLs that
 may carry keys) never appear in a problem message.
@@ -7,22 +7,19 @@ may carry keys) never appear in a problem message.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from pathlib import Path
 
 import yaml
 
-from callbuddy_pbx import config_users  # a module import: config_users builds this module's WebUser
-from callbuddy_pbx.config_reader import Reader, did_you_mean, is_null, join, key_node, kind_of, line_of, shown
-from callbuddy_pbx.sms.text import fields_of, template_problem
+from callbuddy_pbx.config.reader import Reader, did_you_mean, is_null, join, key_node, kind_of, line_of, shown
+from callbuddy_pbx.config.web import WebConfig
+from callbuddy_pbx.message_text import fields_of, template_problem
 
 GATEWAY_KINDS: tuple[str, ...] = ("smpp", "twilio", "kannel", "generic", "simulated")
 GENERIC_BODY_FIELDS: tuple[str, ...] = ("to", "sender", "text", "key")
 TWILIO_API = "https://api.twilio.com"
-MIN_WEBHOOK_TOKEN_CHARS = 16
-MIN_API_TOKEN_CHARS = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,46 +51,6 @@ class GatewayConfig:
     error_path: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class ApiToken:
-    """A bearer token of the JSON API (/api/v1); `businesses` empty = every business."""
-
-    name: str
-    token: str = field(repr=False)
-    businesses: tuple[str, ...] = ()
-
-
-USER_ROLES: tuple[str, ...] = ("admin", "business")
-
-
-@dataclass(frozen=True, slots=True)
-class WebUser:
-    """Someone who may log in to the dashboard.
-
-    An admin sees every business and full phone numbers; a business user sees only `businesses`, with callers'
-    numbers masked unless `show_numbers`."""
-
-    name: str
-    password_hash: str = field(repr=False)  # "scrypt$..." as written by `callbuddy-pbx user add`
-    role: str = "business"  # "admin" | "business"
-    businesses: tuple[str, ...] = ()
-    show_numbers: bool = False  # admins always see numbers
-
-
-@dataclass(frozen=True, slots=True)
-class WebConfig:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    public_url: str = ""  # how gateways reach us for receipts and inbound texts, e.g. https://cb.example.com
-    webhook_token: str = field(default="", repr=False)  # shared secret in webhook URLs (Kannel, generic)
-    api_tokens: tuple[ApiToken, ...] = ()  # who may read the JSON API; none = the API answers 401 to everyone
-    users: tuple[WebUser, ...] = ()  # dashboard logins: `web.users` plus those in `users_file`
-    users_file: Path | None = None  # a YAML list of users that `callbuddy-pbx user add` maintains
-    session_hours: float = 12.0  # a dashboard login lasts this long
-    # "auto": Secure when public_url is https or the request came over TLS; "always"; "never"
-    secure_cookies: str = "auto"
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # YAML
 
@@ -113,9 +70,6 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 }
 _COMMON_GATEWAY_KEYS = ("name", "kind", "rate_per_second")
 _ALL_GATEWAY_KEYS = tuple(dict.fromkeys(_COMMON_GATEWAY_KEYS + tuple(chain.from_iterable(_KIND_KEYS.values()))))
-_WEB_KEYS = ("host", "port", "public_url", "webhook_token", "api_tokens")
-_WEB_LOGIN_KEYS = ("users", "users_file", "session_hours", "secure_cookies")  # read by config_users
-_API_TOKEN_KEYS = ("name", "token", "businesses")
 _METHODS = ("GET", "POST", "PUT", "PATCH")
 _BODY_FORMATS = ("form", "json")
 _GATEWAY_NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -124,10 +78,10 @@ _JSON_PATH = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*")
 
 
 class GatewayReader:
-    """Reads `gateways:` and `web:` with a Reader (whose problem list it adds to).
+    """Reads `gateways:` with a Reader (whose problem list it adds to).
 
     Gateways come first (a business's `text_back.gateway` must name one, see `names`); `finish(web)` then checks
-    the rules that need both sections.
+    the rules that need the `web:` section too.
     """
 
     def __init__(self, reader: Reader) -> None:
@@ -135,7 +89,6 @@ class GatewayReader:
         self.names: dict[str, int] = {}  # every well-named gateway entry → its line, even one with other problems
         self.entries = 0  # entries under `gateways:`, valid or not
         self._gateways: list[tuple[GatewayConfig, yaml.Node, str]] = []
-        self._businesses: Collection[str] | None = None  # the configured business names, once `web` is read
 
     def reference(self, node: yaml.Node, path: str) -> str | None:
         """A key that names one of the gateways (e.g. `text_back.gateway`): the name, or None after a problem."""
@@ -319,115 +272,6 @@ class GatewayReader:
             else:
                 result.append((key, value))
         return tuple(result) if ok else None
-
-    # -- businesses ----------------------------------------------------------------------------------------------
-    def web(
-        self, node: yaml.Node, base_dir: Path | None = None, businesses: Collection[str] | None = None
-    ) -> WebConfig:
-        """`businesses`: the configured names that tokens and users may name (None: not checked)."""
-        self._businesses = businesses
-        section = self.r.mapping(node, "web", _WEB_KEYS + _WEB_LOGIN_KEYS)
-        base = WebConfig()
-        if not section:
-            return base
-        host, port, public_url, token = base.host, base.port, base.public_url, base.webhook_token
-        if "host" in section:
-            host = self.r.non_empty(section["host"], "web.host", "a host name or address") or host
-        if "port" in section:
-            port = self.r.integer(section["port"], "web.port", 1, 65535) or port
-        if "public_url" in section:
-            url = self.r.url(section["public_url"], "web.public_url", "the URL gateways reach us at")
-            public_url = (url or "").rstrip("/")
-        if "webhook_token" in section:
-            token = self.r.secret(section["webhook_token"], "web.webhook_token", "a webhook token") or ""
-            if token and len(token) < MIN_WEBHOOK_TOKEN_CHARS:
-                self.r.problem(
-                    section["webhook_token"],
-                    "web.webhook_token",
-                    f"too short: at least {MIN_WEBHOOK_TOKEN_CHARS} characters (e.g. from `openssl rand -hex 16`)",
-                )
-                token = ""
-        api_tokens = self._api_tokens(section["api_tokens"]) if "api_tokens" in section else ()
-        logins = config_users.UsersReader(self.r, businesses).settings(section, base_dir or Path())
-        return WebConfig(
-            host=host,
-            port=port,
-            public_url=public_url,
-            webhook_token=token,
-            api_tokens=api_tokens,
-            users=logins.users,
-            users_file=logins.users_file,
-            session_hours=logins.session_hours,
-            secure_cookies=logins.secure_cookies,
-        )
-
-    def _api_tokens(self, node: yaml.Node) -> tuple[ApiToken, ...]:
-        """`web.api_tokens: [{name, token, businesses}]`; an entry with a problem is left out (and reported)."""
-        if is_null(node):
-            return ()
-        entries = self.r.items(node, "web.api_tokens")
-        if entries is None:
-            return ()
-        result: list[ApiToken] = []
-        names: dict[str, int] = {}
-        tokens: dict[str, int] = {}
-        for entry, path in entries:
-            section = self.r.mapping(entry, path, _API_TOKEN_KEYS)
-            if section is None:
-                continue
-            missing = [key for key in ("name", "token") if key not in section]
-            if missing:
-                self.r.problem(
-                    entry,
-                    path,
-                    f"missing required key{'s' if len(missing) > 1 else ''} " + ", ".join(map(repr, missing)),
-                )
-            name = self.r.non_empty(section["name"], f"{path}.name", "a token name") if "name" in section else None
-            if name is not None and name in names:
-                self.r.problem(section["name"], f"{path}.name", f"{name!r} is already used (line {names[name]})")
-                name = None
-            elif name is not None:
-                names[name] = line_of(section["name"])
-            token = self.r.secret(section["token"], f"{path}.token", "an API token") if "token" in section else None
-            if token is not None and len(token) < MIN_API_TOKEN_CHARS:
-                self.r.problem(
-                    section["token"],
-                    f"{path}.token",
-                    f"too short: at least {MIN_API_TOKEN_CHARS} characters (e.g. from `openssl rand -hex 24`)",
-                )
-                token = None
-            elif token is not None and token in tokens:
-                self.r.problem(section["token"], f"{path}.token", f"the same token as on line {tokens[token]}")
-                token = None
-            elif token is not None:
-                tokens[token] = line_of(section["token"])
-            businesses = (
-                self._token_businesses(section["businesses"], f"{path}.businesses") if ("businesses" in section) else ()
-            )
-            if name is not None and token is not None and businesses is not None:
-                result.append(ApiToken(name, token, businesses))
-        return tuple(result)
-
-    def _token_businesses(self, node: yaml.Node, path: str) -> tuple[str, ...] | None:
-        """The businesses a token may read: a non-empty list of names (leave the key out for every business)."""
-        items = self.r.items(node, path)
-        if items is None:
-            return None
-        if not items:
-            self.r.problem(node, path, "an empty list would allow nothing (leave the key out for every business)")
-            return None
-        names: list[str] = []
-        for item, item_path in items:
-            name = self.r.non_empty(item, item_path, "a business name")
-            if name is None:
-                return None
-            problem = config_users.unknown_business(name, self._businesses)
-            if problem is not None:
-                self.r.problem(item, item_path, problem)
-                return None
-            if name not in names:
-                names.append(name)
-        return tuple(names)
 
     def finish(self, web: WebConfig) -> None:
         """Gateways that call us back need the web settings."""

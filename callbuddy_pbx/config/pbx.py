@@ -15,7 +15,7 @@ from typing import Protocol
 
 import yaml
 
-from callbuddy_pbx.config_reader import NULL, Reader, did_you_mean, is_null, join, key_node, kind_of, line_of, shown
+from callbuddy_pbx.config.reader import NULL, Reader, did_you_mean, is_null, join, key_node, kind_of, line_of, shown
 from callbuddy_pbx.phone import to_e164
 
 RING_STRATEGIES: tuple[str, ...] = ("ring_all", "in_order", "last_active_first")
@@ -27,7 +27,7 @@ ASTERISK_VERSIONS: tuple[int, ...] = (20, 22)
 # The provider templates: beside the package in a checkout, or where an install put them (the Docker image copies
 # them to /usr/share/callbuddy); `pbx.templates_dir` overrides it (relative to the configuration file).
 _TEMPLATE_PLACES = (
-    Path(__file__).resolve().parents[1] / "sip_trunks",
+    Path(__file__).resolve().parents[2] / "sip_trunks",
     Path(sys.prefix) / "share" / "callbuddy" / "sip_trunks",
     Path("/usr/share/callbuddy/sip_trunks"),
 )

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from callbuddy_pbx.config import Business, Config
-from callbuddy_pbx.config_alerts import default_sender
+from callbuddy_pbx.config.alerts import default_sender
 from callbuddy_pbx.phone import mask, redact
 from callbuddy_pbx.sms.gateway import OutgoingSms, SendStatus, SmsGateway
 from callbuddy_pbx.store.db import CallStore

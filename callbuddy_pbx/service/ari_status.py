@@ -14,7 +14,7 @@ about to close instead of failing open. No dialplan sends calls to the probe's n
 holds no subscriptions).
 
 Messages never contain the password (it only travels in the Authorization header). States may quote what Asterisk
-sent: show them through `commands.display.printable`.
+sent: show them through `untrusted.printable`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from callbuddy_pbx.asterisk.ari import (
     AriUnavailable,
 )
 from callbuddy_pbx.config import Config
-from callbuddy_pbx.config_ari import AriConfig, derived_ari_password, loopback_bind
-from callbuddy_pbx.pbx_status import Finding, Level
+from callbuddy_pbx.config.asterisk import AriConfig, derived_ari_password, loopback_bind
+from callbuddy_pbx.service.pbx_status import Finding, Level
 
 PROBE_SUFFIX = "-check"
 _REGISTERED_TRIES = 3  # GET /applications/<probe> right after the handshake, then after short pauses

@@ -8,10 +8,11 @@ from importlib import metadata
 
 from aiohttp import web
 
-from callbuddy_pbx.app import CallService
 from callbuddy_pbx.config import Config, WebUser
-from callbuddy_pbx.config_users import LiveUsers
-from callbuddy_pbx.metrics import Metrics
+from callbuddy_pbx.config.web import LiveUsers
+from callbuddy_pbx.service.app import CallService
+from callbuddy_pbx.service.healthz import health_routes, service_health
+from callbuddy_pbx.service.metrics import Metrics
 from callbuddy_pbx.sms.factory import webhook_gateways
 from callbuddy_pbx.sms.gateway import SmsGateway
 from callbuddy_pbx.store.db import CallStore
@@ -20,7 +21,7 @@ from callbuddy_pbx.web.api import api_routes
 from callbuddy_pbx.web.auth import auth_setup
 from callbuddy_pbx.web.dashboard import dashboard_routes
 from callbuddy_pbx.web.dashboard_context import DashboardContext
-from callbuddy_pbx.web.health import HealthStatus, Link, config_secrets, health_routes, service_health
+from callbuddy_pbx.web.health import HealthStatus, Link, config_secrets
 from callbuddy_pbx.web.links import link_routes
 from callbuddy_pbx.web.server import create_app
 

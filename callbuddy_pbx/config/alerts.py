@@ -13,9 +13,9 @@ from typing import Protocol
 
 import yaml
 
-from callbuddy_pbx.config_gateways import GatewayReader
-from callbuddy_pbx.config_reader import INT, STR, Reader, key_node, line_of, shown
-from callbuddy_pbx.config_texting import TextBack
+from callbuddy_pbx.config.gateways import GatewayReader
+from callbuddy_pbx.config.reader import INT, STR, Reader, key_node, line_of, shown
+from callbuddy_pbx.config.texting import TextBack
 from callbuddy_pbx.phone import to_e164
 
 

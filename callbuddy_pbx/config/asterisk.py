@@ -1,4 +1,6 @@
-"""How the service reaches Asterisk's REST Interface (ARI): the type, and the reader of the YAML `ari:` section.
+"""How the service reaches Asterisk: AMI (`asterisk:`, `inbound:`) and the REST Interface (ARI, `ari:`).
+
+ARI:
 
 Every setting has a default that matches what `callbuddy-pbx render` writes (http.conf on 127.0.0.1:8088, the ARI
 user `callbuddy` in ari.conf with a password derived from `pbx.secret_key`), so a rendered PBX and the service agree
@@ -8,15 +10,179 @@ without a second secret to keep in step.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import yaml
 
-from callbuddy_pbx.config_pbx import MIN_SIP_SECRET_CHARS, PbxConfig, PbxReader, public_address
-from callbuddy_pbx.config_reader import Reader, shown
-from callbuddy_pbx.pbx_secrets import derive_secret
+from callbuddy_pbx.config.derived_secrets import derive_secret
+from callbuddy_pbx.config.pbx import MIN_SIP_SECRET_CHARS, PbxConfig, PbxReader, public_address
+from callbuddy_pbx.config.reader import Reader, shown
+
+# ---------------------------------------------------------------------------------------------------------------------
+# AMI: how the service reaches Asterisk's Manager Interface (`asterisk:`), and which calls are inbound (`inbound:`)
+
+# Dialplan contexts in which calls from carriers usually start (FreePBX, Asterisk samples, common tutorials).
+DEFAULT_INBOUND_CONTEXTS: tuple[str, ...] = (
+    "from-trunk",
+    "from-pstn",
+    "from-external",
+    "from-did-direct",
+    "from-carrier",
+    "from-sip-external",
+    "from-inbound",
+    "incoming",
+    "inbound",
+)
+
+# Contexts where desk phones' own calls run (FreePBX and the usual hand-written dialplans).
+DEFAULT_INTERNAL_CONTEXTS: tuple[str, ...] = (
+    "from-internal",
+    "from-internal-xfer",
+    "from-internal-noxfer",
+    "from-extensions",
+    "internal",
+    "phones",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AsteriskConfig:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "callbuddy"
+    secret: str = field(default="", repr=False)  # never printed or logged
+    connect_timeout_s: float = 5.0
+    action_timeout_s: float = 10.0
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 5.0
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class InboundConfig:
+    """How an inbound call is recognised when no business numbers are configured (and which trunks are ours)."""
+
+    contexts: tuple[str, ...] = DEFAULT_INBOUND_CONTEXTS
+    trunk_endpoints: tuple[str, ...] = ()  # e.g. ("PJSIP/trunk",): calls whose first channel is on these endpoints
+    # Calls that start in these contexts are placed by desk phones: never inbound, whatever number they dial.
+    internal_contexts: tuple[str, ...] = DEFAULT_INTERNAL_CONTEXTS
+
+
+_ASTERISK_KEYS = ("host", "port", "username", "secret")
+_TIMING_KEYS = (
+    "connect_timeout_s",
+    "action_timeout_s",
+    "ping_interval_s",
+    "ping_timeout_s",
+    "reconnect_min_s",
+    "reconnect_max_s",
+)
+_INBOUND_KEYS = ("contexts", "trunk_endpoints", "internal_contexts")
+SECRET_ENV_VAR = "CALLBUDDY_AMI_SECRET"  # noqa: S105 (a variable name) - read when the file has no asterisk.secret
+_ENDPOINT = re.compile(r"[A-Za-z][A-Za-z0-9]*/\S+")
+
+
+class AmiReader:
+    """Reads `asterisk:` and `inbound:` with a Reader (whose problem list it adds to)."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.r = reader
+
+    def asterisk(self, node: yaml.Node) -> AsteriskConfig:
+        section = self.r.mapping(node, "asterisk", _ASTERISK_KEYS + _TIMING_KEYS)
+        base = AsteriskConfig(secret=os.environ.get(SECRET_ENV_VAR, ""))
+        if not section:
+            return base
+        host, port, username, secret = base.host, base.port, base.username, base.secret
+        if "host" in section:
+            host = self.r.non_empty(section["host"], "asterisk.host", "a host name or address") or host
+            if public_address(host) is not None:  # an IP literal only: names are not resolved while reading
+                self.r.problem(
+                    section["host"],
+                    "asterisk.host",
+                    f"{host} is a public address: AMI must not be reached over the internet; "
+                    "put CallBuddy on the PBX host or a private network",
+                )
+        if "port" in section:
+            port = self.r.integer(section["port"], "asterisk.port", 1, 65535) or port
+        if "username" in section:
+            username = self.r.non_empty(section["username"], "asterisk.username", "an AMI user name") or username
+        if "secret" in section:
+            secret = self.r.text(section["secret"], "asterisk.secret", secret=True) or ""
+
+        def seconds(key: str, default: float) -> float:
+            value = self.r.positive(section[key], f"asterisk.{key}") if key in section else None
+            return default if value is None else value
+
+        config = AsteriskConfig(
+            host=host,
+            port=port,
+            username=username,
+            secret=secret,
+            connect_timeout_s=seconds("connect_timeout_s", base.connect_timeout_s),
+            action_timeout_s=seconds("action_timeout_s", base.action_timeout_s),
+            ping_interval_s=seconds("ping_interval_s", base.ping_interval_s),
+            ping_timeout_s=seconds("ping_timeout_s", base.ping_timeout_s),
+            reconnect_min_s=seconds("reconnect_min_s", base.reconnect_min_s),
+            reconnect_max_s=seconds("reconnect_max_s", base.reconnect_max_s),
+        )
+        if config.reconnect_min_s > config.reconnect_max_s:
+            self.r.problem(
+                section.get("reconnect_min_s", section.get("reconnect_max_s")),
+                "asterisk.reconnect_min_s",
+                f"{config.reconnect_min_s:g} is more than reconnect_max_s ({config.reconnect_max_s:g})",
+            )
+        return config
+
+    def inbound(self, node: yaml.Node) -> InboundConfig:
+        section = self.r.mapping(node, "inbound", _INBOUND_KEYS)
+        if not section:
+            return InboundConfig()
+        contexts = InboundConfig().contexts
+        if "contexts" in section:
+            values = self.names(section["contexts"], "inbound.contexts", "a dialplan context name")
+            if values is not None and not values:
+                self.r.problem(section["contexts"], "inbound.contexts", "expected at least one dialplan context")
+            elif values:
+                contexts = tuple(values)
+        endpoints: tuple[str, ...] = ()
+        if "trunk_endpoints" in section:
+            values = self.names(
+                section["trunk_endpoints"], "inbound.trunk_endpoints", "an endpoint such as PJSIP/trunk", _ENDPOINT
+            )
+            endpoints = tuple(values or ())
+        internal = InboundConfig().internal_contexts
+        if "internal_contexts" in section:
+            values = self.names(section["internal_contexts"], "inbound.internal_contexts", "a dialplan context name")
+            internal = tuple(values or ())
+        return InboundConfig(contexts=contexts, trunk_endpoints=endpoints, internal_contexts=internal)
+
+    def names(self, node: yaml.Node, path: str, what: str, pattern: re.Pattern[str] | None = None) -> list[str] | None:
+        """A list of non-empty strings without spaces; None when the list itself is wrong or any item is."""
+        items = self.r.items(node, path)
+        if items is None:
+            return None
+        values: list[str] = []
+        for item, item_path in items:
+            value = self.r.non_empty(item, item_path, what)
+            if value is None:
+                continue
+            if any(ch.isspace() for ch in value):
+                self.r.problem(item, item_path, f"{shown(value)} contains spaces (expected {what})")
+                continue
+            if pattern is not None and not pattern.fullmatch(value):
+                self.r.problem(item, item_path, f"{shown(value)} is not valid (expected {what})")
+                continue
+            values.append(value)
+        return values if len(values) == len(items) else None
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# ARI
 
 ARI_USER = "callbuddy"  # the user render writes to ari.conf unless `ari.username` names another
 ARI_APP = "callbuddy"

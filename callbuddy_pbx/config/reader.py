@@ -11,7 +11,7 @@ import math
 import os
 import re
 import zoneinfo
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date
 from urllib.parse import urlsplit
 
@@ -313,3 +313,12 @@ class Reader:
             self.problem(node, path, f"{shown(value)} is not a known time zone ({hint})")
             return None
         return value
+
+
+def unknown_business(name: str, businesses: Collection[str] | None) -> str | None:
+    """The problem with naming `name` as a business (None: it is configured, or the businesses are not known)."""
+    if businesses is None or name in businesses:
+        return None
+    configured = sorted(businesses)
+    hint = did_you_mean(name, configured) if configured else "no businesses are configured"
+    return f"{shown(name)} is not a configured business ({hint})"

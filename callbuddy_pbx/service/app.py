@@ -14,10 +14,10 @@ from callbuddy_pbx.asterisk.devices import DEVICE_EVENTS, DeviceRegistry
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
 from callbuddy_pbx.asterisk.tracker import CallTracker
 from callbuddy_pbx.config import Config
-from callbuddy_pbx.metrics import Metrics
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.phone import mask
 from callbuddy_pbx.recovery.textback import TextBackService
+from callbuddy_pbx.service.metrics import Metrics
 from callbuddy_pbx.store.db import CallStore
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,180 @@
+"""The whole configuration (`Config`) and its YAML loader, which reports every problem with its file and line.
+
+Each section is read by its own module (asterisk, businesses, texting, alerts, gateways, web, users, pbx); this one
+reads the top level, `storage:` and `logging:`, and calls the section readers in the order their rules need."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from callbuddy_pbx.config.alerts import AlertsConfig, AlertsReader
+from callbuddy_pbx.config.asterisk import AmiReader, AriConfig, AriReader, AsteriskConfig, InboundConfig
+from callbuddy_pbx.config.businesses import Business, BusinessesReader
+from callbuddy_pbx.config.gateways import GatewayConfig, GatewayReader
+from callbuddy_pbx.config.pbx import PbxConfig, PbxReader
+from callbuddy_pbx.config.reader import NULL, Reader
+from callbuddy_pbx.config.texting import TextingReader
+from callbuddy_pbx.config.web import WebConfig, WebReader
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    path: Path = Path("data/callbuddy.sqlite3")
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "INFO"
+    format: str = "text"  # "text" or "json"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    asterisk: AsteriskConfig = field(default_factory=AsteriskConfig)
+    businesses: tuple[Business, ...] = ()
+    inbound: InboundConfig = field(default_factory=InboundConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    gateways: tuple[GatewayConfig, ...] = ()
+    web: WebConfig = field(default_factory=WebConfig)
+    pbx: PbxConfig = field(default_factory=PbxConfig)  # phones, ring groups, trunks: what `render` writes
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)  # when and how the installer is told of trouble
+    ari: AriConfig = field(default_factory=AriConfig)  # for `routing: callbuddy` ring groups
+    default_region: str = "US"  # for callers' numbers when no business applies
+    source: str | None = None  # the file this came from, for messages
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# YAML loader: walks yaml's node tree (not the constructed objects) so every problem can name its file and line.
+
+_TOP_KEYS = (
+    "default_region",
+    "asterisk",
+    "businesses",
+    "inbound",
+    "storage",
+    "logging",
+    "gateways",
+    "web",
+    "pbx",
+    "alerts",
+    "ari",
+)
+_STORAGE_KEYS = ("path",)
+_LOGGING_KEYS = ("level", "format")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LOG_FORMATS = ("text", "json")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; `problems` lists every one found, each as `file:line: key: what`."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems: list[str] = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def load_config(path: str | Path) -> Config:
+    """Read, validate and normalise a YAML configuration; raise ConfigError listing every problem at once."""
+    source = str(path)
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{source}: no such file"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{source}: not UTF-8 text (byte {exc.start})"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 1
+        what = "; ".join(part for part in (exc.context, exc.problem) if part)
+        raise ConfigError([f"{source}:{line}: YAML syntax error: {what}"]) from None
+    except yaml.reader.ReaderError as exc:  # a control character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ConfigError([f"{source}:{line}: YAML syntax error: character U+{code:04X} is not allowed"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: YAML error: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"]) from None
+    reader = _Reader(source)
+    config = reader.config(root, file.absolute().parent)
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return config
+
+
+def default_config(data_dir: Path) -> Config:
+    """The configuration of the demo: no businesses (every inbound call counts), the database under data_dir."""
+    return Config(storage=StorageConfig(path=data_dir / "callbuddy.sqlite3"))
+
+
+class _Reader(Reader):
+    """Turns the node tree into a Config, collecting problems instead of stopping at the first one."""
+
+    # -- sections --------------------------------------------------------------------------------------------------
+
+    def config(self, root: yaml.Node | None, base_dir: Path) -> Config:
+        if root is None:
+            self.problem(None, "", "the file is empty (expected settings such as asterisk, businesses)")
+            return Config()
+        top = self.mapping(root, "", _TOP_KEYS)
+        if top is None:
+            return Config()
+        region = Config().default_region
+        if "default_region" in top:
+            region = self.region(top["default_region"], "default_region") or region
+        empty = yaml.ScalarNode(NULL, "")
+        senders = GatewayReader(self)
+        gateways = senders.gateways(top.get("gateways", empty))  # before businesses, which name them
+        texting = TextingReader(self, senders)
+        notices = AlertsReader(self, senders)  # alerts and digests name gateways and default to business senders
+        businesses = BusinessesReader(self).businesses(top.get("businesses", empty), region, texting, notices)
+        alerts = notices.alerts(top.get("alerts", empty), region, businesses)
+        texting.finish()
+        web = WebReader(self).web(top.get("web", empty), base_dir, [business.name for business in businesses])
+        senders.finish(web)
+        texting.finish_web(web)
+        pbx_reader = PbxReader(self, businesses, region)
+        pbx = pbx_reader.pbx(top.get("pbx", empty), base_dir)  # after the businesses
+        ari = AriReader(self, pbx_reader).ari(top.get("ari", empty), pbx)  # after pbx: its key, its routing
+        return Config(
+            asterisk=AmiReader(self).asterisk(top.get("asterisk", empty)),
+            businesses=businesses,
+            inbound=AmiReader(self).inbound(top.get("inbound", empty)),
+            storage=self.storage(top.get("storage", empty), base_dir),
+            logging=self.logging(top.get("logging", empty)),
+            gateways=gateways,
+            web=web,
+            pbx=pbx,
+            alerts=alerts,
+            ari=ari,
+            default_region=region,
+            source=self.source,
+        )
+
+    def storage(self, node: yaml.Node, base_dir: Path) -> StorageConfig:
+        section = self.mapping(node, "storage", _STORAGE_KEYS)
+        path = StorageConfig().path
+        if section and "path" in section:
+            path = Path(self.non_empty(section["path"], "storage.path", "a file path") or path).expanduser()
+        # Relative to the configuration file, so the service finds the same database whatever its working directory.
+        return StorageConfig(path=base_dir / path)
+
+    def logging(self, node: yaml.Node) -> LoggingConfig:
+        section = self.mapping(node, "logging", _LOGGING_KEYS)
+        base = LoggingConfig()
+        if not section:
+            return base
+        level, format_ = base.level, base.format
+        if "level" in section:
+            level = self.choice(section["level"], "logging.level", _LOG_LEVELS, upper=True) or level
+        if "format" in section:
+            format_ = self.choice(section["format"], "logging.format", _LOG_FORMATS, upper=False) or format_
+        return LoggingConfig(level=level, format=format_)
