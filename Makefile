@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench traces clean system-deps
+.PHONY: demo test lint bench traces clean system-deps mutate
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,14 +28,21 @@ system-deps:
 	fi
 
 test: $(STAMP) system-deps
-	$(BIN)/ruff check callbuddy_pbx tests bench
-	$(BIN)/ruff format --check callbuddy_pbx tests bench
+	$(BIN)/ruff check callbuddy_pbx tests bench tools
+	$(BIN)/ruff format --check callbuddy_pbx tests bench tools
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 	@if [ -f ../shared/tools/check_traces.py ]; then $(BIN)/python ../shared/tools/check_traces.py --exe $(BIN)/callbuddy-pbx; fi
+
+# Mutation testing of the pure core (on demand, not in CI; a few minutes): one line per module, survivors by name
+# with `$(BIN)/python tools/mutation_report.py --survivors`, and `$(BIN)/mutmut show NAME` for the change.
+mutate: $(STAMP)
+	rm -rf mutants
+	$(BIN)/mutmut run --max-children 2 >/dev/null 2>&1 || true
+	$(BIN)/python tools/mutation_report.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/ami_ingest.py
 
 clean:
-	rm -rf $(VENV) data build *.egg-info
+	rm -rf $(VENV) data build *.egg-info mutants

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-TRACES_DIR = Path(__file__).resolve().parents[2] / "shared" / "traces" / "asterisk"
+
+def _shared() -> Path:
+    """../shared beside the checkout, found upwards: the copy of tests/ that mutation testing runs sits deeper."""
+    here = Path(__file__).resolve()
+    found = (parent / "shared" for parent in here.parents if (parent / "shared" / "traces").is_dir())
+    return next(found, here.parents[2] / "shared")
+
+
+TRACES_DIR = _shared() / "traces" / "asterisk"
 
 
 @dataclass(frozen=True)
