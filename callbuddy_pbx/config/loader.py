@@ -16,7 +16,7 @@ from callbuddy_pbx.config.asterisk import AmiReader, AriConfig, AriReader, Aster
 from callbuddy_pbx.config.businesses import Business, BusinessesReader
 from callbuddy_pbx.config.gateways import GatewayConfig, GatewayReader
 from callbuddy_pbx.config.pbx import PbxConfig, PbxReader
-from callbuddy_pbx.config.reader import NULL, Reader
+from callbuddy_pbx.config.reader import NULL, Reader, compose_bounded, read_bounded
 from callbuddy_pbx.config.texting import TextingReader
 from callbuddy_pbx.config.web import WebConfig, WebReader
 
@@ -83,7 +83,7 @@ def load_config(path: str | Path) -> Config:
     source = str(path)
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_bounded(file)
     except FileNotFoundError:
         raise ConfigError([f"{source}: no such file"]) from None
     except UnicodeDecodeError as exc:
@@ -91,7 +91,7 @@ def load_config(path: str | Path) -> Config:
     except OSError as exc:
         raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = compose_bounded(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1

@@ -1,7 +1,8 @@
 """Reading YAML node trees into plain values, collecting every problem with its file, line and key path.
 
-The configuration sections (config.py, config_texting.py) are built from these helpers; none of them stops at the
-first problem, and values read from the environment or marked secret never appear in a message.
+The configuration sections are built from these helpers; none of them stops at the first problem, and values read
+from the environment or marked secret never appear in a message. Files are read bounded in size and nesting, so a
+mistaken path (`/dev/zero`) or a hostile file gets a clear problem, never a hang or a traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import zoneinfo
 from collections.abc import Collection, Sequence
 from datetime import date
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import phonenumbers
@@ -30,6 +32,48 @@ _ENV_REF = re.compile(r"\$\$\{|\$\{([^}]*)(\})?")
 _ENV_INNER = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TRUE = ("true", "yes", "on")
+MAX_FILE_BYTES = 1 << 20  # a configuration or users file larger than this is a mistake (or /dev/zero)
+MAX_DEPTH = 40  # nesting of a YAML file; the deepest real configuration is under 10
+_MIN_SCRUBBED_CHARS = 3  # environment values this long or longer are never repeated in a message
+
+
+class FileTooLarge(OSError):
+    """A file over MAX_FILE_BYTES; its `strerror` says so."""
+
+
+def read_bounded(path: Path) -> str:
+    """A UTF-8 text file of at most MAX_FILE_BYTES (FileTooLarge otherwise); read no further than that."""
+    with path.open("rb") as file:
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise FileTooLarge(0, f"larger than {MAX_FILE_BYTES // 1024} KiB (is it the right file?)")
+    return data.decode("utf-8")
+
+
+def compose_bounded(text: str) -> yaml.Node | None:
+    """yaml.compose, with nesting deeper than MAX_DEPTH refused as a MarkedYAMLError at the place it starts."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:  # nested so deep that composing it ran out of stack: far beyond MAX_DEPTH
+        raise yaml.YAMLError(f"nested more than {MAX_DEPTH} levels deep") from None
+    stack = [(root, 1)] if root is not None else []
+    seen: set[int] = set()  # aliases share nodes: visit each once
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if depth > MAX_DEPTH:
+            raise yaml.MarkedYAMLError(
+                problem=f"nested more than {MAX_DEPTH} levels deep", problem_mark=node.start_mark
+            )
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend((value, depth + 1) for _, value in node.value)
+    return root
+
+
 _FALSE = ("false", "no", "off")
 
 
@@ -80,6 +124,7 @@ class Reader:
     def __init__(self, source: str) -> None:
         self.source = source
         self._found: list[tuple[int, str]] = []
+        self._from_environment: dict[str, str] = {}  # a value read from the environment -> its variable's name
 
     @property
     def problems(self) -> list[str]:
@@ -89,7 +134,15 @@ class Reader:
     def problem(self, node: yaml.Node | None, path: str, message: str) -> None:
         line = line_of(node) if node is not None else 1
         where = f"{path}: " if path else ""
-        self._found.append((line, f"{self.source}:{line}: {where}{message}"))
+        self._found.append((line, f"{self.source}:{line}: {where}{self._scrubbed(message)}"))
+
+    def _scrubbed(self, message: str) -> str:
+        """The message with every value that came from the environment replaced by its variable's name: a value that
+        fails a check (a password given where a port belongs) must not be printed."""
+        for value, name in sorted(self._from_environment.items(), key=lambda item: -len(item[0])):
+            for form in (shown(value), repr(value), value):
+                message = message.replace(form, f"(the value of ${name})")
+        return message
 
     def mapping(self, node: yaml.Node, path: str, known: Sequence[str]) -> dict[str, yaml.Node] | None:
         """Known keys → value nodes. Unknown and repeated keys are problems; an empty section (null) is {}."""
@@ -142,6 +195,8 @@ class Reader:
             value = os.environ.get(name)
             if default is not None and not value:  # like the shell: the default also replaces an empty value
                 return default
+            if value is not None and len(value) >= _MIN_SCRUBBED_CHARS:
+                self._from_environment[value] = name
             if value is None:
                 self.problem(node, path, f"environment variable {name} is not set (or write ${{{name}:-default}})")
                 ok = False

@@ -22,7 +22,16 @@ from typing import Any
 
 import yaml
 
-from callbuddy_pbx.config.reader import NULL, Reader, is_null, line_of, shown, unknown_business
+from callbuddy_pbx.config.reader import (
+    NULL,
+    Reader,
+    compose_bounded,
+    is_null,
+    line_of,
+    read_bounded,
+    shown,
+    unknown_business,
+)
 from callbuddy_pbx.passwords import check_hash_format
 
 log = logging.getLogger(__name__)
@@ -123,7 +132,7 @@ class UsersReader:
         """The users in a users file (this reader's source); a file that does not exist holds none."""
         assert isinstance(self.r, _FileReader)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_bounded(path)
         except FileNotFoundError:
             return []
         except UnicodeDecodeError as exc:
@@ -236,7 +245,7 @@ class UsersReader:
 def _compose(reader: _FileReader, text: str) -> yaml.Node | None:
     """The node tree of a YAML text; a syntax error is a problem at its line."""
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        return compose_bounded(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = "; ".join(part for part in (exc.context, exc.problem) if part)
