@@ -10,6 +10,9 @@ Every submit_sm is recorded (`submits`, `messages()`, the `on_submit` callback) 
 message id, or rejected as injected (`throttle`, `queue_full`, `reject_destination`). Receipts follow accepted
 submits that ask for one after `receipt_delay_s`, or are sent by hand with `deliver_receipt`; `send_mo` sends a text
 from a phone. smpp34 may hand submits of one client over out of order: records are in the order they were handled.
+
+Texts are read, and sent, with the simulator's own GSM 03.38 table (sim/gsm0338) and Python's UTF-16 codec, never
+with the service's (sms/smpp_text): a table wrong on both sides would otherwise read back what it wrote.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from smpplib import gsm as smpp_gsm
 from smpplib import smpp
 
 from callbuddy_pbx.phone import mask
-from callbuddy_pbx.sms.smpp_text import UDHI, decode_text
+from callbuddy_pbx.sim import gsm0338
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,9 @@ SUBMIT_SM_RESP = 0x80000004
 DATA_SM_RESP = 0x80000103
 RESPONSE_BIT = 0x80000000
 RECEIPT = 0x04  # esm_class of a delivery receipt
+UDHI = int(smpp_consts.SMPP_GSMFEAT_UDHI)  # esm_class bit: short_message starts with a user data header
+GSM7 = int(smpp_consts.SMPP_ENCODING_DEFAULT)  # data_coding 0, taken as GSM 03.38 septets, unpacked
+UCS2 = int(smpp_consts.SMPP_ENCODING_ISO10646)  # data_coding 8
 STOP_SETTLE_S = 0.2
 
 # smpp34 sets its ESME_*/TLV_* constants at import time, out of mypy's sight; smpplib's have the same values.
@@ -307,7 +313,14 @@ class SimulatedSmsc:
     async def send_mo(self, sender: str, to: str, text: str, *, timeout_s: float = 5.0) -> int:
         """A text from a phone (`sender`) to one of our numbers (`to`): GSM-7 when it can, else UCS-2, in parts when
         long. Returns the client's command_status for the last part."""
-        parts, coding, esm_class = smpp_gsm.make_parts(text)
+        # smpplib lays the parts out; its GSM table is not 03.38's (it sends a backtick as 0x5F, '§').
+        septets = gsm0338.encode(text)
+        if septets is None:
+            parts, coding, esm_class = smpp_gsm.make_parts(text, encoding=UCS2)
+        elif len(septets) > int(smpp_consts.SEVENBIT_LENGTH):
+            parts, coding, esm_class = smpp_gsm.make_parts_encoded(septets, smpp_consts.SEVENBIT_PART_SIZE), GSM7, UDHI
+        else:
+            parts, coding, esm_class = [septets], GSM7, 0
         status = 0
         for part in parts:
             status = await self._deliver(
@@ -435,7 +448,7 @@ class SimulatedSmsc:
         record = SubmitRecord(
             destination=destination,
             source=_number(event.source_addr, event.source_addr_ton),
-            text=decode_text(data, event.data_coding, has_udh=has_udh),
+            text=decode_short_message(data, event.data_coding, has_udh=has_udh),
             data_coding=event.data_coding,
             esm_class=event.esm_class,
             registered_delivery=event.registered_delivery,
@@ -616,6 +629,18 @@ def receipt_text(
     )
     shown = {"lower": str.lower, "upper": str.upper, "title": str.title}[key_case]
     return " ".join(f"{shown(key)}:{value}" for key, value in fields if key not in omit)
+
+
+def decode_short_message(data: bytes, data_coding: int, *, has_udh: bool = False) -> str:
+    """What a phone shows for one short_message: GSM-7 and UCS-2 (all the service sends) from the standards, any
+    other data_coding as Latin-1 octets. Damage (a split escape or surrogate pair, odd bytes) shows as U+FFFD."""
+    if has_udh:
+        data = data[1 + data[0] :] if data else data
+    if data_coding == GSM7:
+        return gsm0338.decode(data)
+    if data_coding == UCS2:
+        return data.decode("utf-16-be", errors="replace")
+    return data.decode("latin-1")
 
 
 def _concatenation(data: bytes) -> tuple[int, int, int] | None:
