@@ -5,6 +5,7 @@ Regenerate the golden files after an intended change with UPDATE_GOLDEN=1 and re
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -37,10 +38,47 @@ def test_rendered_files_match_the_golden_files(case: str) -> None:
         assert text == (expected_dir / name).read_text(), f"{case}/{name} differs from the golden file"
 
 
-@pytest.mark.parametrize("case", CASES)
-def test_rendering_is_deterministic(case: str) -> None:
-    config = load_config(GOLDEN / case / "callbuddy.yaml")
-    assert render_all(config) == render_all(config)
+# Renders every golden case in a fresh interpreter and prints the files as JSON (names and texts, in order).
+RENDER_CASES = """
+import json, sys
+from callbuddy_pbx.asterisk.render import render_all
+from callbuddy_pbx.config import load_config
+json.dump({path: render_all(load_config(path)) for path in sys.argv[1:]}, sys.stdout)
+"""
+
+
+def test_rendering_does_not_depend_on_the_hash_seed() -> None:
+    # Set and frozenset order follows the per-process string hash: only separate interpreters with different
+    # PYTHONHASHSEED values show an order that leans on it (one process agrees with itself). Three seeds make a
+    # lucky tie, where a set of a few names comes out in the same order under each, unlikely.
+    configs = [str(GOLDEN / case / "callbuddy.yaml") for case in CASES]
+    runs = {
+        seed: subprocess.Popen(
+            [sys.executable, "-c", RENDER_CASES, *configs],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=os.environ | {"PYTHONHASHSEED": seed},
+            cwd=GOLDEN.parent.parent,
+        )
+        for seed in ("0", "1", "2")
+    }
+    rendered = {}
+    for seed, run in runs.items():
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 0, err.decode()
+        rendered[seed] = out
+    first = json.loads(rendered["0"])
+    assert first.keys() == set(configs)
+    for seed in ("1", "2"):
+        other = json.loads(rendered[seed])
+        differing = [
+            f"{Path(config).parent.name}/{name}"
+            for config in configs
+            for name in sorted(first[config].keys() | other[config].keys())
+            if first[config].get(name) != other[config].get(name)
+        ]
+        assert differing == [], f"PYTHONHASHSEED={seed} renders these files otherwise than PYTHONHASHSEED=0"
+        assert rendered[seed] == rendered["0"], f"PYTHONHASHSEED={seed}: the same files in another order"
 
 
 def assert_asterisklint_passes(files: dict[str, str], folder: Path) -> None:
