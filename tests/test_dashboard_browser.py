@@ -1,5 +1,7 @@
-"""The dashboard in Chromium under the login middleware's strict CSP: the live feed's script inserts and replaces
-rows, nothing breaks the policy, the overview's figures read from the DOM, and tables stack on a phone screen."""
+"""The dashboard in Chromium, served as the service serves it: behind the real login (the browser logs in through
+its form) and with the security headers its middleware sets, the strict CSP among them. The live feed's script
+inserts and replaces rows, nothing breaks the policy, the overview's figures read from the DOM, and tables stack on
+a phone screen."""
 
 from __future__ import annotations
 
@@ -11,9 +13,15 @@ from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
 from playwright.async_api import BrowserContext, ConsoleMessage, Page
 
+from callbuddy_pbx.config import WebUser
 from callbuddy_pbx.model import Outcome
+from callbuddy_pbx.passwords import hash_password
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.messages import MessageStore, NewText
+from callbuddy_pbx.web.auth import SECURITY_HEADERS, auth_setup
+from callbuddy_pbx.web.dashboard import dashboard_routes
+from callbuddy_pbx.web.server import create_app
+from callbuddy_pbx.web.viewer import ADMIN, BUSINESS
 
 # The fixture is named after its function: the parameters that use it shadow this import (F811 below).
 from tests.browser import browser_context  # noqa: F401
@@ -21,39 +29,42 @@ from tests.test_dashboard_helpers import (  # noqa: F401 (fixtures)
     BOLT,
     GLOW,
     XSS_NAME,
-    Handler,
     Scenario,
     filled_fixture,
-    make_app,
     make_context,
     make_record,
 )
 
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "frame-ancestors 'none'"
-)
-
-
-@web.middleware
-async def strict_csp(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    response.headers["Content-Security-Policy"] = CSP
-    return response
+PASSWORD = "browser-test-password"
+CSP = SECURITY_HEADERS["Content-Security-Policy"]
 
 
 @pytest.fixture(name="server")
 async def server_fixture(filled: tuple[CallStore, Scenario]) -> AsyncIterator[tuple[BaseTestServer, CallStore]]:
     store, _ = filled
-    app = make_app(make_context(store, clock=time.time, live_poll_s=0.1))
-    app.middlewares.append(strict_csp)
-    async with TestServer(app) as server:
+    password_hash = hash_password(PASSWORD)
+    users = [WebUser("admin", password_hash, ADMIN), WebUser("glow-owner", password_hash, BUSINESS, (GLOW,))]
+    context = make_context(store, clock=time.time, live_poll_s=0.1)
+
+    def routes(app: web.Application) -> None:  # as service.site.service_site adds them
+        auth_setup(app, store=store, users=lambda: users, public_url="", secure_cookies="auto", session_hours=1)
+        dashboard_routes(app, context)
+
+    async with TestServer(create_app(webhook_gateways={}, extra_routes=routes)) as server:
         yield server, store
 
 
+async def visit(page: Page, url: str) -> None:
+    """Go to a dashboard page; it must come with the service's own security headers."""
+    response = await page.goto(url)
+    assert response is not None and response.ok, url
+    assert response.headers.get("content-security-policy") == CSP, url
+
+
 async def open_page(context: BrowserContext, user: str, url: str) -> tuple[Page, list[str]]:
-    await context.set_extra_http_headers({"X-Test-User": user})
+    """Log in as `user` through the login form (the page asks for it) and land on `url`."""
     page = await context.new_page()
+    page.set_default_timeout(10_000)  # a form or script the policy blocks fails the test soon, not after 30 s
     problems: list[str] = []
 
     def on_console(message: ConsoleMessage) -> None:
@@ -63,6 +74,14 @@ async def open_page(context: BrowserContext, user: str, url: str) -> tuple[Page,
     page.on("console", on_console)
     page.on("pageerror", lambda error: problems.append(str(error)))
     await page.goto(url)
+    assert "/login?" in page.url, "a dashboard page without a session must ask to log in"
+    await page.fill('input[name="name"]', user)
+    await page.fill('input[name="password"]', PASSWORD)
+    async with page.expect_navigation() as navigation:
+        await page.click('button[type="submit"]')
+    response = await navigation.value
+    assert response is not None and response.url == url, "logged in, the browser goes on to the page it asked for"
+    assert response.headers.get("content-security-policy") == CSP
     return page, problems
 
 
@@ -71,7 +90,7 @@ async def test_live_feed_in_a_browser(
     server: tuple[BaseTestServer, CallStore],
 ) -> None:
     site, store = server
-    page, problems = await open_page(browser_context, "glow", str(site.make_url("/calls")))
+    page, problems = await open_page(browser_context, "glow-owner", str(site.make_url("/calls")))
     await page.wait_for_selector('#live[data-state="on"]', timeout=5000)
     rows_before = await page.locator("#call-rows tr").count()
 
@@ -108,9 +127,9 @@ async def test_pages_keep_to_the_csp_and_fit_a_phone(
     color = await page.locator(".top").evaluate("e => getComputedStyle(e).borderBottomStyle")
     assert color == "solid"  # the stylesheet applied
     for path in ("/calls", "/devices", "/system"):
-        await page.goto(str(site.make_url(path)))
+        await visit(page, str(site.make_url(path)))
     await page.set_viewport_size({"width": 375, "height": 740})
-    await page.goto(str(site.make_url("/calls")))
+    await visit(page, str(site.make_url("/calls")))
     assert await page.locator("table.calls thead").evaluate("e => getComputedStyle(e).display") == "none"
     cell = page.locator("#call-rows tr td").first
     assert await cell.evaluate("e => getComputedStyle(e, '::before').content") == '"Time"'
