@@ -94,7 +94,7 @@ async def serve(config: Config) -> None:
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    setup_logging(config.logging.level, config.logging.format)
+    setup_logging(config.logging.level, config.logging.format, config.logging.library_level)
     # What is loaded by now (modules, the config) lives as long as the process: out of the collector's sight, a full
     # collection no longer walks it (15-25 ms that would otherwise land on calls being routed; bench/routing.py).
     gc.freeze()

@@ -30,6 +30,7 @@ class StorageConfig:
 class LoggingConfig:
     level: str = "INFO"
     format: str = "text"  # "text" or "json"
+    library_level: str = "WARNING"  # other libraries' loggers (their DEBUG lines can carry SQL parameters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,7 @@ _TOP_KEYS = (
     "ari",
 )
 _STORAGE_KEYS = ("path",)
-_LOGGING_KEYS = ("level", "format")
+_LOGGING_KEYS = ("level", "format", "library_level")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _LOG_FORMATS = ("text", "json")
 
@@ -172,9 +173,13 @@ class _Reader(Reader):
         base = LoggingConfig()
         if not section:
             return base
-        level, format_ = base.level, base.format
+        level, format_, library_level = base.level, base.format, base.library_level
         if "level" in section:
             level = self.choice(section["level"], "logging.level", _LOG_LEVELS, upper=True) or level
         if "format" in section:
             format_ = self.choice(section["format"], "logging.format", _LOG_FORMATS, upper=False) or format_
-        return LoggingConfig(level=level, format=format_)
+        if "library_level" in section:
+            library_level = (
+                self.choice(section["library_level"], "logging.library_level", _LOG_LEVELS, upper=True) or library_level
+            )
+        return LoggingConfig(level=level, format=format_, library_level=library_level)

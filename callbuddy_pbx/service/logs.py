@@ -1,11 +1,39 @@
-"""Logging set-up: text or one JSON object per line. Phone numbers reach logs only through `phone.mask`."""
+"""Logging set-up: text or one JSON object per line.
+
+Every line is safe whatever went into it: control characters and line breaks in a message are escaped (a caller
+name or a webhook field cannot forge a log line), and phone numbers in other libraries' messages are masked (our
+own code logs numbers only through `phone.mask`). Other libraries log at `library_level` (WARNING unless asked),
+so the SQL parameters a database driver logs at DEBUG never reach the log.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+
+from callbuddy_pbx.phone import redact
+
+OWN_LOGGER = "callbuddy_pbx"
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escaped(text: str) -> str:
+    """Control characters (newlines included) as escapes, so one record is one line."""
+    return _UNSAFE.sub(lambda match: match.group(0).encode("unicode_escape").decode("ascii"), text)
+
+
+class SafeRecords(logging.Filter):
+    """Makes each record's message one escaped line, with numbers masked unless it comes from our own code."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not record.name.startswith(OWN_LOGGER):
+            message = redact(message)
+        record.msg, record.args = escaped(message), None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,8 +49,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data, ensure_ascii=False)
 
 
-def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+def setup_logging(level: str = "INFO", fmt: str = "text", library_level: str = "WARNING") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(SafeRecords())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -31,4 +60,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(library_level.upper())
+    logging.getLogger(OWN_LOGGER).setLevel(level.upper())
