@@ -113,7 +113,7 @@ async def read_params(request: web.Request) -> MultiDict[str]:
     if request.content_type == "application/json":
         try:
             data = await request.json()
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
             raise bad_field("body", "not valid JSON") from None
         if not isinstance(data, dict):
             raise bad_field("body", "expected a JSON object")
@@ -267,6 +267,8 @@ class HttpGateway(ABC):
         except WebhookProblem as problem:
             log.warning("%s: %s webhook refused (%d): %s", self.name, kind, problem.status, problem.message)
             return web.Response(status=problem.status, text=problem.message)
+        except web.HTTPException as refused:  # aiohttp's own answer (a body over the limit: 413), not our failure
+            return web.Response(status=refused.status, text=refused.reason)
         except Exception:
             log.exception("%s: %s webhook could not be handled", self.name, kind)
             return web.Response(status=500, text="internal error")

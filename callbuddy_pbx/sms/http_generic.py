@@ -198,14 +198,14 @@ class GenericHttpGateway(HttpGateway):
     # -- webhooks ---------------------------------------------------------------------------------------------------
 
     async def _verified_params(self, request: web.Request) -> MultiDict[str]:
-        params = await read_params(request)
+        """The token first (it is in the URL or a header): nothing of the body is parsed for a stranger."""
         given = request.headers.get(TOKEN_HEADER) or request.query.get("token")
         authorization = request.headers.get("Authorization", "")
         if given is None and authorization[:7].lower() == "bearer ":
             given = authorization[7:].strip()
         if not tokens_match(given, self._token):
             raise forbidden("missing or wrong token")
-        return params
+        return await read_params(request)
 
     async def _parse_status(self, request: web.Request) -> DeliveryReport:
         params = await self._verified_params(request)

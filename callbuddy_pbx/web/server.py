@@ -1,18 +1,21 @@
 """The service's HTTP side: a health check and the webhooks gateways call (receipts, inbound texts).
 
-Routes: GET /healthz answers "ok" (unless `extra_routes` adds the real check, web/health.py); GET or POST
+Routes: GET /healthz answers "ok" (unless `extra_routes` adds the real check, service/healthz.py); GET or POST
 /webhooks/{gateway}/status and /webhooks/{gateway}/inbound go to the named gateway's `handle_webhook` (an unknown
-gateway is a 404). Request bodies are capped, and the access log never shows query strings: webhook URLs carry
-tokens.
+gateway is a 404). Request bodies are capped before and after decompression (413), and the access log never shows
+query strings: webhook URLs carry tokens.
 """
 
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import ContentEncodingError
+from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
@@ -23,6 +26,7 @@ access_log = logging.getLogger("callbuddy_pbx.web.access")
 
 MAX_BODY_BYTES = 64 * 1024  # gateways' webhooks are a few hundred bytes
 GATEWAYS_KEY = web.AppKey("webhook_gateways", Mapping[str, WebhookGateway])
+BODY_LIMIT_KEY = web.AppKey("webhook_body_limit", int)
 
 
 class QuerylessAccessLogger(AbstractAccessLogger):
@@ -44,7 +48,26 @@ async def _webhook(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAYS_KEY].get(request.match_info["gateway"])
     if gateway is None:
         return web.Response(status=404, text="unknown gateway")
+    refused = await _read_bounded_body(request)
+    if refused is not None:
+        return refused
     return await gateway.handle_webhook(request.match_info["kind"], request)
+
+
+async def _read_bounded_body(request: web.Request) -> web.Response | None:
+    """Read the whole body before any gateway sees it, bounded on the wire (Content-Length) and after decompression
+    (aiohttp stops reading past client_max_size): too large is 413, undecodable is 400, and nothing is logged of it.
+    The body is kept on the request, so the gateway's own parsing reads it from memory."""
+    limit = request.app[BODY_LIMIT_KEY]
+    if request.content_length is not None and request.content_length > limit:
+        return web.Response(status=413, text=f"body over {limit} bytes")
+    try:
+        await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return web.Response(status=413, text=f"body over {limit} bytes")
+    except (RequestPayloadError, ContentEncodingError, zlib.error):
+        return web.Response(status=400, text="body could not be decoded")
+    return None
 
 
 def create_app(
@@ -58,6 +81,7 @@ def create_app(
     `extra_routes(app)` adds more routes, /healthz among them (e.g. `health_routes`); without it /healthz is "ok"."""
     app = web.Application(client_max_size=max_body_bytes)
     app[GATEWAYS_KEY] = dict(webhook_gateways)
+    app[BODY_LIMIT_KEY] = max_body_bytes
     if extra_routes is None:
         app.router.add_get("/healthz", _healthz)
     else:
