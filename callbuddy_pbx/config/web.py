@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -10,14 +11,14 @@ from pathlib import Path
 
 import yaml
 
-from callbuddy_pbx.config.reader import Reader, is_null, line_of, unknown_business
+from callbuddy_pbx.config.reader import Reader, is_null, line_of, shown, unknown_business
 from callbuddy_pbx.config.users import UsersFileError, UsersReader, WebUser, read_users_file
 
 log = logging.getLogger(__name__)
 
 MIN_WEBHOOK_TOKEN_CHARS = 16
 MIN_API_TOKEN_CHARS = 24
-_WEB_KEYS = ("host", "port", "public_url", "webhook_token", "api_tokens")
+_WEB_KEYS = ("host", "port", "public_url", "webhook_token", "api_tokens", "trusted_proxies")
 _WEB_LOGIN_KEYS = ("users", "users_file", "session_hours", "secure_cookies")  # read by UsersReader
 _API_TOKEN_KEYS = ("name", "token", "businesses")
 
@@ -43,6 +44,8 @@ class WebConfig:
     session_hours: float = 12.0  # a dashboard login lasts this long
     # "auto": Secure when public_url is https or the request came over TLS; "always"; "never"
     secure_cookies: str = "auto"
+    # reverse proxies (addresses or CIDR ranges) whose X-Forwarded-For names the client; none: the header is ignored
+    trusted_proxies: tuple[str, ...] = ()
 
 
 class WebReader:
@@ -79,6 +82,7 @@ class WebReader:
                 )
                 token = ""
         api_tokens = self._api_tokens(section["api_tokens"]) if "api_tokens" in section else ()
+        proxies = self._proxies(section["trusted_proxies"]) if "trusted_proxies" in section else ()
         logins = UsersReader(self.r, businesses).settings(section, base_dir or Path())
         return WebConfig(
             host=host,
@@ -90,7 +94,23 @@ class WebReader:
             users_file=logins.users_file,
             session_hours=logins.session_hours,
             secure_cookies=logins.secure_cookies,
+            trusted_proxies=proxies,
         )
+
+    def _proxies(self, node: yaml.Node) -> tuple[str, ...]:
+        """`web.trusted_proxies`: IP addresses or CIDR ranges, kept as written (normalised)."""
+        if is_null(node):
+            return ()
+        found: list[str] = []
+        for item, path in self.r.items(node, "web.trusted_proxies") or ():
+            text = self.r.non_empty(item, path, "an IP address or a CIDR range such as 10.0.0.0/8")
+            if text is None:
+                continue
+            try:
+                found.append(str(ipaddress.ip_network(text, strict=False)))
+            except ValueError:
+                self.r.problem(item, path, f"{shown(text)} is not an IP address or a CIDR range (e.g. 10.0.0.0/8)")
+        return tuple(found)
 
     def _api_tokens(self, node: yaml.Node) -> tuple[ApiToken, ...]:
         """`web.api_tokens: [{name, token, businesses}]`; an entry with a problem is left out (and reported)."""

@@ -73,6 +73,7 @@ def service_site(
             public_url=config.web.public_url,
             secure_cookies=config.web.secure_cookies,
             session_hours=config.web.session_hours,
+            trusted_proxies=config.web.trusted_proxies,
         )
         dashboard_routes(app, context)
 

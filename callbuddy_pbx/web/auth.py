@@ -10,7 +10,9 @@ stream) a 401, and a POST a 403. Every POST (logout included) must carry the ses
 field `csrf_token` or the header `X-CSRF-Token`, and must not come from another origin.
 
 The login form is protected by a double-submit token (cookie `cb_login_csrf` = form field), failed logins are
-limited per client address and per user name (web/login_limit.py), and an unknown user name costs the same
+limited per (client, user name) and, more loosely, per client (web/login_limit.py), the client taken from
+X-Forwarded-For only behind a trusted proxy (web/client_address.py), so one client guessing locks nobody else
+out; an unknown user name costs the same
 scrypt run as a wrong password. Passwords, hashes, cookie values and tokens are never logged.
 """
 
@@ -31,6 +33,7 @@ from aiohttp.typedefs import Handler
 from callbuddy_pbx.config.users import WebUser
 from callbuddy_pbx.passwords import verify_password
 from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.web.client_address import client_address, parse_networks
 from callbuddy_pbx.web.login_limit import LoginLimiter
 from callbuddy_pbx.web.sessions import Session, SessionStore
 from callbuddy_pbx.web.templating import environment
@@ -54,6 +57,7 @@ SECURITY_HEADERS = {
 }
 MAX_LOGIN_FORM_BYTES = 4096  # a name, a password, two tokens and a path
 MAX_NAME_CHARS = 64
+CLIENT_MAX_FAILURES = 20  # failures of one client across every name before it waits (5 per name)
 MAX_NEXT_CHARS = 2048
 HASHING_AT_ONCE = 2  # concurrent scrypt runs (16 MiB and ~50 ms each): a login flood queues instead of eating RAM
 # Same cost as a real hash: verifying an unknown name against it takes as long as a wrong password.
@@ -76,6 +80,7 @@ class _Auth:
         secure_cookies: str,
         session_hours: float,
         clock: Callable[[], float],
+        trusted_proxies: Sequence[str],
     ) -> None:
         self.sessions = sessions
         self.users = users
@@ -83,8 +88,11 @@ class _Auth:
         self.public_url = public_url
         self.max_age = max(1, round(session_hours * 3600))
         self.clock = clock
-        self.by_address = LoginLimiter()
-        self.by_name = LoginLimiter()
+        self.proxies = parse_networks(trusted_proxies)
+        # Failures count per (client, name): one client guessing a name never locks anyone else out of it. A
+        # client spraying many names is slowed per client. Behind a proxy, the client comes from X-Forwarded-For.
+        self.by_client_name = LoginLimiter()
+        self.by_client = LoginLimiter(max_failures=CLIENT_MAX_FAILURES)
         self.hashing = asyncio.Semaphore(HASHING_AT_ONCE)
         parts = urlsplit(public_url)
         self.public_origin = f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else ""
@@ -131,6 +139,7 @@ def auth_setup(
     secure_cookies: str,
     session_hours: float,
     clock: Callable[[], float] = time.time,
+    trusted_proxies: Sequence[str] = (),
 ) -> None:
     """Protect `app`'s dashboard and add GET/POST /login and POST /logout (see the module's docstring).
 
@@ -139,7 +148,7 @@ def auth_setup(
     if secure_cookies not in ("auto", "always", "never"):
         raise ValueError(f"secure_cookies must be auto, always or never, not {secure_cookies!r}")
     sessions = SessionStore(store, lifetime_s=session_hours * 3600)
-    app[AUTH_KEY] = _Auth(sessions, users, public_url, secure_cookies, session_hours, clock)
+    app[AUTH_KEY] = _Auth(sessions, users, public_url, secure_cookies, session_hours, clock, trusted_proxies)
     app.middlewares.append(_guard)
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/login", _login_page)
@@ -255,7 +264,7 @@ async def _login_page(request: web.Request) -> web.Response:
 
 async def _login(request: web.Request) -> web.Response:
     auth = request.app[AUTH_KEY]
-    address = request.remote or "unknown"
+    address = client_address(request.remote, request.headers.getall("X-Forwarded-For", ()), auth.proxies)
     if request.content_length is None or request.content_length > MAX_LOGIN_FORM_BYTES:
         return _text(413, "login form too large")
     if not _same_origin(request, auth):
@@ -270,16 +279,16 @@ async def _login(request: web.Request) -> web.Response:
         error = "This login form has expired. Please try again."
         return _login_form(request, auth, status=403, error=error, next_path=next_path, name=name)
     now = auth.clock()
-    name_key = name.casefold()
-    wait = max(auth.by_address.retry_after((address,), now), auth.by_name.retry_after((name_key,), now))
+    pair = f"{address}\x00{name.casefold()}"
+    wait = max(auth.by_client.retry_after((address,), now), auth.by_client_name.retry_after((pair,), now))
     if wait:
         log.warning("dashboard login for %r refused: too many failures (client %s)", name, address)
         error = f"Too many failed logins. Try again in {_duration(wait)}."
         headers = {"Retry-After": str(wait)}
         return _login_form(request, auth, status=429, error=error, next_path=next_path, name=name, headers=headers)
     # Counted before the slow check, so that attempts sent all at once cannot all get past the limit.
-    auth.by_address.failed((address,), now)
-    auth.by_name.failed((name_key,), now)
+    auth.by_client.failed((address,), now)
+    auth.by_client_name.failed((pair,), now)
     user = auth.login_user(name) if name else None
     async with auth.hashing:
         matches = await asyncio.to_thread(verify_password, password, user.password_hash if user else _DUMMY_HASH)
@@ -287,8 +296,8 @@ async def _login(request: web.Request) -> web.Response:
         log.warning("dashboard login failed for %r (client %s)", name, address)
         error = "Wrong user name or password."
         return _login_form(request, auth, status=401, error=error, next_path=next_path, name=name)
-    auth.by_address.cancel((address,), now)  # the address keeps its earlier failures: one known password
-    auth.by_name.forget(name_key)  # must not reset the guessing of others
+    auth.by_client.cancel((address,), now)  # the client keeps its earlier failures: one known password
+    auth.by_client_name.forget(pair)  # must not reset its guessing of other names
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         await auth.sessions.delete(old)  # a fresh id at every login: a planted cookie is worth nothing
