@@ -19,6 +19,9 @@ from callbuddy_pbx.phone import is_withheld, to_e164
 
 log = logging.getLogger(__name__)
 
+EARLIEST_TIME = 946_684_800.0  # 2000-01-01: an AMI Timestamp outside these is not a clock reading
+LATEST_TIME = 4_102_444_800.0  # 2100-01-01
+
 STATE_RING = 4
 STATE_RINGING = 5
 STATE_UP = 6
@@ -243,12 +246,16 @@ class CallTracker:
 
     @staticmethod
     def _time(event: Mapping[str, str], received_at: float) -> float:
+        """The event's own time when it has a plausible one (finite, 2000-2100), else when it arrived: one event
+        with `Timestamp: nan` or `1e20` must not poison a call's durations or the rows it is stored as."""
         stamp = event.get("Timestamp")
         if stamp:
             try:
-                return float(stamp)
+                value = float(stamp)
             except ValueError:
-                pass
+                return received_at
+            if EARLIEST_TIME < value < LATEST_TIME:  # False for nan and the infinities too
+                return value
         return received_at
 
     def _on_newchannel(self, event: Mapping[str, str], received_at: float) -> _Call | None:

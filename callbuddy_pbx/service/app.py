@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from callbuddy_pbx.config import Config
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.phone import mask
 from callbuddy_pbx.recovery.textback import TextBackService
+from callbuddy_pbx.serialize import call_to_dict
 from callbuddy_pbx.service.metrics import Metrics
 from callbuddy_pbx.store.db import CallStore
 
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 0.25  # how often calls with a lost final Hangup are checked against the grace period
 STOP_DRAIN_S = 5.0  # on stop, how long judged calls may take to reach the database
+WRITE_RETRY_MIN_S = 0.5  # the database takes no writes: first wait, doubled up to the next
+WRITE_RETRY_MAX_S = 30.0
 # After each login, what seeds the device registry (in this order: endpoints, then their contacts, then states).
 DEVICE_ACTIONS = ("PJSIPShowEndpoints", "PJSIPShowContacts", "DeviceStateList")
 
@@ -97,6 +101,10 @@ class CallService:
     async def stop(self) -> None:
         await self.ami.close()
 
+    async def wait_stored(self) -> None:
+        """Return once every call judged so far has been through the store writer (read-only: for tests, probes)."""
+        await self._finished.join()
+
     # The hot path: one call per AMI event, synchronous, no I/O.
     def _on_event(self, event: AmiMessage, received_at: float) -> None:
         self.last_event_at = received_at
@@ -123,41 +131,91 @@ class CallService:
                 self._finished.put_nowait(record)
 
     async def _write_calls(self) -> None:
-        """Write each finished call at once; under load, everything waiting goes in one transaction."""
+        """Write each finished call at once; under load, everything waiting goes in one transaction.
+
+        A batch the database refuses is written call by call: a call refused while the database takes writes is
+        set aside with its error (one bad call never stops the others); while the database takes no writes at
+        all, the calls wait and are tried again with back-off (an outage defers, it never drops)."""
+        pause = WRITE_RETRY_MIN_S
         while True:
             batch = [await self._finished.get()]
             while not self._finished.empty():
                 batch.append(self._finished.get_nowait())
-            try:
-                if self.text_back is not None:
-                    self.calls_stored += await self.text_back.record_calls(batch)
-                else:
-                    self.calls_stored += await self._store.save_calls(batch)
-            except Exception:
-                log.exception("could not store %d finished calls; retrying", len(batch))
-                for record in batch:
-                    self._finished.put_nowait(record)
-                for _ in batch:
-                    self._finished.task_done()
-                await asyncio.sleep(1.0)
-                continue
-            for record in batch:
-                log.info(
-                    "call %s from %s to %s: %s%s",
-                    record.linkedid,
-                    mask(record.caller) if record.caller else "withheld",
-                    record.business or record.did,
-                    record.outcome.value,
-                    f" by {record.answered_by}" if record.answered_by else "",
-                )
-                if self.metrics is not None:
-                    self.metrics.call_finished(record)
-                if self._on_call is not None:
-                    try:
-                        self._on_call(record)
-                    except Exception:
-                        log.exception("call listener failed")
+            stored, waiting = await self._store_batch(batch)
+            for record in waiting:  # back in the queue before the batch is done: a drain never sees it empty
+                self._finished.put_nowait(record)
+            for _ in batch:
                 self._finished.task_done()
+            for record in stored:
+                self._finished_stored(record)
+            if waiting:
+                log.error("the database takes no writes; %d calls wait, next try in %.0f s", len(waiting), pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, WRITE_RETRY_MAX_S)
+            else:
+                pause = WRITE_RETRY_MIN_S
+
+    async def _save(self, records: list[CallRecord]) -> None:
+        if self.text_back is not None:
+            self.calls_stored += await self.text_back.record_calls(records)
+        else:
+            self.calls_stored += await self._store.save_calls(records)
+
+    async def _store_batch(self, batch: list[CallRecord]) -> tuple[list[CallRecord], list[CallRecord]]:
+        """(calls stored, calls to try again); calls set aside are in neither."""
+        try:
+            await self._save(batch)
+            return batch, []
+        except Exception as exc:
+            if await self._outage(exc):
+                return [], batch
+        stored: list[CallRecord] = []
+        for index, record in enumerate(batch):
+            try:
+                await self._save([record])
+            except Exception as exc:
+                if await self._outage(exc):
+                    return stored, batch[index:]
+                await self._set_aside(record, exc)
+            else:
+                stored.append(record)
+        return stored, []
+
+    async def _outage(self, error: Exception) -> bool:
+        """The database is unavailable (rather than refusing this data): wait, never set aside."""
+        if self._store.is_outage(error) or not await self._store.writable():
+            log.warning("the database refused a write: %s: %s", type(error).__name__, error)
+            return True
+        return False
+
+    async def _set_aside(self, record: CallRecord, error: Exception) -> None:
+        reason = f"{type(error).__name__}: {error}"
+        log.error("call %s could not be stored and is set aside (%s)", record.linkedid, reason)
+        try:
+            await self._store.set_aside(
+                record.linkedid, json.dumps(call_to_dict(record), default=str), reason, time.time()
+            )
+        except Exception:
+            log.exception("call %s could not be set aside either; it is only in this log", record.linkedid)
+        if self.metrics is not None:
+            self.metrics.call_set_aside()
+
+    def _finished_stored(self, record: CallRecord) -> None:
+        log.info(
+            "call %s from %s to %s: %s%s",
+            record.linkedid,
+            mask(record.caller) if record.caller else "withheld",
+            record.business or record.did,
+            record.outcome.value,
+            f" by {record.answered_by}" if record.answered_by else "",
+        )
+        if self.metrics is not None:
+            self.metrics.call_finished(record)
+        if self._on_call is not None:
+            try:
+                self._on_call(record)
+            except Exception:
+                log.exception("call listener failed")
 
 
 async def seed_devices(client: AmiClient, registry: DeviceRegistry) -> list[str]:

@@ -111,6 +111,9 @@ class Metrics:
         )
         for outcome in Outcome:
             self._calls.labels(outcome.value)
+        self._set_aside = PromCounter(
+            "callbuddy_calls_set_aside", "Finished calls the database refused, kept aside", registry=self.registry
+        )
         self._backlog = Gauge(
             "callbuddy_outbox_backlog", "Texts queued or being sent (refreshed at each scrape)", registry=self.registry
         )
@@ -156,6 +159,9 @@ class Metrics:
 
     def call_finished(self, record: CallRecord) -> None:
         self._calls.labels(record.outcome.value).inc()
+
+    def call_set_aside(self) -> None:
+        self._set_aside.inc()
 
     def text_update(self, row: OutboxRow, update: SendUpdate, ended_at: float | None) -> None:
         """One send attempt's result; `ended_at` (the call's hang-up, when known) gives the latency of a sent text."""

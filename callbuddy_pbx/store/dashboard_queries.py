@@ -77,6 +77,9 @@ _CLICKS = """
 """
 _BACKLOG = "SELECT COUNT(*) FROM messages WHERE state IN ('queued', 'sending')"
 _FAILED_SINCE = "SELECT COUNT(*) FROM messages WHERE updated_at >= ? AND state IN ('failed', 'expired')"
+_SET_ASIDE = (
+    "SELECT COUNT(*), (SELECT error FROM set_aside_calls ORDER BY set_aside_at DESC LIMIT 1) FROM set_aside_calls"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +151,8 @@ class Click:
 class SystemCounts:
     backlog: int  # texts queued or being sent
     failed_recently: int  # texts failed or expired since the window's start
+    set_aside: int = 0  # calls the database refused (kept aside with their error)
+    last_set_aside_error: str | None = None
 
 
 def _params(feed: FeedFilter, scope: Sequence[str] | None) -> dict[str, Any]:
@@ -246,4 +251,11 @@ async def system_counts(store: CallStore, *, since: float) -> SystemCounts:
         backlog = await cursor.fetchone()
     async with conn.execute(_FAILED_SINCE, (since,)) as cursor:
         failed = await cursor.fetchone()
-    return SystemCounts(int(backlog[0]) if backlog else 0, int(failed[0]) if failed else 0)
+    async with conn.execute(_SET_ASIDE) as cursor:
+        aside = await cursor.fetchone()
+    return SystemCounts(
+        int(backlog[0]) if backlog else 0,
+        int(failed[0]) if failed else 0,
+        set_aside=int(aside[0]) if aside else 0,
+        last_set_aside_error=str(aside[1]) if aside and aside[1] is not None else None,
+    )

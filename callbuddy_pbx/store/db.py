@@ -32,6 +32,8 @@ _INSERT_LEG = """
     ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 # :businesses is NULL (every business) or a JSON array of the names allowed, bound as a parameter.
+MAX_KEY_CHARS = 200  # a linkedid is ~25 characters; whatever Asterisk sent, a stored key is bounded
+MAX_ERROR_CHARS = 500
 IN_SCOPE = "(:businesses IS NULL OR {column} IN (SELECT value FROM json_each(:businesses)))"
 # One query for calls and legs: the newest calls first, each call's legs in order (LEFT JOIN keeps leg-less calls).
 _SELECT_CALLS = f"""
@@ -106,6 +108,30 @@ class CallStore:
             return 0
         async with self.transaction() as conn:
             return len(await insert_calls(conn, records))
+
+    async def set_aside(self, linkedid: str, record_json: str, error: str, at: float) -> None:
+        """Keep a call the database refused (see schema 5); a second refusal of the same call keeps the first."""
+        async with self.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO set_aside_calls (linkedid, error, record, set_aside_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (linkedid) DO NOTHING",
+                (linkedid[:MAX_KEY_CHARS], error[:MAX_ERROR_CHARS], record_json, at),
+            )
+
+    @staticmethod
+    def is_outage(error: BaseException) -> bool:
+        """Whether an error says the database is unavailable (locked, full, read-only, I/O), not that it refused
+        the data: the write is to be tried again, not given up."""
+        return isinstance(error, sqlite3.OperationalError | OSError)
+
+    async def writable(self) -> bool:
+        """Whether the database takes writes now (a write transaction opens): tells a refused call from an outage."""
+        try:
+            async with self.transaction():
+                pass
+        except Exception:
+            return False
+        return True
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

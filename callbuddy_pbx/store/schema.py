@@ -157,6 +157,16 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX link_tokens_by_call;
     CREATE INDEX link_tokens_by_call ON link_tokens (linkedid, token);
     """,
+    # 5: calls that could not be stored (the database refused that one call while it took others): kept with the
+    # error and the call as JSON, so one bad call never stops the others and none is silently lost.
+    """
+    CREATE TABLE set_aside_calls (
+        linkedid      TEXT    NOT NULL PRIMARY KEY,
+        error         TEXT    NOT NULL,
+        record        TEXT    NOT NULL,
+        set_aside_at  REAL    NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
