@@ -17,12 +17,12 @@ NUMBER = "+15550001234"
 
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
-    root, own = logging.getLogger(), logging.getLogger("callbuddy_pbx")
-    saved = root.handlers[:], root.level, own.level
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     yield
-    root.handlers[:], _, _ = saved
-    root.setLevel(saved[1])
-    own.setLevel(saved[2])
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    assert logging.getLogger("callbuddy_pbx").level == logging.NOTSET  # nothing left behind on our loggers
 
 
 def lines(capsys: pytest.CaptureFixture[str]) -> list[str]:

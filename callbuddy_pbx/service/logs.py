@@ -26,11 +26,20 @@ def escaped(text: str) -> str:
 
 
 class SafeRecords(logging.Filter):
-    """Makes each record's message one escaped line, with numbers masked unless it comes from our own code."""
+    """Makes each record's message one escaped line, with numbers masked unless it comes from our own code; drops
+    other libraries' records below `library_level`. (A filter on the handler rather than logger levels: nothing
+    is set on the loggers themselves, so the set-up is replaced whole by the next one.)"""
+
+    def __init__(self, library_level: int) -> None:
+        super().__init__()
+        self.library_level = library_level
 
     def filter(self, record: logging.LogRecord) -> bool:
+        own = record.name == OWN_LOGGER or record.name.startswith(OWN_LOGGER + ".")
+        if not own and record.levelno < self.library_level:
+            return False
         message = record.getMessage()
-        if not record.name.startswith(OWN_LOGGER):
+        if not own:
             message = redact(message)
         record.msg, record.args = escaped(message), None
         return True
@@ -50,8 +59,12 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text", library_level: str = "WARNING") -> None:
+    own_level, others = (
+        logging.getLevelNamesMapping()[level.upper()],
+        logging.getLevelNamesMapping()[library_level.upper()],
+    )
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(SafeRecords())
+    handler.addFilter(SafeRecords(others))
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -60,5 +73,4 @@ def setup_logging(level: str = "INFO", fmt: str = "text", library_level: str = "
         handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(library_level.upper())
-    logging.getLogger(OWN_LOGGER).setLevel(level.upper())
+    root.setLevel(min(own_level, others))
