@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,25 @@ PASSWORD = "callbuddy-secret"
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+MARKER = "TestMarker"  # a frame type Asterisk never sends
+
+
+async def drained(
+    sim: SimulatedAriServer, apps: dict[str, list[dict[str, Any]]], idle: Callable[[], bool] = lambda: True
+) -> None:
+    """Wait until no more events can come to `apps` (app name -> the events it received), then drop the markers.
+
+    The simulated PBX has no channel or bridge left (so no timer of theirs can fire) and the receiving side has dealt
+    with everything it got (`idle`); then a marker sent to each app's socket behind whatever is still queued there
+    arrives, and the receiving side is idle again. Then an event that arrives late is counted, not missed."""
+    await wait_until(lambda: not sim.pbx.channels and not sim.pbx.bridges and idle())
+    for app in apps:
+        sim.send_raw(app, json.dumps({"type": MARKER}))
+    await wait_until(lambda: all(any(e["type"] == MARKER for e in events) for events in apps.values()) and idle())
+    for events in apps.values():
+        events[:] = [e for e in events if e["type"] != MARKER]
 
 
 # -- normalisation --------------------------------------------------------------------------------------------------
@@ -235,14 +254,19 @@ class RecordedStasisApp:
     bridge: str | None = None
     bridged: asyncio.Event = field(default_factory=asyncio.Event)
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    handled: int = 0  # events handled to the end (with the requests they led to)
 
     def on_event(self, event: dict[str, Any], received_at: float) -> None:
         self.events.append(event)
         self.queue.put_nowait(event)
 
+    def idle(self) -> bool:
+        return self.handled == len(self.events)
+
     async def run(self) -> None:
         while True:
             await self.handle(await self.queue.get())
+            self.handled += 1
 
     async def handle(self, event: dict[str, Any]) -> None:
         client = self.client
@@ -367,7 +391,7 @@ async def test_stasis_trace_events_and_rest_answers_match_the_recording(
             sim.caller_hangs_up(caller)
         wanted = sum(1 for e in recorded_events if keep(e, varsets=True))
         await wait_until(lambda: sum(1 for e in app.events if keep(e, varsets=True)) >= wanted)
-        await asyncio.sleep(0.1)  # nothing more may come
+        await drained(sim, {"callbuddy": app.events}, app.idle)  # then an extra event is compared, not missed
     finally:
         worker.cancel()
         await client.close()
@@ -415,7 +439,7 @@ async def test_trace_33_presence_events_subscriptions_and_the_left_over_app(sim:
     sim.internal_call("101", "100", talk_s=2.0 * SCALE)
     await wait_until(lambda: sum(e["type"] == "ChannelDestroyed" for e in main_events) == 2)
     await wait_until(lambda: sum(e["type"] == "ChannelDestroyed" for e in all_events) == 2)
-    await asyncio.sleep(0.05)
+    await drained(sim, {"callbuddy": main_events, "callbuddy-all": all_events})
     await main.get("endpoints")
     await main.close()
     await side.close()
@@ -687,8 +711,9 @@ async def test_no_connected_app_fails_over_with_no_events(sim: SimulatedAriServe
     assert sim.channel(caller)["dialplan"]["app_name"] == "Dial"  # on in the dialplan: the fail-open ring group
     async with SimulatedStasisClient(sim) as client:
         sim.caller_hangs_up(caller)
-        await asyncio.sleep(0.05)
-        assert client.events == []
+        sim.send_raw("callbuddy", json.dumps({"type": MARKER}))  # behind anything the hangup sent the app
+        await wait_until(lambda: bool(client.events))
+        assert [e["type"] for e in client.events] == [MARKER]
     assert not sim.pbx.channels
 
 
@@ -733,11 +758,25 @@ async def test_an_app_with_subscriptions_stays_listed_after_its_socket_closed(si
 
 
 async def test_restart_can_refuse_tcp_first(sim: SimulatedAriServer) -> None:
-    sim.restart(down_s=0.2, booting_s=0.2)
-    await asyncio.sleep(0.05)
-    with pytest.raises(aiohttp.ClientConnectionError):
-        await rest(sim, "GET", "channels")
-    await asyncio.sleep(0.25)
-    assert await rest(sim, "GET", "channels") == (503, {"message": "Asterisk not booted"})
-    await asyncio.sleep(0.2)
-    assert await rest(sim, "GET", "channels") == (200, [])
+    down_s, booting_s = 0.15, 0.3
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    sim.restart(down_s=down_s, booting_s=booting_s)
+    answers: list[tuple[float, Any]] = []  # (when, (status, body) or "refused"), asked until Asterisk is up
+    async with asyncio.timeout(5.0):
+        while not answers or answers[-1][1] != (200, []):
+            try:
+                answer: Any = await rest(sim, "GET", "channels")
+            except aiohttp.ClientConnectionError:
+                answer = "refused"
+            answers.append((loop.time(), answer))
+            await asyncio.sleep(0.01)
+    phases = [answer for i, (_, answer) in enumerate(answers) if i == 0 or answers[i - 1][1] != answer]
+    booting = (503, {"message": "Asterisk not booted"})
+    # (a request served before the listener closes meets the boot already: 503)
+    assert phases in (["refused", booting, (200, [])], [booting, "refused", booting, (200, [])]), phases
+    # Each phase lasts at least its time (lower bounds: load only makes the answers later); their order is above.
+    refused_from = next(i for i, (_, answer) in enumerate(answers) if answer == "refused")
+    back = next(at for at, answer in answers[refused_from:] if answer != "refused")
+    assert back - began >= down_s
+    assert answers[-1][0] - began >= down_s + booting_s
