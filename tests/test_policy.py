@@ -300,13 +300,16 @@ def test_a_refusal_still_names_the_caller():
         "ＳＴＯＰ",
         "Stop texting me",
         "stop 🙏",
+        "Opt out please",
+        "opt-out of these texts",
+        "OPT OUT NOW",
     ],
 )
 def test_opt_out_words(text):
     assert classify_inbound(text) is Keyword.OPT_OUT
 
 
-@pytest.mark.parametrize("text", ["START", "unstop", "Yes", " yes! "])
+@pytest.mark.parametrize("text", ["START", "unstop", "Un-stop", "UN STOP", "Yes", " yes! "])
 def test_opt_in_words(text):
     assert classify_inbound(text) is Keyword.OPT_IN
 
@@ -334,3 +337,128 @@ def test_a_pbx_clock_ahead_of_ours_does_not_postpone_the_text() -> None:
     )  # fmt: skip
     decision = decide(call, business, PolicyFacts(), now)
     assert decision.send and decision.send_at == now
+
+
+# -- caller ID that is no phone number ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("caller_raw", "reason"),
+    [
+        ("101", "internal_extension"),
+        ("123456", "internal_extension"),  # six digits: still an extension
+        ("1234567", "invalid_number"),  # seven: no extension, and no phone number either
+        ("abc", "invalid_number"),  # short, but no digits at all
+        ("10a", "invalid_number"),
+    ],
+)
+def test_short_caller_ids_are_extensions_only_when_all_digits(caller_raw, reason):
+    assert refused(decide_now(missed_call(caller=None, caller_raw=caller_raw))) == reason
+
+
+# -- ring time ---------------------------------------------------------------------------------------------------------
+
+
+def test_a_caller_who_hangs_up_as_it_starts_ringing_rang_too_briefly():
+    business = salon(min_ring_s=1.0)
+    assert refused(decide_now(missed_call(outcome=Outcome.ABANDONED, ring_s=0.0), business)) == "rang_too_briefly"
+
+
+def test_a_call_that_never_rang_is_timed_from_its_start():
+    never_rang = missed_call(outcome=Outcome.ABANDONED, ring_s=None)  # hung up 2 s after the call started
+    assert never_rang.ring_at is None
+    assert refused(decide_now(never_rang, salon(min_ring_s=3.0))) == "rang_too_briefly"
+    assert decide_now(never_rang, salon(min_ring_s=1.5)).send
+
+
+# -- the sender --------------------------------------------------------------------------------------------------------
+
+
+def test_a_call_to_a_number_the_business_does_not_list_is_answered_from_its_first_number():
+    decision = decide_now(missed_call(did="+15550009999"))
+    assert (decision.send, decision.sender) == (True, "+15550001000")
+
+
+def test_a_business_without_numbers_answers_from_the_number_dialled():
+    business = dataclasses.replace(SALON, numbers=())
+    assert decide_now(missed_call(did="+15550009999"), business).sender == "+15550009999"
+
+
+# -- click tracking ----------------------------------------------------------------------------------------------------
+
+PUBLIC_URL = "https://pbx.example/"  # with a trailing slash, as people write it
+
+
+def tracked(**changes: object) -> Business:
+    return salon(track_clicks=True, **changes)
+
+
+def test_a_tracked_booking_link_points_at_the_redirect_and_names_its_target():
+    call = missed_call()
+    decision = decide(call, tracked(), NO_FACTS, call.ended_at, public_url=PUBLIC_URL, link_token="Tk4x")
+    assert decision == Decision(
+        send=True,
+        reason=Reason.SEND,
+        send_at=call.ended_at,
+        text="Hi Jane Doe, Glow Salon missed your call at 2:00 PM. Book: https://pbx.example/r/Tk4x "
+        "Reply STOP to opt out.",
+        sender="+15550001003",
+        gateway="smsc",
+        to=CALLER,
+        link_token="Tk4x",
+        link_url="https://glow.example/book",
+    )
+
+
+@pytest.mark.parametrize(
+    ("public_url", "link"),
+    [
+        ("https://pbx.example", "https://pbx.example/r/Tk4x"),
+        ("https://example.com/CBX/", "https://example.com/CBX/r/Tk4x"),  # the dashboard under a path
+        ("https://example.com/CBX", "https://example.com/CBX/r/Tk4x"),
+    ],
+)
+def test_the_tracked_link_is_the_public_url_with_one_slash_before_r(public_url, link):
+    call = missed_call()
+    decision = decide(call, tracked(), NO_FACTS, call.ended_at, public_url=public_url, link_token="Tk4x")
+    assert f"Book: {link} Reply STOP" in decision.text
+
+
+@pytest.mark.parametrize(
+    ("business", "public_url", "link_token"),
+    [
+        (salon(), PUBLIC_URL, "Tk4x"),  # the business does not track clicks
+        (tracked(), "", "Tk4x"),  # no public URL configured
+        (tracked(), PUBLIC_URL, ""),  # no token made
+        (dataclasses.replace(tracked(), booking_url=""), PUBLIC_URL, "Tk4x"),  # nothing to redirect to
+    ],
+    ids=["not-tracked", "no-public-url", "no-token", "no-booking-url"],
+)
+def test_without_everything_click_tracking_needs_the_text_carries_the_plain_link(business, public_url, link_token):
+    call = missed_call()
+    decision = decide(call, business, NO_FACTS, call.ended_at, public_url=public_url, link_token=link_token)
+    assert decision.send and "/r/" not in decision.text
+    assert f"Book: {business.booking_url} Reply STOP" in decision.text
+    assert (decision.link_token, decision.link_url) == ("", "")
+
+
+def test_click_tracking_is_off_unless_the_caller_passes_a_public_url_and_a_token():
+    call = missed_call()
+    for extra in ({}, {"link_token": "Tk4x"}, {"public_url": PUBLIC_URL}):
+        decision = decide(call, tracked(), NO_FACTS, call.ended_at, **extra)
+        assert "Book: https://glow.example/book " in decision.text and decision.link_token == ""
+
+
+def test_a_template_without_the_booking_link_uses_no_token():
+    call = missed_call()
+    business = tracked(template="Hi {caller_name}, {business} will call you back.")
+    decision = decide(call, business, NO_FACTS, call.ended_at, public_url=PUBLIC_URL, link_token="Tk4x")
+    assert decision.text == "Hi Jane Doe, Glow Salon will call you back."
+    assert (decision.link_token, decision.link_url) == ("", "")
+
+
+def test_the_after_hours_template_decides_whether_a_token_is_used():
+    saturday = missed_call(started_at=at(2026, 11, 21, 11, 0))
+    business = tracked(after_hours_template="{business} is closed now, we will call you back.")
+    decision = decide(saturday, business, NO_FACTS, saturday.ended_at, public_url=PUBLIC_URL, link_token="Tk4x")
+    assert decision.text == "Glow Salon is closed now, we will call you back." and decision.link_token == ""

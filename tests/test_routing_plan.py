@@ -179,3 +179,33 @@ def test_nobody_usable_gives_an_empty_plan(strategy: str) -> None:
 def test_plan_properties() -> None:
     plan = RingPlan((RingStep(("PJSIP/1", "PJSIP/2"), 5, ("a",)), RingStep(("PJSIP/3",), 7, ("b",))))
     assert plan.endpoints == ("PJSIP/1", "PJSIP/2", "PJSIP/3") and plan.ring_s == 12
+
+
+def test_why_a_phone_did_not_ring_tells_unregistered_from_unknown() -> None:
+    assert why_unusable(device("100", registered=None)) == "registration unknown"
+    assert why_unusable(device("100", registered=False)) == "not registered"
+    devices = {**ALL_IDLE, "PJSIP/101": device("101", registered=None), "PJSIP/102": device("102", registered=False)}
+    plan = ring_plan(group(("101", "102", "103")), PHONES, devices)
+    assert dict(plan.skipped) == {"PJSIP/101": "registration unknown", "PJSIP/102": "not registered"}
+
+
+def test_a_person_ranks_by_the_latest_activity_of_any_of_their_devices() -> None:
+    devices = {
+        **ALL_IDLE,
+        "PJSIP/100": device("100", last_call_at=3000.0),  # Anna's desk phone: the latest call of all
+        "PJSIP/120": device("120", last_call_at=10.0),  # her mobile app, listed after it, long ago
+        "PJSIP/101": device("101", last_call_at=2000.0),
+    }
+    plan = ring_plan(group(("101", "100"), "last_active_first", ring_s=10), PHONES, devices)
+    assert [step.persons for step in plan.steps] == [("anna",), ("ben",)]
+    # Activity the router reported for an earlier device counts as much as the registry's times of a later one.
+    extra = {"PJSIP/100": 5000.0}
+    later = {**devices, "PJSIP/100": device("100"), "PJSIP/110": device("110", state_changed_at=20.0)}
+    plan = ring_plan(group(("101", "100"), "last_active_first", ring_s=10), PHONES, later, extra)
+    assert [step.persons for step in plan.steps] == [("anna",), ("ben",)]
+
+
+def test_the_last_person_rings_for_what_is_left_down_to_one_second() -> None:
+    plan = ring_plan(group(("102", "103", "101"), "in_order", ring_s=20, total_s=41), PHONES, ALL_IDLE)
+    assert steps(plan) == [(("102",), 20), (("103",), 20), (("101",), 1)]
+    assert plan.ring_s == 41

@@ -143,3 +143,23 @@ def test_quiet_hours_follow_the_zone_given():
     when = datetime(2026, 11, 16, 22, 0, tzinfo=UTC)  # 22:00 in London, 17:00 in New York
     assert next_allowed(NIGHT, london, when) == datetime(2026, 11, 17, 8, 0, tzinfo=UTC)
     assert next_allowed(NIGHT, NY, when) == when
+
+
+def test_a_kept_time_is_given_in_utc_too():
+    when = datetime(2026, 11, 16, 14, 0, tzinfo=NY)  # handed over in the business's zone
+    assert next_allowed(NIGHT, NY, when).tzinfo is UTC
+    assert next_allowed(None, NY, when).tzinfo is UTC
+
+
+@pytest.mark.parametrize("end", [time(2, 1), time(2, 10), time(2, 45), time(2, 59)])
+def test_any_end_inside_the_skipped_hour_gives_the_exact_second_the_clocks_go_forward(end):
+    # 2026-03-08, New York: 02:00 EST is 03:00 EDT, 07:00:00 UTC; not a second later, not a fraction off.
+    allowed = next_allowed(QuietHours(time(22), end), NY, ny(2026, 3, 8, 1, 0))
+    assert allowed == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
+    assert allowed.timestamp() == datetime(2026, 3, 8, 7, 0, tzinfo=UTC).timestamp()
+
+
+def test_a_time_in_the_repeated_hour_is_given_in_utc():
+    quiet = QuietHours(time(0), time(1, 30))
+    allowed = next_allowed(quiet, NY, ny(2026, 11, 1, 1, 0, fold=1))  # the second 01:00: until 01:30 EST
+    assert allowed == datetime(2026, 11, 1, 6, 30, tzinfo=UTC) and allowed.tzinfo is UTC

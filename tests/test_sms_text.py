@@ -14,6 +14,7 @@ from callbuddy_pbx.message_text import (
     clean_caller_name,
     encoding_of,
     fields_of,
+    length_in_units,
     non_gsm_characters,
     render,
     segments,
@@ -177,3 +178,105 @@ def test_non_gsm_characters_are_listed_once_in_order():
 
 def test_empty_text_is_one_message():
     assert (encoding_of(""), segments("")) == ("GSM-7", 1)
+
+
+# -- what a configuration's author reads when a template is wrong ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("   ", "expected the text of the message, got an empty string"),
+        ("Hi }", "unbalanced '}' at character 4 (write '}}' for a literal brace)"),
+        ("Hi {business}} there", "unbalanced '}' at character 14 (write '}}' for a literal brace)"),
+        ("Hi {busi{ness} at {time}", "unbalanced '{' at character 4 (write '{{' for a literal brace)"),
+        ("Hi {} there", "{} is not a field name (fields are written like {business})"),
+        ("Hi {Business}", "{Business} is not a field name (fields are written like {business})"),
+    ],
+)
+def test_a_broken_template_is_reported_with_what_and_where(template, problem):
+    assert template_problem(template) == problem
+
+
+def test_render_names_the_unknown_field():
+    with pytest.raises(TemplateError, match=r"^unknown field \{name\}$"):
+        hello("Ann", template="Hi {name}")
+
+
+def test_doubled_letters_and_symbols_are_kept_as_written():
+    # Only '{{' and '}}' are escapes: any other character written twice stays twice.
+    doubled = "".join(char * 2 for char in map(chr, range(0x20, 0x7F)) if char not in "{}")
+    assert hello(None, template=doubled) == doubled
+    assert hello("Ann", template="Hugs XX, {caller_name}!! See you at 10:00") == "Hugs XX, Ann!! See you at 10:00"
+
+
+# -- caller names: capitals and the 40-character cut -------------------------------------------------------------------
+
+
+def test_a_two_letter_name_in_capitals_is_put_in_title_case():
+    assert clean_caller_name("AL") == "Al"
+    assert clean_caller_name("J") == "J"  # a single initial stays as it is
+
+
+# Words of known lengths, so each expected name below is written by hand from the rule: cut at the last space within
+# the first 41 characters when that keeps at least 20 characters, else cut at 40.
+def word(length: int, letter: str = "a") -> str:
+    return letter.upper() + letter * (length - 1)
+
+
+def test_a_name_of_exactly_40_characters_is_kept_whole():
+    name = f"{word(30)} {word(9, 'b')}"
+    assert len(name) == 40
+    assert clean_caller_name(name) == name
+
+
+def test_a_word_ending_at_character_40_is_kept():
+    kept = f"{word(30)} {word(9, 'b')}"  # 40 characters, then a space
+    assert clean_caller_name(f"{kept} {word(5, 'c')}") == kept
+
+
+def test_a_word_ending_at_character_41_is_dropped():
+    assert clean_caller_name(f"{word(25)} {word(15, 'b')} {word(5, 'c')}") == word(25)
+
+
+def test_a_cut_keeping_exactly_20_characters_is_at_the_word():
+    assert clean_caller_name(f"{word(20)} {word(30, 'b')}") == word(20)
+
+
+def test_a_cut_that_would_keep_fewer_than_20_characters_is_at_40_instead():
+    assert clean_caller_name(f"{word(15)} {word(30, 'b')}") == f"{word(15)} {word(30, 'b')[:24]}"
+    assert clean_caller_name(f"{word(19)} {word(30, 'b')}") == f"{word(19)} {word(30, 'b')[:20]}"
+
+
+def test_a_first_word_longer_than_40_characters_is_cut_at_40():
+    assert clean_caller_name(f"{word(41)} {word(5, 'b')}") == word(41)[:40]
+    assert clean_caller_name(f"{word(45)} {word(5, 'b')}") == word(45)[:40]
+
+
+# -- length in units, judged by the spec and by Python's UTF-16 codec --------------------------------------------------
+
+SPEC_EXTENSION = "\f^{}\\[~]|€"  # 3GPP TS 23.038 §6.2.1.1: sent as escape + code, two septets each
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "Hello", "a" * 160, "€", SPEC_EXTENSION, "Price: 10€ [incl. VAT] ~ {approx}", "Åse & Søren, Ñoño @ 5$ ¿Qué?"],
+)
+def test_gsm7_length_is_septets_with_extension_characters_counting_two(text):
+    assert encoding_of(text) == "GSM-7"
+    assert length_in_units(text) == len(text) + sum(text.count(char) for char in SPEC_EXTENSION)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["ç", "Thanks 😊", "\ufffd", "\uffff", "\U00010000", "日本語のテキスト", "😊" * 35, "a€ç😊\U0010ffff"],
+)
+def test_ucs2_length_is_utf16_code_units(text):
+    assert encoding_of(text) == "UCS-2"
+    assert length_in_units(text) == len(text.encode("utf-16-le")) // 2
+
+
+def test_the_last_bmp_character_is_one_unit_and_the_first_beyond_it_two():
+    assert segments("\uffff" * 70) == 1  # U+FFFF: one UTF-16 unit
+    assert segments("\U00010000" * 35) == 1  # U+10000: a surrogate pair, 70 units
+    assert segments("\U00010000" * 36) == 2
