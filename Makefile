@@ -38,11 +38,11 @@ test: $(STAMP) system-deps
 # with `$(BIN)/python tools/mutation_report.py --survivors`, and `$(BIN)/mutmut show NAME` for the change.
 mutate: $(STAMP)
 	rm -rf mutants
-	$(BIN)/mutmut run --max-children 2 >/dev/null 2>&1 || true
+	$(BIN)/mutmut run --max-children 2 >mutmut-run.log 2>&1 || (tail -20 mutmut-run.log; false)
 	$(BIN)/python tools/mutation_report.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/ami_ingest.py
 
 clean:
-	rm -rf $(VENV) data build *.egg-info mutants
+	rm -rf $(VENV) data build *.egg-info mutants mutmut-run.log

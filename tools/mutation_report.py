@@ -4,7 +4,8 @@
 
 Killed counts mutants a test caught (a timeout counts as caught: the mutant hung the code). Mutants no selected test
 runs ("no tests") count as survivors: code no test reaches holds no rule. `--survivors` lists the survivors' names
-(`mutmut show NAME` prints the change). Exit 1 when a module scores below `--min-score`.
+(`mutmut show NAME` prints the change). Exit 1 when a module scores below `--min-score`, or has no checked
+mutant at all (mutmut stops before mutating when a selected test fails on the unmutated code).
 """
 
 from __future__ import annotations
@@ -34,13 +35,15 @@ def main() -> int:
         killed = sum(1 for code in results.values() if code in KILLED)
         survivors = sorted(name for name, code in results.items() if code in SURVIVED)
         checked = killed + len(survivors)
-        score = 100.0 * killed / checked if checked else 100.0
+        score = 100.0 * killed / checked if checked else 0.0  # none checked: the run failed, nothing was shown
         module = meta.relative_to(args.mutants).as_posix().removesuffix(".meta")
         print(f"mutation module={module} killed={killed} survived={len(survivors)} score={score:.1f}%")
         if args.survivors:
             for name in survivors:
                 print(f"  {name}")
-        low = low or score < args.min_score
+        if not checked:
+            print(f"  no mutant of {module} was checked: did the selected tests pass on the unmutated code?")
+        low = low or score < args.min_score or not checked
     return 1 if low else 0
 
 
