@@ -37,8 +37,10 @@ from callbuddy_pbx.web.links import NOT_FOUND_BODY, link_routes
 from callbuddy_pbx.web.server import create_app
 from tests.test_policy import SALON as POLICY_SALON
 from tests.test_policy import missed_call
-from tests.test_textback_e2e import SALON, settle
+from tests.test_textback_e2e import SALON
+from tests.test_textback_e2e import Running as TextBackRunning
 from tests.traces import all_traces
+from tests.waiting import wait_until
 
 PUBLIC_URL = "https://cb.example.com"
 BOOKING = "https://glow.example"  # SALON's booking_url
@@ -151,6 +153,7 @@ def test_tokens_are_short_url_safe_and_distinct() -> None:
 @dataclass
 class Running:
     server: SimulatedAmiServer
+    service: CallService
     store: CallStore
     text_back: TextBackService
     links: LinkStore
@@ -161,6 +164,10 @@ class Running:
         async with asyncio.timeout(timeout):
             while len(self.calls) < count:
                 await asyncio.sleep(0.01)
+
+    async def settle(self) -> None:
+        """Nothing more can come of what Asterisk sent so far: see Running.settle in tests/test_textback_e2e.py."""
+        await TextBackRunning(self.server, self.service, self.store, self.text_back, self.calls).settle()
 
 
 @contextlib.asynccontextmanager
@@ -187,7 +194,7 @@ async def tracked_service(tmp_path: Path, gateway: SimulatedGateway) -> AsyncIte
     task = asyncio.create_task(service.run())
     try:
         await asyncio.wait_for(service.ready.wait(), 5)
-        yield Running(server, store, text_back, links, calls, http)
+        yield Running(server, service, store, text_back, links, calls, http)
     finally:
         await service.stop()
         await asyncio.wait_for(task, 10)
@@ -201,7 +208,7 @@ async def test_the_texted_link_redirects_to_the_booking_page_and_counts_the_clic
     async with tracked_service(tmp_path, gateway) as run:
         await run.server.replay_raw(TRACE_01.raw)
         await run.wait_for_calls(1)
-        await settle(gateway, 1)
+        await run.settle()
         (sms,) = gateway.sent
         match = LINK.search(sms.text)
         assert match is not None and BOOKING not in sms.text
@@ -231,10 +238,10 @@ async def test_the_texted_link_redirects_to_the_booking_page_and_counts_the_clic
 
         # Replaying the same stream (a reconnect): no second text, no second token.
         run.server.drop_clients()
-        await asyncio.sleep(0.5)
+        await wait_until(lambda: run.service.ami.connects == 2 and run.server.clients == 1)
         await run.server.replay_raw(TRACE_01.raw)
         await run.wait_for_calls(2)
-        await settle(gateway, 1)
+        await run.settle()
         assert len(gateway.sent) == 1
         assert [t.token for t in await run.links.tokens_for_call(linkedid)] == [token]
         async with run.store.connection.execute("SELECT COUNT(*) FROM link_tokens") as cursor:

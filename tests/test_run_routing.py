@@ -13,16 +13,18 @@ from pathlib import Path
 import aiohttp
 
 from callbuddy_pbx.commands.run import serve
-from callbuddy_pbx.config import Business, Config, default_config
+from callbuddy_pbx.config import ApiToken, Business, Config, default_config
 from callbuddy_pbx.config.pbx import NoAnswer, PbxConfig, Phone, RingGroup
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 from tests.servers import free_port
 from tests.test_router import bridged, originated
 from tests.test_sim_ari import PASSWORD, config_for, wait_until
+from tests.waiting import wait_until_async
 
 AMI_SECRET = "run-routing-secret"
 DID = "15550001013"
+API_TOKEN = "run-routing-api-token-0123456789"  # for /api/v1/devices: what the service's device registry knows
 
 
 def routed_config(tmp_path: Path, ami: SimulatedAmiServer, ari: SimulatedAriServer, web_port: int) -> Config:
@@ -35,7 +37,7 @@ def routed_config(tmp_path: Path, ami: SimulatedAmiServer, ari: SimulatedAriServ
         businesses=(Business("Glow Salon", ("+" + DID,), "America/New_York"),),
         pbx=PbxConfig(phones=phones, ring_groups=(group,)),
         ari=config_for(ari),
-        web=dataclasses.replace(base.web, port=web_port),
+        web=dataclasses.replace(base.web, port=web_port, api_tokens=(ApiToken("test", API_TOKEN),)),
     )
 
 
@@ -43,6 +45,18 @@ async def health(port: int) -> dict[str, object]:
     async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/healthz") as response:
         body: dict[str, object] = await response.json()
         return body
+
+
+async def device(port: int, name: str) -> dict[str, object]:
+    """The service's own view of one phone (its device registry, as GET /api/v1/devices shows it)."""
+    headers = {"Authorization": f"Bearer {API_TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/api/v1/devices", headers=headers) as response,
+    ):
+        body = await response.json()
+    found: dict[str, object] = next(d for d in body["devices"] if d["name"] == name)
+    return found
 
 
 async def wait_for_health(port: int, predicate: object) -> dict[str, object]:
@@ -71,9 +85,14 @@ async def test_run_routes_a_call_and_hands_ringing_calls_back_when_stopped(tmp_p
             assert {endpoint for endpoint, _, _ in originated(ari)} == {"PJSIP/100", "PJSIP/101"}
 
             # 100 stopped ringing for the first call ("answered elsewhere"); once its device state has reached the
-            # service, it is free again.
+            # service (it saw 100 ring, then free), it is free again.
             await wait_until(lambda: not any(c.endpoint == "PJSIP/100" for c in ari.pbx.channels.values()))
-            await asyncio.sleep(0.3)
+
+            async def free_again() -> bool:
+                phone = await device(port, "PJSIP/100")
+                return phone["state"] == "NOT_INUSE" and phone["last_call_at"] is not None
+
+            await wait_until_async(free_again)
             ari.phone_never_answers("100")
             ringing = ari.inbound_call(DID, caller_number="15553334444")
             await wait_until(lambda: len(originated(ari)) == 3)

@@ -17,6 +17,7 @@ from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.store.db import CallStore
 from tests.test_tracker_traces import assert_matches
 from tests.traces import Trace, all_traces, drop_events
+from tests.waiting import wait_until
 
 TRACES = all_traces()
 
@@ -38,6 +39,20 @@ class Running:
         async with asyncio.timeout(timeout):
             while not (self.service.ami.connected and self.service.ami.connects >= connects):
                 await asyncio.sleep(0.01)
+
+    async def caught_up(self) -> None:
+        """The AMI client has handed the tracker every event the server wrote before a Ping's answer (one stream)."""
+        await self.service.ami.action("Ping")
+
+    async def settle(self, within: float = 5.0) -> None:
+        """Wait until nothing more can come of what the server sent so far; only then is a count of calls final.
+
+        In this order: every event sent so far was read (caught_up), the tracker holds no open call (none can be
+        judged later), and every judged call went through the store writer (stored, then announced to on_call). A
+        call stored or announced twice, late, is counted instead of slipping past a fixed sleep."""
+        await self.caught_up()
+        await wait_until(lambda: self.service.tracker.active_calls == 0, within)
+        await asyncio.wait_for(self.service.wait_stored(), within)
 
 
 @contextlib.asynccontextmanager
@@ -73,7 +88,7 @@ async def test_every_trace_through_the_running_service(trace: Trace, without_cel
         await run.server.replay_raw(raw)
         expected = len(trace.expected())
         records = await run.wait_for_calls(expected)
-        await asyncio.sleep(0.05)  # nothing more may arrive
+        await run.settle()  # nothing more may arrive: the count assert_matches checks is final
         assert_matches(trace, run.calls)
         stored = await run.store.list_calls()
         assert sorted(r.linkedid for r in stored) == sorted(r.linkedid for r in records)
@@ -100,12 +115,13 @@ async def test_reconnect_mid_call_loses_and_duplicates_nothing(tmp_path: Path) -
         await run.server.replay_raw(answered)
         await run.wait_for_calls(1)
         await run.server.replay_raw(before)
-        await asyncio.sleep(0.05)
+        await run.caught_up()  # the client has seen the call ring before the drop
+        assert run.service.tracker.active_calls == 1
         run.server.drop_clients()  # no Shutdown: like a crash or a cut cable
         await run.wait_connected(connects=2)
         await run.server.replay_raw(after)
         records = await run.wait_for_calls(2)
-        await asyncio.sleep(0.1)
+        await run.settle()
         assert [(r.outcome, r.observed_from_start) for r in records] == [
             (Outcome.ANSWERED, True),
             (Outcome.NO_ANSWER, True),  # still live at the reconnect, so nothing was missed
@@ -117,13 +133,15 @@ async def test_a_call_that_ends_while_disconnected_is_stored_once_and_marked(tmp
     before, _ = split_at(trace("02-caller-hangs-up").raw, b"Event: HangupRequest")
     async with running_service(tmp_path) as run:
         await run.server.replay_raw(before)
-        await asyncio.sleep(0.05)
+        await run.caught_up()  # the client has seen the call ring before Asterisk goes
+        assert run.service.tracker.active_calls == 1
         await run.server.shutdown_clients(restart=True)
         run.server.clear_channels()  # Asterisk restarted: every channel is gone
         (record,) = await run.wait_for_calls(1)
         assert record.observed_from_start is False
         assert record.missed
-        await asyncio.sleep(0.1)
+        await run.settle()
+        assert len(run.calls) == 1
         assert await run.store.count_calls() == 1
 
 

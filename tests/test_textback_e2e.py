@@ -94,15 +94,6 @@ async def text_back_service(
         await server.stop()
 
 
-async def settle(gateway: SimulatedGateway, expected: int, timeout: float = 5.0) -> None:
-    """The old sleep-based wait, kept only for tests/test_click_tracking.py until it waits on idle (Running.settle):
-    a duplicate later than the sleep slips past it."""
-    async with asyncio.timeout(timeout):
-        while len(gateway.sent) < expected:
-            await asyncio.sleep(0.01)
-    await asyncio.sleep(0.2)  # and nothing more
-
-
 @pytest.mark.parametrize("trace", TRACES, ids=[t.name for t in TRACES])
 async def test_each_trace_texts_exactly_its_missed_callers(trace: Trace, tmp_path: Path) -> None:
     gateway = SimulatedGateway("sim")
