@@ -184,8 +184,17 @@ def test_unknown_key_without_close_match_lists_known_keys(write):
     path = write("asterisk: {}\nzebra: 1\n")
     assert problems_of(path) == [
         f"{path}:2: zebra: unknown key (expected one of: default_region, asterisk, businesses, inbound, storage, "
-        "logging, gateways, web, pbx, alerts, ari)"
+        "logging, gateways, web, pbx, alerts, ari, outbox)"
     ]
+
+
+def test_outbox_settings(write):
+    config = load_config(write("outbox:\n  max_age_hours: 6\n  resend_unknown_after_minutes: 30\n"))
+    assert (config.outbox.max_age_s, config.outbox.resend_unknown_after_s) == (6 * 3600, 30 * 60)
+    default = load_config(write("outbox:\n  resend_unknown_after_minutes: null\n")).outbox
+    assert (default.max_age_s, default.resend_unknown_after_s) == (24 * 3600, None)  # never re-sent blindly
+    (problem,) = problems_of(write("outbox:\n  max_age_hours: 0\n"))
+    assert ":2: outbox.max_age_hours: " in problem
 
 
 def test_unknown_business_key(write):

@@ -128,23 +128,23 @@ async def sent_through(gateway: HttpGateway, message: OutgoingSms | None = None)
         await gateway.close()
 
 
-async def test_twilio_throttling_is_a_retry_after_the_pause_it_asks(twilio_api: FakeTwilioApi, port: int) -> None:
+async def test_twilio_throttling_defers_for_the_pause_it_asks(twilio_api: FakeTwilioApi, port: int) -> None:
     twilio_api.fail_next(429, 20429, "Too Many Requests", retry_after="7")
 
     result = await sent_through(twilio_gateway(twilio_api, port))
 
-    assert result.status is SendStatus.RETRY
+    assert result.status is SendStatus.DEFERRED and result.throttled
     assert result.retry_after_s == 7.0
     assert "20429" in result.error
     assert twilio_api.messages == []
 
 
-async def test_twilio_server_error_is_a_retry(twilio_api: FakeTwilioApi, port: int) -> None:
+async def test_twilio_server_error_defers(twilio_api: FakeTwilioApi, port: int) -> None:
     twilio_api.fail_next(500, 20500, "Internal Server Error")
 
     result = await sent_through(twilio_gateway(twilio_api, port))
 
-    assert result.status is SendStatus.RETRY
+    assert result.status is SendStatus.DEFERRED and not result.throttled
     assert result.retry_after_s is None
     assert "HTTP 500" in result.error
 
@@ -156,14 +156,14 @@ async def test_twilio_invalid_number_is_rejected_with_twilios_code(twilio_api: F
     assert result.error.startswith("HTTP 400: 21211 ")
 
 
-async def test_twilio_unreachable_is_a_retry(port: int) -> None:
+async def test_twilio_unreachable_defers(port: int) -> None:
     config = GatewayConfig(
         name="twilio", kind="twilio", url=f"http://127.0.0.1:{free_port()}", account_sid="AC1", auth_token=AUTH_TOKEN
     )
 
     result = await sent_through(TwilioGateway(config, web_config(port), timeout_s=2.0))
 
-    assert result.status is SendStatus.RETRY
+    assert result.status is SendStatus.DEFERRED  # no connection: the request cannot have left
     assert result.error.startswith("network error")
 
 
@@ -424,8 +424,13 @@ async def test_generic_error_text_is_read_at_the_error_path(provider: Provider, 
         await gateway.close()
 
     assert (rejected.status, rejected.error) == (SendStatus.REJECTED, "HTTP 400: destination not allowed")
-    assert (throttled.status, throttled.error, throttled.retry_after_s) == (SendStatus.RETRY, "HTTP 429: slow down", 12)
-    assert (unavailable.status, unavailable.error) == (SendStatus.RETRY, "HTTP 503: maintenance")
+    assert (throttled.status, throttled.error, throttled.retry_after_s) == (
+        SendStatus.DEFERRED,
+        "HTTP 429: slow down",
+        12,
+    )
+    assert throttled.throttled and not unavailable.throttled
+    assert (unavailable.status, unavailable.error) == (SendStatus.DEFERRED, "HTTP 503: maintenance")
 
 
 async def test_generic_answer_without_the_id_still_counts_as_accepted(provider: Provider, port: int) -> None:
@@ -624,12 +629,12 @@ async def test_credentials_and_numbers_never_reach_logs_or_errors(
             assert r.status == 400
 
     assert [r.status for r in results] == [
-        SendStatus.RETRY,
+        SendStatus.DEFERRED,
         SendStatus.ACCEPTED,
         SendStatus.REJECTED,
         SendStatus.REJECTED,
-        SendStatus.RETRY,
-        SendStatus.RETRY,
+        SendStatus.DEFERRED,
+        SendStatus.DEFERRED,
     ]
     assert len(served.received.inbound) == 2
     errors = " ".join(r.error or "" for r in results)

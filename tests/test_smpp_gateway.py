@@ -123,7 +123,7 @@ async def test_wrong_password_is_a_clear_error_retried_with_growing_pauses(
     await eventually(lambda: len(smsc.binds) >= 5)  # the 4th wait reaches the cap
 
     assert not gateway.bound
-    assert result.status is SendStatus.RETRY and "bind rejected" in (result.error or "")
+    assert result.status is SendStatus.DEFERRED and "bind rejected" in (result.error or "")
     assert "ESME_RINVPASWD" in (gateway.last_error or "")
     attempts = [bind.at for bind in smsc.binds[:5]]
     assert not any(bind.accepted for bind in smsc.binds)
@@ -221,7 +221,7 @@ async def test_text_arrives_intact_in_as_many_parts_as_billed(
 # -- SMSC answers ---------------------------------------------------------------------------------------------------
 
 
-async def test_throttled_is_retry_then_sending_pauses_then_succeeds(smsc: SimulatedSmsc, connect: Connect) -> None:
+async def test_throttled_is_deferred_then_sending_pauses_then_succeeds(smsc: SimulatedSmsc, connect: Connect) -> None:
     gateway, _ = await connect()
     smsc.throttle(1)
 
@@ -231,21 +231,22 @@ async def test_throttled_is_retry_then_sending_pauses_then_succeeds(smsc: Simula
     await asyncio.sleep(throttled.retry_after_s or 0)
     after = await gateway.send(sms("three"))
 
-    assert throttled.status is SendStatus.RETRY and "ESME_RTHROTTLED" in (throttled.error or "")
-    assert throttled.retry_after_s == pytest.approx(FAST.throttle_pause_s)
-    assert during_pause.status is SendStatus.RETRY and 0 < (during_pause.retry_after_s or 0) <= FAST.throttle_pause_s
+    assert throttled.status is SendStatus.DEFERRED and "ESME_RTHROTTLED" in (throttled.error or "")
+    assert throttled.throttled and throttled.retry_after_s == pytest.approx(FAST.throttle_pause_s)
+    assert during_pause.status is SendStatus.DEFERRED and during_pause.throttled
+    assert 0 < (during_pause.retry_after_s or 0) <= FAST.throttle_pause_s
     assert after.accepted
     assert [record.text for record in smsc.accepted] == ["three"]
     assert accepted_binds(smsc) == 1, "an error response must not end the session"
 
 
-async def test_queue_full_is_retry_with_a_pause(smsc: SimulatedSmsc, connect: Connect) -> None:
+async def test_queue_full_is_deferred_with_a_pause(smsc: SimulatedSmsc, connect: Connect) -> None:
     gateway, _ = await connect()
     smsc.queue_full(1)
 
     result = await gateway.send(sms())
 
-    assert result.status is SendStatus.RETRY and "ESME_RMSGQFUL" in (result.error or "")
+    assert result.status is SendStatus.DEFERRED and result.throttled and "ESME_RMSGQFUL" in (result.error or "")
     assert result.retry_after_s == pytest.approx(FAST.queue_full_pause_s)
     await asyncio.sleep(FAST.queue_full_pause_s)
     assert (await gateway.send(sms())).accepted
@@ -283,19 +284,44 @@ async def test_long_text_whose_second_part_is_throttled_waits_and_completes(
 # -- link trouble ---------------------------------------------------------------------------------------------------
 
 
-async def test_dropped_link_means_retry_then_reconnect_and_send(smsc: SimulatedSmsc, connect: Connect) -> None:
+async def test_a_dropped_link_defers_then_binds_again_and_sends(smsc: SimulatedSmsc, connect: Connect) -> None:
     gateway, _ = await connect()
     assert (await gateway.send(sms("before"))).accepted
 
     await smsc.drop_connections(refuse_s=0.5)
+    await eventually(lambda: not gateway.bound)
     during = await gateway.send(sms("during"))
     await eventually(lambda: gateway.bound)
     after = await gateway.send(sms("after"))
 
-    assert during.status is SendStatus.RETRY
+    assert during.status is SendStatus.DEFERRED and not during.throttled  # never written: nothing to doubt
     assert after.accepted
     assert [record.text for record in smsc.accepted] == ["before", "after"]
     assert accepted_binds(smsc) == 2
+
+
+async def test_a_submit_cut_off_before_its_answer_is_unknown(smsc: SimulatedSmsc, connect: Connect) -> None:
+    """The SMSC took the text and the link dropped before submit_sm_resp: the gateway cannot know; it says so."""
+    gateway, _ = await connect()
+    smsc.cut_after_accept(1)
+
+    cut = await gateway.send(sms("cut off"))
+    await eventually(lambda: gateway.bound)
+    after = await gateway.send(sms("after"))
+
+    assert cut.status is SendStatus.UNKNOWN and cut.message_id is None
+    assert after.accepted
+    assert [record.text for record in smsc.accepted] == ["cut off", "after"]  # the SMSC has both, once each
+
+
+async def test_a_dropped_bind_is_back_within_two_seconds_of_the_smsc(smsc: SimulatedSmsc, connect: Connect) -> None:
+    """With the default timings, however long the SMSC was away: the back-off is capped at 2 s."""
+    gateway, _ = await connect(timing=SmppTiming())
+    await smsc.drop_connections(refuse_s=9.0)  # long enough for an uncapped back-off to overshoot by seconds
+    await eventually(lambda: not gateway.bound)
+    back = time.monotonic() + 9.0
+    await eventually(lambda: gateway.bound, timeout=15.0)
+    assert time.monotonic() - back <= 3.0  # the promise: back within ~2 s of the SMSC (1 s for a loaded machine)
 
 
 async def test_unanswered_enquire_link_drops_the_link_and_binds_again(smsc: SimulatedSmsc, connect: Connect) -> None:
@@ -533,4 +559,4 @@ async def test_close_unbinds(smsc: SimulatedSmsc, connect: Connect) -> None:
     await gateway.close()
 
     await eventually(lambda: smsc.bound_sessions == 0)
-    assert (await gateway.send(sms())).status is SendStatus.RETRY
+    assert (await gateway.send(sms())).status is SendStatus.DEFERRED

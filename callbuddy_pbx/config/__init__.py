@@ -12,7 +12,15 @@ from callbuddy_pbx.config.asterisk import (
 )
 from callbuddy_pbx.config.businesses import Business
 from callbuddy_pbx.config.gateways import GATEWAY_KINDS, GatewayConfig
-from callbuddy_pbx.config.loader import Config, ConfigError, LoggingConfig, StorageConfig, default_config, load_config
+from callbuddy_pbx.config.loader import (
+    Config,
+    ConfigError,
+    LoggingConfig,
+    OutboxConfig,
+    StorageConfig,
+    default_config,
+    load_config,
+)
 from callbuddy_pbx.config.pbx import PbxConfig
 from callbuddy_pbx.config.texting import (
     DEFAULT_HELP_TEXT,
@@ -46,6 +54,7 @@ __all__ = [
     "GatewayConfig",
     "InboundConfig",
     "LoggingConfig",
+    "OutboxConfig",
     "PbxConfig",
     "QuietHours",
     "StorageConfig",

@@ -16,7 +16,7 @@ from callbuddy_pbx.config.asterisk import AmiReader, AriConfig, AriReader, Aster
 from callbuddy_pbx.config.businesses import Business, BusinessesReader
 from callbuddy_pbx.config.gateways import GatewayConfig, GatewayReader
 from callbuddy_pbx.config.pbx import PbxConfig, PbxReader
-from callbuddy_pbx.config.reader import NULL, Reader, compose_bounded, read_bounded
+from callbuddy_pbx.config.reader import NULL, Reader, compose_bounded, is_null, read_bounded
 from callbuddy_pbx.config.texting import TextingReader
 from callbuddy_pbx.config.web import WebConfig, WebReader
 
@@ -24,6 +24,14 @@ from callbuddy_pbx.config.web import WebConfig, WebReader
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
     path: Path = Path("data/callbuddy.sqlite3")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxConfig:
+    """How long texts wait for a gateway that cannot take them, and what becomes of a send that got no answer."""
+
+    max_age_s: float = 24 * 3600.0  # a text not sent this long after it was queued is expired, with the reason
+    resend_unknown_after_s: float | None = None  # None: a text sent with no answer is never sent again
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +53,7 @@ class Config:
     pbx: PbxConfig = field(default_factory=PbxConfig)  # phones, ring groups, trunks: what `render` writes
     alerts: AlertsConfig = field(default_factory=AlertsConfig)  # when and how the installer is told of trouble
     ari: AriConfig = field(default_factory=AriConfig)  # for `routing: callbuddy` ring groups
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
     default_region: str = "US"  # for callers' numbers when no business applies
     source: str | None = None  # the file this came from, for messages
 
@@ -64,8 +73,10 @@ _TOP_KEYS = (
     "pbx",
     "alerts",
     "ari",
+    "outbox",
 )
 _STORAGE_KEYS = ("path",)
+_OUTBOX_KEYS = ("max_age_hours", "resend_unknown_after_minutes")
 _LOGGING_KEYS = ("level", "format", "library_level")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _LOG_FORMATS = ("text", "json")
@@ -151,6 +162,7 @@ class _Reader(Reader):
             inbound=AmiReader(self).inbound(top.get("inbound", empty)),
             storage=self.storage(top.get("storage", empty), base_dir),
             logging=self.logging(top.get("logging", empty)),
+            outbox=self.outbox(top.get("outbox", empty)),
             gateways=gateways,
             web=web,
             pbx=pbx,
@@ -167,6 +179,20 @@ class _Reader(Reader):
             path = Path(self.non_empty(section["path"], "storage.path", "a file path") or path).expanduser()
         # Relative to the configuration file, so the service finds the same database whatever its working directory.
         return StorageConfig(path=base_dir / path)
+
+    def outbox(self, node: yaml.Node) -> OutboxConfig:
+        section = self.mapping(node, "outbox", _OUTBOX_KEYS)
+        base = OutboxConfig()
+        if not section:
+            return base
+        max_age_s, resend_s = base.max_age_s, base.resend_unknown_after_s
+        if "max_age_hours" in section:
+            hours = self.positive(section["max_age_hours"], "outbox.max_age_hours")
+            max_age_s = max_age_s if hours is None else hours * 3600
+        if "resend_unknown_after_minutes" in section and not is_null(section["resend_unknown_after_minutes"]):
+            minutes = self.positive(section["resend_unknown_after_minutes"], "outbox.resend_unknown_after_minutes")
+            resend_s = None if minutes is None else minutes * 60
+        return OutboxConfig(max_age_s=max_age_s, resend_unknown_after_s=resend_s)
 
     def logging(self, node: yaml.Node) -> LoggingConfig:
         section = self.mapping(node, "logging", _LOGGING_KEYS)

@@ -1,6 +1,12 @@
-"""The outbox worker: sends due texts through their gateway, retries transient failures with exponential backoff
-and jitter, gives up after `max_retries`, and respects each sender's rate. State lives in SQLite (MessageStore),
-so a restart resumes where the last process stopped.
+"""The outbox worker: sends due texts through their gateway and records what became of each, in SQLite
+(MessageStore), so a restart resumes where the last process stopped.
+
+Trouble with the gateway defers, never drops: a gateway that cannot take texts (link down, throttled, queue full,
+429, 5xx) costs a text no try; the text waits for it, paced to what the gateway takes (pacing.GatewayPace), until
+`max_age_s` after it was queued, and is then `expired` with the reason. Only an answer about the text itself ends
+it: accepted, rejected (failed), or a temporary error repeated `max_retries` times (failed). A send that left and
+got no answer is `unknown`: a receipt may still settle it; it is never sent again blindly (unless
+`resend_unknown_after_s` is set). Each sender's own rate is kept too.
 """
 
 from __future__ import annotations
@@ -14,14 +20,16 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 
 from callbuddy_pbx.phone import mask
+from callbuddy_pbx.recovery.pacing import GatewayPace
 from callbuddy_pbx.recovery.ratelimit import SenderLimits
 from callbuddy_pbx.sms.gateway import OutgoingSms, SendResult, SendStatus, SmsGateway
-from callbuddy_pbx.store.messages import FAILED, QUEUED, SENT, MessageStore, OutboxRow, SendUpdate
+from callbuddy_pbx.store.messages import EXPIRED, FAILED, QUEUED, SENT, UNKNOWN, MessageStore, OutboxRow, SendUpdate
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 1.0  # with nothing due, look again this often (new texts also wake the worker at once)
 DUE_BATCH = 500
+MAX_AGE_S = 24 * 3600.0  # a text the gateway could not take for this long is expired, not sent a day late
 
 
 class Outbox:
@@ -35,6 +43,8 @@ class Outbox:
         backoff_s: float = 2.0,
         max_backoff_s: float = 600.0,
         max_in_flight: int = 200,
+        max_age_s: float = MAX_AGE_S,
+        resend_unknown_after_s: float | None = None,
         clock: Callable[[], float] = time.time,
         on_update: Callable[[OutboxRow, SendUpdate], None] | None = None,
     ) -> None:
@@ -45,12 +55,15 @@ class Outbox:
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
         self._max_in_flight = max_in_flight
+        self._max_age_s = max_age_s
+        self._resend_unknown_after_s = resend_unknown_after_s
+        self._paces: dict[str, GatewayPace] = {name: GatewayPace() for name in gateways}
         self._clock = clock
         self._on_update = on_update
         self._wakeup = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._updates: asyncio.Queue[tuple[OutboxRow, SendUpdate]] = asyncio.Queue()
-        self.stats: Counter[str] = Counter()  # sent, retried, failed, recovered_unknown
+        self.stats: Counter[str] = Counter()  # sent, deferred, retried, failed, expired, unknown, recovered_unknown
 
     def wake(self) -> None:
         """New texts were queued: look at once rather than at the next poll."""
@@ -87,16 +100,23 @@ class Outbox:
         slots = self._max_in_flight - len(self._in_flight)
         if slots <= 0:
             return wait
+        if self._resend_unknown_after_s is not None:
+            resent = await self._messages.requeue_unknown(now - self._resend_unknown_after_s, now)
+            if resent:
+                log.warning("%d texts with no answer and no receipt are sent again (resend_unknown_after)", resent)
         ready: list[OutboxRow] = []
         for row in await self._messages.due(now, DUE_BATCH):
             if len(ready) >= slots:
                 break
-            if row.gateway not in self._gateways:
+            pace = self._paces.get(row.gateway)
+            if pace is None:
                 ready.append(row)  # fails at once below, with a clear error
-            elif self._limits.try_take(row.gateway, row.sender, now):
+            elif pace.wait_s(now) > 0:
+                wait = min(wait, pace.wait_s(now))
+            elif self._limits.try_take(row.gateway, row.sender, now) and pace.take(now):
                 ready.append(row)
             else:
-                wait = min(wait, self._limits.wait_s(row.gateway, row.sender, now))
+                wait = min(wait, self._limits.wait_s(row.gateway, row.sender, now), pace.wait_s(now))
         claimed = set(await self._messages.claim([row.id for row in ready], now)) if ready else set()
         for row in ready:
             if row.id in claimed:
@@ -124,9 +144,21 @@ class Outbox:
         now = self._clock()
         attempts = row.attempts + 1
         to = mask(row.to)
+        pace = self._paces.get(row.gateway)
         if result.status is SendStatus.ACCEPTED:
             self.stats["sent"] += 1
+            if pace is not None:
+                pace.accepted(now)
             return SendUpdate(row.id, SENT, attempts, row.send_at, result.message_id, None, now)
+        if result.status is SendStatus.DEFERRED:
+            return self._deferred(row, result, pace, now)
+        if pace is not None:
+            pace.answered()
+        if result.status is SendStatus.UNKNOWN:
+            self.stats["unknown"] += 1
+            log.error("text %s to %s: sent, but no answer came (%s); not sent again", row.key, to, result.error)
+            error = f"sent, no answer from the gateway ({result.error}); not sent again"
+            return SendUpdate(row.id, UNKNOWN, attempts, row.send_at, None, error, now)
         if result.status is SendStatus.RETRY and attempts <= self._max_retries:
             self.stats["retried"] += 1
             delay = result.retry_after_s
@@ -138,6 +170,25 @@ class Outbox:
         why = "rejected" if result.status is SendStatus.REJECTED else f"gave up after {attempts} attempts"
         log.error("text %s to %s failed (%s): %s", row.key, to, why, result.error)
         return SendUpdate(row.id, FAILED, attempts, row.send_at, None, result.error, now)
+
+    def _deferred(self, row: OutboxRow, result: SendResult, pace: GatewayPace | None, now: float) -> SendUpdate:
+        """The gateway could not take it: no try used; the text waits for the gateway, or expires of age."""
+        if now - row.created_at >= self._max_age_s:
+            self.stats["expired"] += 1
+            hours = self._max_age_s / 3600
+            log.error("text %s to %s expired: not sent within %g h (%s)", row.key, mask(row.to), hours, result.error)
+            error = f"not sent within {hours:g} h: {result.error}"
+            return SendUpdate(row.id, EXPIRED, row.attempts, row.send_at, None, error, now)
+        self.stats["deferred"] += 1
+        if pace is None:
+            send_at = now + (result.retry_after_s or IDLE_POLL_S)
+        elif result.throttled:
+            pace.throttled(now, result.retry_after_s)
+            send_at = now + pace.wait_s(now)
+        else:
+            send_at = pace.unavailable(now, result.retry_after_s)
+        log.debug("text %s to %s waits for gateway %s: %s", row.key, mask(row.to), row.gateway, result.error)
+        return SendUpdate(row.id, QUEUED, row.attempts, send_at, None, result.error, now)
 
     async def _write_updates(self) -> None:
         """Results of concurrent sends go to the database together: one transaction per burst."""

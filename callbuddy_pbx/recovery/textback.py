@@ -68,7 +68,15 @@ class TextBackService:
         self._new_token = token_factory
         self.messages = MessageStore(store)
         rates = {g.name: g.rate_per_s for g in config.gateways}
-        self.outbox = Outbox(self.messages, gateways, rates=rates, clock=clock, on_update=self._updated)
+        self.outbox = Outbox(
+            self.messages,
+            gateways,
+            rates=rates,
+            max_age_s=config.outbox.max_age_s,
+            resend_unknown_after_s=config.outbox.resend_unknown_after_s,
+            clock=clock,
+            on_update=self._updated,
+        )
         self._businesses = {b.name: b for b in config.businesses}
         self._by_number = {n: b for b in config.businesses for n in b.numbers}
         self._by_sender = {b.text_back.sender: b for b in config.businesses if b.text_back.sender}

@@ -146,7 +146,7 @@ class Notifier:
                 log.info("notice %s texted to %s through %s", key, who, route.gateway)
                 return None
             reason = self._safe(result.error or result.status.value)
-            if result.status is SendStatus.REJECTED or attempt == self._attempts:
+            if result.status in (SendStatus.REJECTED, SendStatus.UNKNOWN) or attempt == self._attempts:
                 log.warning("notice %s: text to %s not sent (%s)", key, who, reason)
                 return f"text to {who}: {reason}"
             delay = min(result.retry_after_s or self._retry_delay_s, MAX_RETRY_AFTER_S)

@@ -150,6 +150,7 @@ class SimulatedSmsc:
         self._queue_full = 0
         self._invalid: set[str] = set()
         self._refuse_until = 0.0
+        self._cut_after_accept = 0  # submits still to be accepted and then cut off before their answer
         self._server: smpp34.Server | None = None
         self._backend_port = 0
         self._front: asyncio.Server | None = None
@@ -247,6 +248,11 @@ class SimulatedSmsc:
     def reject_destination(self, *numbers: str) -> None:
         """Submits to these numbers (E.164, or as sent) are answered ESME_RINVDSTADR."""
         self._invalid.update(numbers)
+
+    def cut_after_accept(self, count: int = 1) -> None:
+        """For the next `count` submits it accepts: keep the text (its receipt follows, on the next bind) but cut
+        the connection instead of sending the submit_sm_resp, as an SMSC whose link drops at the worst moment."""
+        self._cut_after_accept += count
 
     async def drop_connections(self, refuse_s: float = 0.0) -> int:
         """Cut every client connection (no unbind), and refuse new ones for `refuse_s`; returns how many were cut."""
@@ -567,8 +573,13 @@ class SimulatedSmsc:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError, ValueError):
             while True:
                 data = await _read_pdu(reader)
-                if HEADER.unpack_from(data)[1] == SUBMIT_SM_RESP:
+                _, command_id, status, _ = HEADER.unpack_from(data)
+                if command_id == SUBMIT_SM_RESP:
                     connection.in_flight -= 1
+                    if status == 0 and self._cut_after_accept > 0:
+                        self._cut_after_accept -= 1
+                        connection.abort()
+                        return
                 connection.client.write(data)
                 await connection.client.drain()
 

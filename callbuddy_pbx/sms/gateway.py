@@ -21,9 +21,16 @@ class OutgoingSms:
 
 
 class SendStatus(StrEnum):
+    """What one send says. Only ACCEPTED, UNKNOWN and REJECTED are about the text itself; DEFERRED is about the
+    gateway, so it never uses up a text's tries."""
+
     ACCEPTED = "accepted"  # the gateway took it; `message_id` identifies it in later receipts
-    RETRY = "retry"  # a transient failure (throttled, queue full, link down, 5xx): try again later
-    REJECTED = "rejected"  # a permanent failure (invalid destination, bad credentials, 4xx): do not retry
+    DEFERRED = "deferred"  # not sent: the gateway cannot take texts now (link down, not bound, throttled, queue
+    #                        full, HTTP 429/5xx, cannot connect): wait for it, however long it takes
+    RETRY = "retry"  # the gateway refused this text with an error it calls temporary: try again a few times
+    UNKNOWN = "unknown"  # sent, and no answer came back (the link dropped or timed out after the request left):
+    #                      the gateway may have it, so it is never sent again blindly
+    REJECTED = "rejected"  # a definite no for this text (invalid destination, content, credentials): do not retry
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,7 @@ class SendResult:
     message_id: str | None = None
     error: str | None = None  # the gateway's code and words, for the operator (never contains credentials)
     retry_after_s: float | None = None  # when the gateway asked for a pause (throttling)
+    throttled: bool = False  # the gateway asked us to slow down (ESME_RTHROTTLED, ESME_RMSGQFUL, HTTP 429)
 
     @property
     def accepted(self) -> bool:
@@ -52,6 +60,9 @@ class DeliveryReport:
     at: float  # unix time the report was received
     error_code: str | None = None  # e.g. SMPP `err:` field, Twilio ErrorCode, Kannel status code
     detail: str = ""  # the raw status word(s), bounded, for display
+    # What a receipt may also say of its text, to find a text whose send went unanswered (it has no message id):
+    recipient: str | None = None  # the number the text went to
+    text_start: str | None = None  # the first characters of the text (an SMPP receipt's `text:`, up to 20)
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,11 +207,23 @@ def network_error(exc: BaseException) -> str:
 
 
 def classify(status: int, error: str, retry_after: float | None = None) -> SendResult:
-    """A non-success HTTP status as a SendResult: 429 and 5xx (and anything unexpected) RETRY, other 4xx REJECTED."""
+    """A non-success HTTP status as a SendResult: 429 and 5xx (the gateway cannot take it now) DEFERRED, 429 as
+    throttling; other 4xx REJECTED; anything else unexpected RETRY (a few tries)."""
     text = short(error, MAX_ERROR_CHARS)
-    if 400 <= status < 500 and status != 429:
+    if status == 429 or 500 <= status < 600:
+        return SendResult(SendStatus.DEFERRED, error=text, retry_after_s=retry_after, throttled=status == 429)
+    if 400 <= status < 500:
         return SendResult(SendStatus.REJECTED, error=text)
     return SendResult(SendStatus.RETRY, error=text, retry_after_s=retry_after)
+
+
+def network_result(exc: BaseException) -> SendResult:
+    """A send that failed on the network: DEFERRED when the request cannot have left (no connection made),
+    UNKNOWN when it may have (timed out or cut off while waiting for the answer)."""
+    error = network_error(exc)
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return SendResult(SendStatus.DEFERRED, error=error)
+    return SendResult(SendStatus.UNKNOWN, error=error)
 
 
 def callback_url(public_url: str, gateway: str, kind: str) -> str:

@@ -42,7 +42,7 @@ from callbuddy_pbx.sms.http_common import (
     classify,
     forbidden,
     message_text,
-    network_error,
+    network_result,
     optional,
     phone_field,
     read_answer,
@@ -151,7 +151,7 @@ class GenericHttpGateway(HttpGateway):
 
     async def send(self, sms: OutgoingSms) -> SendResult:
         if self._session is None:
-            return SendResult(SendStatus.RETRY, error="gateway not started")
+            return SendResult(SendStatus.DEFERRED, error="gateway not started")
         fields = self._fields(sms)
         url: str | URL = self._url
         data: dict[str, str] | None = None
@@ -171,9 +171,9 @@ class GenericHttpGateway(HttpGateway):
                 status = response.status
                 retry_after = retry_after_s(response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
-            error = network_error(exc)
-            log.warning("%s: text %s to %s not sent: %s", self.name, sms.key, mask(sms.to), error)
-            return SendResult(SendStatus.RETRY, error=error)
+            result = network_result(exc)
+            log.warning("%s: text %s to %s %s: %s", self.name, sms.key, mask(sms.to), result.status.value, result.error)
+            return result
         answer = answer_json(body)
         if 200 <= status < 300:
             message_id = self._message_id(sms, answer)

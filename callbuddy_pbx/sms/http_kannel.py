@@ -40,7 +40,7 @@ from callbuddy_pbx.sms.http_common import (
     classify,
     forbidden,
     message_text,
-    network_error,
+    network_result,
     optional,
     phone_field,
     read_answer,
@@ -128,15 +128,15 @@ class KannelGateway(HttpGateway):
 
     async def send(self, sms: OutgoingSms) -> SendResult:
         if self._session is None:
-            return SendResult(SendStatus.RETRY, error="gateway not started")
+            return SendResult(SendStatus.DEFERRED, error="gateway not started")
         try:
             async with self._session.get(self._request_url(sms), allow_redirects=False) as response:
                 body = (await read_answer(response)).decode("utf-8", "replace").strip()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError) as exc:
-            error = network_error(exc)
-            log.warning("%s: text %s to %s not sent: %s", self.name, sms.key, mask(sms.to), error)
-            return SendResult(SendStatus.RETRY, error=error)
+            result = network_result(exc)
+            log.warning("%s: text %s to %s %s: %s", self.name, sms.key, mask(sms.to), result.status.value, result.error)
+            return result
         if 200 <= status < 300 and body.startswith(ACCEPTED_ANSWERS):
             log.info("%s: text %s to %s accepted: %s", self.name, sms.key, mask(sms.to), short(body, 60))
             return SendResult(SendStatus.ACCEPTED, message_id=sms.key)

@@ -40,7 +40,7 @@ from callbuddy_pbx.sms.http_common import (
     classify,
     forbidden,
     message_text,
-    network_error,
+    network_result,
     optional,
     phone_field,
     read_answer,
@@ -134,7 +134,7 @@ class TwilioGateway(HttpGateway):
 
     async def send(self, sms: OutgoingSms) -> SendResult:
         if self._session is None:
-            return SendResult(SendStatus.RETRY, error="gateway not started")
+            return SendResult(SendStatus.DEFERRED, error="gateway not started")
         form = {"To": sms.to, "From": sms.sender, "Body": sms.text}
         if self.status_callback:
             form["StatusCallback"] = self.status_callback
@@ -147,9 +147,9 @@ class TwilioGateway(HttpGateway):
                 status = response.status
                 retry_after = retry_after_s(response.headers.get("Retry-After"))
         except (aiohttp.ClientError, TimeoutError) as exc:
-            error = network_error(exc)
-            log.warning("%s: text %s to %s not sent: %s", self.name, sms.key, mask(sms.to), error)
-            return SendResult(SendStatus.RETRY, error=error)
+            result = network_result(exc)
+            log.warning("%s: text %s to %s %s: %s", self.name, sms.key, mask(sms.to), result.status.value, result.error)
+            return result
         answer = answer_json(body)
         if 200 <= status < 300:
             sid = answer.get("sid") if isinstance(answer, dict) else None

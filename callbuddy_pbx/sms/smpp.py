@@ -32,8 +32,17 @@ from callbuddy_pbx.sms.gateway import (
     SendResult,
     SendStatus,
 )
-from callbuddy_pbx.sms.smpp_link import BindRejected, Credentials, LinkDown, Pdu, PduError, SmppLink, describe_status
-from callbuddy_pbx.sms.smpp_receipts import LongTexts, parse_receipt
+from callbuddy_pbx.sms.smpp_link import (
+    BindRejected,
+    Credentials,
+    LinkDown,
+    Pdu,
+    PduError,
+    RequestUnanswered,
+    SmppLink,
+    describe_status,
+)
+from callbuddy_pbx.sms.smpp_receipts import LongTexts, parse_receipt, text_field
 from callbuddy_pbx.sms.smpp_text import UCS2, UDHI, EncodedText, TextTooLong, decode_text, encode_text
 
 log = logging.getLogger(__name__)
@@ -84,7 +93,8 @@ class SmppTiming:
     connect_timeout_s: float = 10.0  # TCP connect, and then the bind response
     response_timeout_s: float = 10.0  # submit_sm_resp, enquire_link_resp
     reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 60.0
+    reconnect_max_s: float = 2.0  # capped low: texts wait for the bind, so it is back ~2 s after the SMSC is
+    rejected_max_s: float = 60.0  # the cap after a refused bind (wrong password): do not hammer the account
     stable_s: float = 30.0  # a session that lasted this long starts the backoff over
     throttle_pause_s: float = 1.0  # after ESME_RTHROTTLED
     queue_full_pause_s: float = 5.0  # after ESME_RMSGQFUL
@@ -192,6 +202,8 @@ class SmppGateway:
                         log.warning(
                             "SMPP %s: text to %s broke off after %d of %d parts", self.name, mask(sms.to), index, total
                         )
+                    if index and result.status is not SendStatus.REJECTED:  # the SMSC has the first parts already:
+                        result = replace(result, status=SendStatus.UNKNOWN)  # sending it all again would repeat them
                     return replace(result, error=f"part {index + 1} of {total}: {result.error}")
                 ids.append(result.message_id or "")
             if all(ids):
@@ -210,12 +222,14 @@ class SmppGateway:
             pause = self._paused_until - loop.time()
             if pause > 0:
                 if waits <= 0:
-                    return SendResult(SendStatus.RETRY, error="the SMSC asked us to slow down", retry_after_s=pause)
+                    return SendResult(
+                        SendStatus.DEFERRED, error="the SMSC asked us to slow down", retry_after_s=pause, throttled=True
+                    )
                 waits -= 1
                 await asyncio.sleep(pause)
                 continue
             result = await self._submit_once(fields)
-            if result.status is not SendStatus.RETRY or result.retry_after_s is None or waits <= 0:
+            if not result.throttled or waits <= 0:
                 return result
 
     async def _submit_once(self, fields: dict[str, Any]) -> SendResult:
@@ -225,11 +239,13 @@ class SmppGateway:
                 return self._not_bound()
             try:
                 response = await link.request("submit_sm", self._timing.response_timeout_s, **fields)
+            except RequestUnanswered as exc:
+                return SendResult(SendStatus.UNKNOWN, error=f"SMPP link lost before the SMSC answered: {exc}")
             except LinkDown as exc:
-                return SendResult(SendStatus.RETRY, error=f"SMPP link down: {exc}")
+                return SendResult(SendStatus.DEFERRED, error=f"SMPP link down: {exc}")
             except TimeoutError:
                 return SendResult(
-                    SendStatus.RETRY, error=f"no submit_sm_resp within {self._timing.response_timeout_s:g} s"
+                    SendStatus.UNKNOWN, error=f"no submit_sm_resp within {self._timing.response_timeout_s:g} s"
                 )
             except PduError as exc:
                 return SendResult(SendStatus.REJECTED, error=str(exc))
@@ -246,8 +262,9 @@ class SmppGateway:
             return self._pause(self._timing.queue_full_pause_s, error)
         if status in PERMANENT_STATUSES:
             return SendResult(SendStatus.REJECTED, error=error)
-        if status == NOT_BOUND:  # the SMSC forgot our bind: bind again
+        if status == NOT_BOUND:  # the SMSC forgot our bind: bind again; the text was not taken
             link.close("the SMSC says we are not bound")
+            return SendResult(SendStatus.DEFERRED, error=error)
         return SendResult(SendStatus.RETRY, error=error)
 
     def _pause(self, seconds: float, error: str) -> SendResult:
@@ -255,15 +272,15 @@ class SmppGateway:
         if self._paused_until <= now:
             log.warning("SMPP %s: %s; pausing sends for %g s", self.name, error, seconds)
         self._paused_until = max(self._paused_until, now + seconds)
-        return SendResult(SendStatus.RETRY, error=error, retry_after_s=seconds)
+        return SendResult(SendStatus.DEFERRED, error=error, retry_after_s=seconds, throttled=True)
 
     def _not_bound(self) -> SendResult:
         if self._closed or not self._tasks:
-            return SendResult(SendStatus.RETRY, error="SMPP gateway not running")
+            return SendResult(SendStatus.DEFERRED, error="SMPP gateway not running")
         wait = self._next_attempt_at - asyncio.get_running_loop().time()
         reason = self._last_error or "connecting"
         return SendResult(
-            SendStatus.RETRY, error=f"not bound to the SMSC: {reason}", retry_after_s=max(wait, 0.0) or None
+            SendStatus.DEFERRED, error=f"not bound to the SMSC: {reason}", retry_after_s=max(wait, 0.0) or None
         )
 
     # -- session --------------------------------------------------------------------------------------------------
@@ -275,6 +292,7 @@ class SmppGateway:
         failures = 0
         while True:
             started = loop.time()
+            rejected = False
             try:
                 link = await SmppLink.open(
                     config.host,
@@ -285,7 +303,7 @@ class SmppGateway:
                     name=self.name,
                 )
             except BindRejected as exc:
-                self._last_error = str(exc)
+                self._last_error, rejected = str(exc), True
                 log.error(
                     "SMPP %s: %s (system_id %r at %s:%d)", self.name, exc, config.system_id, config.host, config.port
                 )
@@ -305,7 +323,8 @@ class SmppGateway:
                 if loop.time() - started >= timing.stable_s:
                     failures = 0
             self._first_attempt.set()
-            delay = min(timing.reconnect_max_s, timing.reconnect_min_s * 2**failures) * random.uniform(0.8, 1.0)
+            cap = max(timing.rejected_max_s, timing.reconnect_max_s) if rejected else timing.reconnect_max_s
+            delay = min(cap, timing.reconnect_min_s * 2**failures) * random.uniform(0.8, 1.0)
             failures = min(failures + 1, 32)
             self._next_attempt_at = loop.time() + delay
             log.info("SMPP %s: binding again in %.1f s", self.name, delay)
@@ -353,7 +372,13 @@ class SmppGateway:
         resolved = self._long_texts.resolve(receipt)
         if resolved is not None and self._on_report is not None:
             report = DeliveryReport(
-                resolved.message_id, resolved.state, time.time(), resolved.error_code, resolved.detail
+                resolved.message_id,
+                resolved.state,
+                time.time(),
+                resolved.error_code,
+                resolved.detail,
+                recipient=self._e164(_number(pdu.source_addr, pdu.source_addr_ton)) or None,
+                text_start=text_field(text),
             )
             await self._on_report(report)
 

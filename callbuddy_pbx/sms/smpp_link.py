@@ -56,6 +56,10 @@ class LinkDown(Exception):
     """The session is gone (or never came up): connection refused or lost, closed, unbound, unanswered."""
 
 
+class RequestUnanswered(LinkDown):
+    """The link went down after a request was written and before its response: the SMSC may have it."""
+
+
 class PduError(ValueError):
     """A request that cannot be encoded (e.g. a sender id outside Latin-1): sending it again cannot help."""
 
@@ -164,7 +168,7 @@ class SmppLink:
         self._writer.close()
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(LinkDown(reason))
+                future.set_exception(RequestUnanswered(reason))
         self._pending.clear()
         current = asyncio.current_task()
         for task in self._tasks:
@@ -188,9 +192,9 @@ class SmppLink:
             async with asyncio.timeout(timeout_s):
                 await self._writer.drain()
                 return await future
-        except (ConnectionError, OSError) as exc:
+        except (ConnectionError, OSError) as exc:  # some bytes may have left before the connection broke
             self.close(f"write failed: {exc}")
-            raise LinkDown(self.close_reason) from None
+            raise RequestUnanswered(self.close_reason) from None
         finally:
             self._pending.pop(pdu.sequence, None)
 

@@ -19,6 +19,7 @@ from callbuddy_pbx.sms.gateway import DeliveryState
 
 MAX_DETAIL_CHARS = 64
 MAX_ID_CHARS = 65  # receipted_message_id's size in SMPP 3.4
+MAX_TEXT_START_CHARS = 40
 
 # message_state TLV values (SMPP 3.4 section 5.2.28; 9 = SKIPPED is SMPP 5.0).
 MESSAGE_STATES: dict[int, tuple[str, DeliveryState]] = {
@@ -74,6 +75,12 @@ def parse_receipt_text(text: str) -> dict[str, str]:
     for match in _FIELD.finditer(head):
         fields.setdefault(match.group(1).lower(), match.group(2))
     return fields
+
+
+def text_field(text: str) -> str | None:
+    """A receipt's `text:` field: the first characters (usually 20) of the text it reports on."""
+    cut = _TEXT_FIELD.search(text)
+    return text[cut.end() :].strip()[:MAX_TEXT_START_CHARS] or None if cut else None
 
 
 def state_of_stat(word: str) -> DeliveryState:

@@ -31,6 +31,7 @@ QUEUED, SENDING, SENT, DELIVERED, FAILED, EXPIRED, UNKNOWN, CANCELLED = (
 )
 MESSAGE_STATES: tuple[str, ...] = (QUEUED, SENDING, SENT, DELIVERED, FAILED, EXPIRED, UNKNOWN, CANCELLED)
 FINAL_STATES = frozenset({DELIVERED, FAILED, EXPIRED, CANCELLED})
+EARLY_REPORT_KEEP_S = 7 * 86400.0  # a receipt for no known text is kept this long, in case its text turns up
 # Texts that count toward "one text per caller per window" (a failed or cancelled one did not reach the caller).
 _LAST_TEXT = """
     SELECT MAX(created_at) FROM messages
@@ -215,6 +216,18 @@ class MessageStore:
         ):
             return cursor.rowcount
 
+    async def requeue_unknown(self, before: float, now: float) -> int:
+        """Queue again the texts left `unknown` (sent, no answer) since before `before` that no receipt settled."""
+        async with (
+            self._calls.transaction() as conn,
+            conn.execute(
+                "UPDATE messages SET state = 'queued', send_at = ?, updated_at = ?,"
+                " error = 'no answer and no receipt: sent again' WHERE state = 'unknown' AND updated_at < ?",
+                (now, now, before),
+            ) as cursor,
+        ):
+            return cursor.rowcount
+
     async def due(self, now: float, limit: int) -> list[OutboxRow]:
         async with self._calls.connection.execute(
             _SELECT_ROWS + " WHERE state = 'queued' AND send_at <= ? ORDER BY send_at, id LIMIT ?", (now, limit)
@@ -275,21 +288,53 @@ class MessageStore:
     # ---- receipts -------------------------------------------------------------------------------------------
 
     async def apply_report(self, gateway: str, report: DeliveryReport) -> bool:
-        """Apply a delivery receipt to its text; False when no text has that id yet (kept for when it has)."""
+        """Apply a delivery receipt to its text; False when no text has that id yet (kept for when it has, for
+        EARLY_REPORT_KEEP_S). A text whose send went unanswered (`unknown`, no id) is found by the number and the
+        start of the text the receipt names, and settled by it: any receipt says the gateway had it."""
         state = _REPORT_STATES.get(report.state)
-        if state is None:
-            return True  # an intermediate report (en route, accepted): nothing changes
         async with self._calls.transaction() as conn:
+            matched = await self._settle_unknown(conn, gateway, report)
+            if state is None:
+                return True  # an intermediate report (en route, accepted): nothing else changes
             found = await self._apply_report(
                 conn, gateway, report.message_id, state, report.error_code, report.detail, report.at
             )
-            if not found:
+            if not found and not matched:
+                await conn.execute(
+                    "DELETE FROM early_reports WHERE received_at < ?", (report.at - EARLY_REPORT_KEEP_S,)
+                )
                 await conn.execute(
                     "INSERT INTO early_reports (gateway, message_id, state, error_code, detail, received_at)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
                     (gateway, report.message_id, state, report.error_code, report.detail, report.at),
                 )
         return found
+
+    @staticmethod
+    async def _settle_unknown(conn: aiosqlite.Connection, gateway: str, report: DeliveryReport) -> bool:
+        """Give the receipt's id to the oldest `unknown` text it can only mean (same gateway, number and start of
+        text, no id yet) and mark it sent; True when one was found."""
+        async with conn.execute(
+            "SELECT 1 FROM messages WHERE gateway = ? AND message_id = ?", (gateway, report.message_id)
+        ) as cursor:
+            if await cursor.fetchone() is not None:
+                return False  # the receipt's own text is known by its id
+        if not report.recipient or not report.text_start:
+            return False
+        async with conn.execute(
+            "SELECT id FROM messages WHERE gateway = ? AND state = 'unknown' AND message_id IS NULL"
+            " AND ltrim(to_number, '+') = ltrim(?, '+') AND instr(body, ?) = 1 ORDER BY updated_at, id LIMIT 1",
+            (gateway, report.recipient, report.text_start),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return False
+        await conn.execute(
+            "UPDATE messages SET state = 'sent', message_id = ?, sent_at = COALESCE(sent_at, ?), updated_at = ?,"
+            " error = NULL WHERE id = ?",
+            (report.message_id, report.at, report.at, row[0]),
+        )
+        return True
 
     @staticmethod
     async def _apply_report(
