@@ -459,7 +459,7 @@ class CallTracker:
                 call.channels[uid] = _Channel(snapshot.get("Channel", ""), uid, now)
                 self._apply_snapshot(call, call.channels[uid], snapshot, now)
         self._calls[linkedid] = call
-        log.info("adopted a call already ringing when we connected (linkedid %s)", linkedid)
+        log.info("adopted a call already ringing when we connected (linkedid %s)", linkedid)  # pragma: no mutate
 
     # ---- judging a finished call ------------------------------------------------------------------------------
 
