@@ -139,6 +139,9 @@ class _Call:
     caller_number: str
     caller_name: str
     observed_from_start: bool = True
+    # The link dropped while this call was live and Asterisk's channel list has not been read since: whatever
+    # happened in between is unknown, so a call that ends before that list arrives is not fully observed.
+    awaiting_reconcile: bool = False
     channels: dict[str, _Channel] = field(default_factory=dict)  # by Uniqueid, caller included
     # undirected "these two channels were connected" edges: (uniqueid a, uniqueid b, when)
     links: list[tuple[str, str, float]] = field(default_factory=list)
@@ -211,22 +214,36 @@ class CallTracker:
         done = [call for call in self._calls.values() if call.caller.ended_at is not None]
         return [record for call in done for record in self._finish(call)]
 
+    def disconnected(self) -> None:
+        """The AMI link dropped: every call in progress may miss events until `reconcile` reads the channel list."""
+        for call in self._calls.values():
+            call.awaiting_reconcile = True
+
     def reconcile(self, live_channels: Iterable[Mapping[str, str]], now: float) -> list[CallRecord]:
         """After (re)connecting: align with Asterisk's `CoreShowChannels` list.
 
-        Tracked channels that no longer exist ended while we were away (their calls are finished, and marked as not
-        fully observed); calls in progress that we never saw start are adopted when their caller is still ringing.
+        A tracked call shows what happened while we were away when one of its channels ended, one was answered
+        (Up, never seen Up), or it has a channel we never saw: it is then marked as not fully observed (an answer
+        may have been missed, so it is never texted on this evidence alone). Tracked channels that no longer exist
+        ended while we were away; calls in progress that we never saw start are adopted when their caller is still
+        ringing.
         """
         live = {ch.get("Uniqueid", ""): ch for ch in live_channels}
+        by_call: dict[str, set[str]] = {}
+        for uniqueid, snapshot in live.items():
+            by_call.setdefault(snapshot.get("Linkedid", ""), set()).add(uniqueid)
         finished: list[CallRecord] = []
         for call in list(self._calls.values()):
-            gap = False
+            gap = bool(by_call.get(call.linkedid, set()) - call.channels.keys())  # a channel born while away
             for channel in call.channels.values():
                 if channel.live and channel.uniqueid not in live:
                     channel.ended_at = now
                     gap = True
                 elif channel.uniqueid in live:
-                    self._apply_snapshot(call, channel, live[channel.uniqueid], now)
+                    snapshot = live[channel.uniqueid]
+                    gap = gap or (_int_state(snapshot) == STATE_UP and channel.up_at is None)  # answered while away
+                    self._apply_snapshot(call, channel, snapshot, now)
+            call.awaiting_reconcile = False
             if gap:
                 call.observed_from_start = False
             if not call.caller.live:
@@ -503,7 +520,7 @@ class CallTracker:
             ended_at=ended_at,
             hangup_cause=call.caller.hangup_cause,
             legs=legs,
-            observed_from_start=call.observed_from_start,
+            observed_from_start=call.observed_from_start and not call.awaiting_reconcile,
         )
 
     def _person_connected(self, call: _Call) -> tuple[str | None, float | None]:

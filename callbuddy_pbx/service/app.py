@@ -122,6 +122,7 @@ class CallService:
         await seed_devices(client, self.devices)
 
     def _on_disconnected(self, reason: str) -> None:
+        self.tracker.disconnected()
         log.warning("lost the AMI connection (%s); %d calls in progress", reason, self.tracker.active_calls)
 
     async def _tick(self) -> None:
