@@ -39,6 +39,8 @@ PURE = (
     "asterisk/ami_protocol.py",
     "recovery/policy.py",
     "recovery/schedule.py",
+    "recovery/keys.py",
+    "recovery/pacing.py",
     "routing/plan.py",
     "message_text.py",
     "phone.py",

@@ -64,6 +64,7 @@ class Outbox:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._updates: asyncio.Queue[tuple[OutboxRow, SendUpdate]] = asyncio.Queue()
         self.stats: Counter[str] = Counter()  # sent, deferred, retried, failed, expired, unknown, recovered_unknown
+        self.passes = 0  # looks at the due texts so far: a probe's "it has looked since" (read-only)
 
     def wake(self) -> None:
         """New texts were queued: look at once rather than at the next poll."""
@@ -79,6 +80,7 @@ class Outbox:
             while True:
                 self._wakeup.clear()
                 wait = await self._dispatch_due()
+                self.passes += 1
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that arrives just as
                 # the event is set, and this loop would never stop.
                 with contextlib.suppress(TimeoutError):

@@ -18,6 +18,7 @@ from callbuddy_pbx.config import Business, Config
 from callbuddy_pbx.message_text import render
 from callbuddy_pbx.model import CallRecord, Outcome
 from callbuddy_pbx.phone import mask, to_e164
+from callbuddy_pbx.recovery.keys import missed_call_key, reply_key
 from callbuddy_pbx.recovery.outbox import Outbox
 from callbuddy_pbx.recovery.policy import Keyword, PolicyFacts, classify_inbound, decide
 from callbuddy_pbx.sms.gateway import DeliveryReport, InboundSms, SmsGateway
@@ -121,7 +122,7 @@ class TextBackService:
                 texted_now[(decision.to, business.name)] = now
                 texts.append(
                     NewText(
-                        key=record.linkedid,
+                        key=missed_call_key(record.linkedid),
                         kind="missed_call",
                         to=decision.to,
                         sender=decision.sender,
@@ -211,6 +212,5 @@ class TextBackService:
             when=datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(business.timezone)),
         )
         sender = business.text_back.sender or our_number or (business.numbers[0] if business.numbers else "")
-        # The key makes a duplicated webhook harmless: the same reply in the same second is one text.
-        key = f"{kind}:{business.name}:{to}:{int(now)}"
+        key = reply_key(kind, business.name, to, now)  # a duplicated webhook is the same reply
         return NewText(key, kind, to, sender, gateway, body, now, business=business.name)
