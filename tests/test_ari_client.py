@@ -411,6 +411,20 @@ async def test_malformed_frames_are_logged_with_an_excerpt_and_skipped(
     assert max(len(r.getMessage()) for r in caplog.records) < 400  # excerpts, not whole frames
 
 
+async def test_a_frame_nested_thousands_deep_is_skipped_and_the_link_stays_up(sim: SimulatedAriServer) -> None:
+    """2 KB of brackets: within the size limit, but too deep for the JSON parser. It killed the link for good."""
+    rec = Recorder()
+    client = make_client(config_for(sim), rec)
+    async with running(client):
+        await wait_until(lambda: client.ready)
+        sim.send_raw("callbuddy", "[" * 1500 + "]" * 1500)
+        sim.send_raw("callbuddy", '{"type": "Deep", "x": ' + "[" * 1500 + "]" * 1500 + "}")
+        sim.register("102")
+        await wait_until(lambda: rec.types()[:1] == ["EndpointStateChange"])
+        assert client.malformed_events == 2
+        assert client.connected and client.connects == 1
+
+
 async def test_a_raising_callback_does_not_break_the_stream(
     sim: SimulatedAriServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -183,6 +183,7 @@ async def test_healthz_follows_the_ami_login_and_the_link(running: Harness) -> N
         "ami": {"connected": True, "last_error": None},
         "gateways": {"sim": {"up": True, "detail": "no status reported"}},
         "outbox": {"backlog": 0},
+        "tasks": {"down": {}},  # every supervised task running
     }
 
     run.server.reject_logins = True  # the link drops and the logins fail until Asterisk lets us in again

@@ -387,7 +387,11 @@ class AriClient:
                 message = await ws.receive()
                 kind = message.type
                 if kind is aiohttp.WSMsgType.TEXT:
-                    self._handle_text(message.data)
+                    try:
+                        self._handle_text(message.data)
+                    except Exception:  # one frame never takes the link down
+                        self._malformed("a frame that could not be handled", message.data)
+                        log.exception("ARI %s: handling a frame failed (the stream goes on)", self.base_url)
                 elif kind is aiohttp.WSMsgType.BINARY:
                     self._malformed(f"a binary frame of {len(message.data)} bytes", b"")
                 elif kind is aiohttp.WSMsgType.CLOSE:
@@ -472,8 +476,8 @@ class AriClient:
             return
         try:
             event = json.loads(data)
-        except ValueError:
-            self._malformed("a frame that is not JSON", data)
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep, within the size limit
+            self._malformed("a frame that is not JSON (or nested too deep)", data)
             return
         if not isinstance(event, dict) or not isinstance(event.get("type"), str):
             self._malformed("a frame that is not an event object", data)
@@ -547,7 +551,7 @@ def _decode_body(raw: bytes, content_type: str) -> Any:
     if "json" in content_type or text[:1] in ("{", "["):
         try:
             return json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     return text
 

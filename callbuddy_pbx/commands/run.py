@@ -49,12 +49,12 @@ async def serve(config: Config) -> None:
         route=alert_route(config),
         secrets=secrets,
     )
-    helpers = [
-        asyncio.create_task(monitor.run(), name="alerts"),
-        asyncio.create_task(DigestScheduler(config, store, notifier).run(), name="digests"),
-    ]
+    helpers = ["alerts", "digests"]
+    service.supervisor.start("alerts", monitor.run)
+    service.supervisor.start("digests", DigestScheduler(config, store, notifier).run)
     if routing is not None:
-        helpers.append(asyncio.create_task(routing.run(), name="routing"))
+        service.supervisor.start("routing", routing.run)
+        helpers.append("routing")
     app = service_site(config, store, service, gateways, metrics, routing=routing)
     runner: web.AppRunner | None = None
     try:
@@ -83,9 +83,7 @@ async def serve(config: Config) -> None:
                 await asyncio.wait_for(routing.stop(), ROUTING_STOP_S)
             except TimeoutError:
                 log.warning("routing did not stop within %g s; calls left in Stasis are Asterisk's now", ROUTING_STOP_S)
-        for task in helpers:
-            task.cancel()
-        await asyncio.gather(*helpers, return_exceptions=True)
+        await service.supervisor.stop(*helpers)
         await notifier.close()
         if runner is not None:
             await runner.cleanup()

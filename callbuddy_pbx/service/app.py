@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -20,6 +19,7 @@ from callbuddy_pbx.phone import mask
 from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.serialize import call_to_dict
 from callbuddy_pbx.service.metrics import Metrics
+from callbuddy_pbx.service.supervisor import Supervisor
 from callbuddy_pbx.store.db import CallStore
 
 log = logging.getLogger(__name__)
@@ -58,45 +58,41 @@ class CallService:
             on_disconnected=self._on_disconnected,
         )
         self._finished: asyncio.Queue[CallRecord] = asyncio.Queue()
+        self.supervisor = Supervisor()  # the service's long-running tasks (run.py adds its own)
+        self._gateways_started = False
         self.calls_stored = 0
         self.ready = asyncio.Event()  # set once connected and reconciled with Asterisk's live channels
         if metrics is not None:  # events, logins (reconnects) and the link's state are read when scraped
             metrics.watch_ami(self.ami)
 
     async def run(self) -> None:
-        """Run until cancelled or `stop()`; the store writer drains what was judged before returning."""
-        writer = asyncio.create_task(self._write_calls(), name="call-writer")
-        helpers = [asyncio.create_task(self._tick(), name="call-tick")]
+        """Run until cancelled or `stop()`; the store writer drains what was judged before returning. The writer,
+        the grace-period tick and the outbox are supervised: one that fails is logged, reported down in health
+        and started again."""
+        self.supervisor.start("call-writer", self._write_calls)
+        self.supervisor.start("call-tick", self._tick)
         if self.text_back is not None:
             # Beside the AMI link, not before it: a gateway that is slow to bind must not make us miss calls
             # (their texts wait, durable, in the outbox).
-            helpers.append(asyncio.create_task(self._send_texts(self.text_back), name="text-back"))
+            self.supervisor.start("text-back", self._send_texts)
         try:
             await self.ami.run()
         finally:
-            for task in helpers:
-                task.cancel()
-            await asyncio.gather(*helpers, return_exceptions=True)
+            await self.supervisor.stop("call-tick", "text-back")
             try:
                 await asyncio.wait_for(self._finished.join(), STOP_DRAIN_S)
             except TimeoutError:
                 log.error("stopping with %d judged calls not stored (database unavailable)", self._finished.qsize())
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            await self.supervisor.stop("call-writer")
             if self.text_back is not None:
                 await self.text_back.close()
 
-    @staticmethod
-    async def _send_texts(text_back: TextBackService) -> None:
-        try:
-            await text_back.start()
-            await text_back.outbox.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # calls are still recorded (and their texts stay queued); say why none go out
-            log.exception("text-back stopped: no texts are sent until the service is restarted")
-            raise
+    async def _send_texts(self) -> None:
+        assert self.text_back is not None
+        if not self._gateways_started:
+            await self.text_back.start()
+            self._gateways_started = True
+        await self.text_back.outbox.run()
 
     async def stop(self) -> None:
         await self.ami.close()

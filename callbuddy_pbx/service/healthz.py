@@ -10,7 +10,7 @@ from aiohttp import web
 from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.service.metrics import CONTENT_TYPE, Metrics
 from callbuddy_pbx.sms.gateway import SmsGateway
-from callbuddy_pbx.web.health import HealthStatus, Link, gateway_health, link_health
+from callbuddy_pbx.web.health import HealthStatus, Link, gateway_health, link_health, safe_detail
 
 
 def service_health(
@@ -37,6 +37,7 @@ def service_health(
         },
         outbox_backlog=service.metrics.backlog if service.metrics is not None else None,
         ari=None if ari is None else link_health(ari, secrets),
+        tasks_down={name: safe_detail(why, secrets) for name, why in service.supervisor.down().items()},
     )
 
 

@@ -165,7 +165,7 @@ def answer_json(body: bytes) -> Any:
     """The answer parsed as JSON, or None when it is not JSON."""
     try:
         return json.loads(body.decode("utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 

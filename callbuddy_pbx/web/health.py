@@ -41,11 +41,13 @@ class HealthStatus:
     gateways: Mapping[str, GatewayHealth] = field(default_factory=dict)
     outbox_backlog: int | None = None
     ari: AmiHealth | None = None  # the routing app's ARI link; None when no number is routed by the service
+    tasks_down: Mapping[str, str] = field(default_factory=dict)  # supervised tasks waiting to start again: why
 
     @property
     def ok(self) -> bool:
         ari_ok = self.ari is None or self.ari.connected
-        return self.ami.connected and ari_ok and all(gateway.up for gateway in self.gateways.values())
+        gateways_ok = all(gateway.up for gateway in self.gateways.values())
+        return self.ami.connected and ari_ok and gateways_ok and not self.tasks_down
 
     def to_json(self, backlog: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -56,6 +58,7 @@ class HealthStatus:
         }
         if self.ari is not None:
             body["ari"] = {"connected": self.ari.connected, "last_error": self.ari.last_error}
+        body["tasks"] = {"down": dict(self.tasks_down)}
         return body
 
 
