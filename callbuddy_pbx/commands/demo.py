@@ -105,6 +105,7 @@ def pretty(number: str) -> str:
 REAL_CALLS_PER_S = 1 / 4  # without --calls: about one call every 4 s of real time, whatever the speed
 PHONE_CYCLE_S = 40.0  # Mia's softphone comes and goes, so the devices page and the router's choices move
 ROUTED_EVERY_S = 15.0  # a call to the routed line this often (real time)
+SETTLE_S = 10.0  # at the end of a finite demo, how long its last texts and receipts may take
 
 
 def demo_users() -> tuple[tuple[WebUser, ...], dict[str, str]]:
@@ -115,6 +116,17 @@ def demo_users() -> tuple[tuple[WebUser, ...], dict[str, str]]:
         WebUser("glow", hash_password(passwords["glow"]), role="business", businesses=("Glow Salon",)),
     )
     return users, passwords
+
+
+async def texts_settled(service: CallService, text_back: TextBackService) -> None:
+    """Return once every judged call is stored and every text is settled (delivered, failed, expired...)."""
+    unsettled = ("queued", "sending", "sent")
+    while True:
+        await service.wait_stored()
+        rows = await text_back.messages.list_messages(limit=10_000)
+        if not any(row.state in unsettled for row in rows):
+            return
+        await asyncio.sleep(0.02)
 
 
 async def start_dashboard(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
@@ -209,6 +221,8 @@ async def run_demo(
             if len(seen) < expected:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(all_seen.wait(), 10)
+            with contextlib.suppress(TimeoutError):  # every text sent and its receipt in, before the summary
+                await asyncio.wait_for(texts_settled(service, text_back), SETTLE_S)
         else:
             placing.cancel()
             expected = None
@@ -220,7 +234,6 @@ async def run_demo(
         await service.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await asyncio.sleep(0.3)  # the last receipts
         stored = await store.count_calls()
         texts = await text_back.messages.list_messages(limit=10_000)
         await runner.cleanup()
