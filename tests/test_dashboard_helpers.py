@@ -33,6 +33,7 @@ from callbuddy_pbx.web.dashboard import dashboard_routes
 from callbuddy_pbx.web.dashboard_context import DashboardContext
 from callbuddy_pbx.web.health import AmiHealth, GatewayHealth, HealthStatus
 from callbuddy_pbx.web.viewer import ADMIN, BUSINESS, CSRF_KEY, VIEWER_KEY, Viewer
+from tests.filled_db import filled_copy
 
 GLOW, BOLT, GONE = "Glow Salon", "Bolt Garage", "Gone Ltd"  # GONE: calls of a business no longer configured
 BUSINESSES = (
@@ -364,8 +365,9 @@ class Site:
 
 @pytest.fixture(name="filled")
 async def filled_fixture(tmp_path: Path) -> AsyncIterator[tuple[CallStore, Scenario]]:
-    async with await CallStore.open(tmp_path / "calls.sqlite3") as store:
-        yield store, await fill(store)
+    store, scenario = await filled_copy("dashboard", fill, tmp_path / "calls.sqlite3")
+    async with store:
+        yield store, scenario
 
 
 @pytest.fixture(name="site")

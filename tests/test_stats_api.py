@@ -34,6 +34,7 @@ from callbuddy_pbx.store.messages import MessageStore, NewText, SendUpdate, Verd
 from callbuddy_pbx.store.stats import RecoveryStats, recovery_stats
 from callbuddy_pbx.web.api import MAX_LIMIT, api_routes
 from callbuddy_pbx.web.server import create_app
+from tests.filled_db import filled_copy
 
 GLOW, BOLT = "Glow Salon", "Bolt Garage"
 T0 = datetime(2023, 11, 1, tzinfo=UTC).timestamp()  # the period spans the US end of DST (5 November)
@@ -200,8 +201,9 @@ def figures_of(stats: RecoveryStats) -> dict[str, object]:
 
 @pytest.fixture
 async def filled(tmp_path: Path) -> AsyncIterator[tuple[CallStore, Scenario]]:
-    async with await CallStore.open(tmp_path / "calls.sqlite3") as store:
-        yield store, await fill(store)
+    store, scenario = await filled_copy("stats", fill, tmp_path / "calls.sqlite3")
+    async with store:
+        yield store, scenario
 
 
 # -- recovery_stats --------------------------------------------------------------------------------------------------
