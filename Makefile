@@ -37,6 +37,7 @@ test: $(STAMP) system-deps
 # Mutation testing of the pure core (on demand, not in CI; a few minutes): one line per module, survivors by name
 # with `$(BIN)/python tools/mutation_report.py --survivors`, and `$(BIN)/mutmut show NAME` for the change.
 mutate: $(STAMP)
+	$(BIN)/pip install --quiet -c .ci/constraints.txt -e '.[mutate]'
 	rm -rf mutants
 	$(BIN)/mutmut run --max-children 2 >mutmut-run.log 2>&1 || (tail -20 mutmut-run.log; false)
 	$(BIN)/python tools/mutation_report.py

@@ -90,7 +90,7 @@ async def test_a_gateway_down_for_a_while_costs_no_text_and_sends_each_once(tmp_
     gateway = ScriptedGateway(down=True)
     async with running(tmp_path, gateway) as messages:
         await messages.enqueue([text(f"call-{n}") for n in range(40)], now=time.time())
-        await asyncio.sleep(3.0)  # the outage: several hold periods pass
+        await asyncio.sleep(2.0)  # the outage: several hold periods pass
         during = len(gateway.handed)
         gateway.down = False
         back = time.monotonic()
