@@ -128,6 +128,25 @@ async def test_connects_subscribes_and_hands_over_events(sim: SimulatedAriServer
         assert client.events_received == 4 and client.last_event_at == rec.received_at[-1]
 
 
+async def test_subscriptions_are_never_stacked_on_reconnect_and_are_tidied_on_stop(sim: SimulatedAriServer) -> None:
+    """The app outlives its socket with its subscriptions (trace 33): a reconnect must not subscribe again (every
+    event would come twice on a real Asterisk), and stopping must leave no app behind to take calls into."""
+    rec = Recorder()
+    client = make_client(config_for(sim), rec, event_sources=("endpoint:PJSIP",))
+
+    def posts() -> int:
+        return sum(r.method == "POST" and r.path.endswith("/subscription") for r in sim.requests)
+
+    async with running(client):
+        await wait_until(lambda: client.ready)
+        await sim.drop_websockets()  # the socket drops; Asterisk keeps the app and its subscription
+        await wait_until(lambda: client.connects == 2 and client.ready)
+        assert posts() == 1 and sim.pbx.apps["callbuddy"].endpoint_ids == ["PJSIP"]
+    deletes = [r for r in sim.requests if r.method == "DELETE" and r.path.endswith("/subscription")]
+    assert [r.query for r in deletes] == [{"eventSource": "endpoint:PJSIP"}]
+    assert sim.pbx.apps.get("callbuddy") is None or not sim.pbx.apps["callbuddy"].holds_subscriptions
+
+
 async def test_subscribe_and_unsubscribe_at_runtime_survive_reconnects(sim: SimulatedAriServer) -> None:
     rec = Recorder()
     client = make_client(config_for(sim), rec)

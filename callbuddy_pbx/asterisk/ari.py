@@ -447,8 +447,13 @@ class AriClient:
             self._ready = True
 
     async def _subscribe_now(self) -> bool:
-        """False when the connection is being replaced because the subscriptions could not be made."""
-        sources = list(self._event_sources)
+        """False when the connection is being replaced because the subscriptions could not be made. Only what the
+        app does not hold yet is subscribed: an app outlives its WebSocket with its subscriptions (trace 33), and
+        subscribing again on every reconnect would stack them."""
+        sources = await self._missing(list(self._event_sources))
+        if not sources:
+            log.info("ARI app %r already holds its subscriptions", self.app)
+            return True
         for attempt in range(1, _SUBSCRIBE_ATTEMPTS + 1):
             try:
                 await self.post(f"applications/{self.app}/subscription", {"eventSource": sources})
@@ -509,8 +514,30 @@ class AriClient:
             async with asyncio.timeout(_CLOSE_TIMEOUT_S):
                 await ws.close()
 
-    async def close(self) -> None:
-        """Close the WebSocket (with a close frame), stop run() and release the HTTP session. Not reusable."""
+    async def _missing(self, sources: list[str]) -> list[str]:
+        """The event sources the app does not hold now (all of them when that cannot be asked)."""
+        try:
+            app = await self.get(f"applications/{self.app}")
+        except AriError:
+            return sources
+        if not isinstance(app, dict):
+            return sources
+        held: set[str] = set()
+        for kind, key in (("endpoint", "endpoint_ids"), ("deviceState", "device_names"), ("channel", "channel_ids"),
+                          ("bridge", "bridge_ids")):  # fmt: skip
+            values = app.get(key)
+            if isinstance(values, list):
+                held.update(f"{kind}:{value}" for value in values if isinstance(value, str))
+        return [source for source in sources if source not in held]
+
+    async def close(self, *, unsubscribe: bool = True) -> None:
+        """Drop the app's subscriptions (so Asterisk forgets the app once its socket is gone, trace 33; False: leave
+        them, as a crash would), close the WebSocket (with a close frame), stop run() and release the HTTP session.
+        Not reusable."""
+        if unsubscribe and self._event_sources and self._ws is not None and self._session is not None:
+            with contextlib.suppress(AriError, TimeoutError):
+                async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                    await self.unsubscribe(self._event_sources)
         self._closing = True
         self._close_requested.set()
         ws = self._ws
