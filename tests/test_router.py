@@ -425,6 +425,32 @@ async def test_a_restarted_router_hangs_up_old_legs_and_routes_a_waiting_call_af
         assert [endpoint for endpoint, _, _ in originated(sim)][-2:] == ["PJSIP/100", "PJSIP/101"]
 
 
+async def test_a_restarted_router_does_not_take_its_own_old_legs_for_busy_phones(sim: SimulatedAriServer) -> None:
+    """Killed while a call rang: the registry still says RINGING for desk 100 (AMI said so while the old leg rang).
+    The new router hangs that leg up and must ring 100 again, not skip it as busy and hang up on the caller."""
+    caller = await _left_over(sim, answered=False)
+    sim.phone_answers_after("100", 0.1)
+    run = Routing(sim, (ring_group(ring_s=5),), PHONES)
+    seed = run.registry.seed_ari_endpoints
+
+    def seed_then_stale(endpoints: Any, now: float) -> int:
+        count = seed(endpoints, now)
+        run.registry.feed({"Event": "DeviceStateChange", "Device": "PJSIP/100", "State": "RINGING"}, now)
+        device = run.registry.get("PJSIP/100")
+        assert device is not None and device.state == "RINGING"  # what the new router plans with
+        return count
+
+    run.registry.seed_ari_endpoints = seed_then_stale  # type: ignore[method-assign]
+    task = asyncio.create_task(run.service.run())
+    try:
+        await wait_until(lambda: bool(bridged(sim)))
+        assert caller in bridged(sim)[0]
+        assert "PJSIP/100" in [endpoint for endpoint, _, _ in originated(sim)][1:]  # rung again, as a free phone
+    finally:
+        await run.service.stop()
+        await asyncio.wait_for(task, 5)
+
+
 async def test_a_restarted_router_adopts_a_bridged_call_and_clears_it_at_the_end(sim: SimulatedAriServer) -> None:
     caller = await _left_over(sim, answered=True)
     async with routing(sim, ring_group()) as run:

@@ -48,7 +48,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from callbuddy_pbx.asterisk.ari import AriClient, AriConflict, AriError, AriEvent, AriHttpError, AriNotFound
@@ -62,6 +62,8 @@ log = logging.getLogger(__name__)
 FALLBACK_CONTEXT = "callbuddy-fallback"
 BRIDGE_NAME = "callbuddy"
 LEG_MARK = "-cb-"  # in every leg's channel id: <caller id>-cb-<router token>-<n>
+FREED_S = 10.0  # how long a phone rung by a stray leg of ours is taken as free whatever the registry says
+_OUR_RINGING = frozenset({"RINGING", "RINGINUSE"})
 STEP_GRACE_S = 1.0  # a step's own deadline after Asterisk's originate timeout, in case the events are lost
 MAX_CALLS = 500  # calls routed at once; a small business has a handful
 SHUTDOWN_S = 3.0  # on stop, how long handing calls back to the dialplan may take
@@ -141,6 +143,9 @@ class Router:
         self.fallbacks = 0  # calls that went to the no-answer action
         self.handed_back = 0  # calls continued in the dialplan untouched (fail open)
         self.strays_hung_up = 0  # channels of ours nobody followed any more, found by a rebuild
+        # Devices that were ringing only for our own stray legs (hung up by a rebuild): the registry may still say
+        # RINGING for a moment, and they must not look busy to the call routed afresh. Device name -> until when.
+        self._freed: dict[str, float] = {}
 
     @property
     def active(self) -> int:
@@ -203,6 +208,10 @@ class Router:
             return
         lookup = self._devices
         known = {name: device for name in self._group_devices[group.number] if (device := lookup(name)) is not None}
+        now = self._clock()
+        for name, device in known.items():
+            if device.state in _OUR_RINGING and self._freed.get(name, 0.0) > now:
+                known[name] = replace(device, state="NOT_INUSE")  # ringing for our own old leg, now hung up
         plan = ring_plan(group, self._phones, known, self._activity, people=self._people[group.number])
         decided_at = self._clock()
         found = channel.get("caller")
@@ -278,6 +287,11 @@ class Router:
         orphans = [channel for channel in channels if channel["id"] not in self._owners]
         callers = [channel for channel in orphans if _stasis_args(channel, self.app)[:1] == ["inbound"]]
         legs = {channel["id"]: channel for channel in orphans if _is_leg(channel, self.app)}
+        freed_until = self._clock() + FREED_S
+        for leg in legs.values():  # ringing legs of a previous run: hung up below, so their phones are free
+            device = _device_of(leg)
+            if leg.get("state") != "Up" and device:
+                self._freed[device] = freed_until
         listed_bridges = await self.client.get("bridges")
         bridges = [b for b in listed_bridges or () if isinstance(b, dict) and b.get("name") == BRIDGE_NAME]
         for caller in callers:
@@ -656,6 +670,14 @@ def _stasis_args(channel: dict[str, Any], app: str) -> list[str]:
         return []
     parts = str(dialplan.get("app_data", "")).split(",")
     return parts[1:] if parts[0] == app else []
+
+
+def _device_of(channel: dict[str, Any]) -> str:
+    """ "PJSIP/100" of a channel named "PJSIP/100-00000005" ("" when it has no such name)."""
+    name = channel.get("name")
+    if not isinstance(name, str) or "/" not in name:
+        return ""
+    return name.rsplit("-", 1)[0] if "-" in name.split("/", 1)[1] else name
 
 
 def _is_leg(channel: dict[str, Any], app: str) -> bool:
