@@ -58,6 +58,7 @@ class Outbox:
         self._max_age_s = max_age_s
         self._resend_unknown_after_s = resend_unknown_after_s
         self._paces: dict[str, GatewayPace] = {name: GatewayPace() for name in gateways}
+        self._unknown_checked_at = float("-inf")
         self._clock = clock
         self._on_update = on_update
         self._wakeup = asyncio.Event()
@@ -102,7 +103,8 @@ class Outbox:
         slots = self._max_in_flight - len(self._in_flight)
         if slots <= 0:
             return wait
-        if self._resend_unknown_after_s is not None:
+        if self._resend_unknown_after_s is not None and now - self._unknown_checked_at >= IDLE_POLL_S:
+            self._unknown_checked_at = now  # a write: once per poll at most, not on every pass
             resent = await self._messages.requeue_unknown(now - self._resend_unknown_after_s, now)
             if resent:
                 log.warning("%d texts with no answer and no receipt are sent again (resend_unknown_after)", resent)
@@ -113,12 +115,13 @@ class Outbox:
             pace = self._paces.get(row.gateway)
             if pace is None:
                 ready.append(row)  # fails at once below, with a clear error
-            elif pace.wait_s(now) > 0:
-                wait = min(wait, pace.wait_s(now))
-            elif self._limits.try_take(row.gateway, row.sender, now) and pace.take(now):
+            elif (pace_wait := pace.wait_s(now)) > 0:
+                wait = min(wait, pace_wait)
+            elif self._limits.try_take(row.gateway, row.sender, now):
+                pace.take(now)  # free now (wait 0): takes the slot, or makes this text the down gateway's probe
                 ready.append(row)
             else:
-                wait = min(wait, self._limits.wait_s(row.gateway, row.sender, now), pace.wait_s(now))
+                wait = min(wait, self._limits.wait_s(row.gateway, row.sender, now))
         claimed = set(await self._messages.claim([row.id for row in ready], now)) if ready else set()
         for row in ready:
             if row.id in claimed:

@@ -292,35 +292,42 @@ class MessageStore:
         EARLY_REPORT_KEEP_S). A text whose send went unanswered (`unknown`, no id) is found by the number and the
         start of the text the receipt names, and settled by it: any receipt says the gateway had it."""
         state = _REPORT_STATES.get(report.state)
+        if state is None and not (report.recipient and report.text_start):
+            return True  # an intermediate report (en route, accepted) that cannot settle an unknown text
         async with self._calls.transaction() as conn:
+
+            async def apply(final: str) -> bool:
+                return await self._apply_report(
+                    conn, gateway, report.message_id, final, report.error_code, report.detail, report.at
+                )
+
+            if state is not None and await apply(state):
+                return True
             matched = await self._settle_unknown(conn, gateway, report)
             if state is None:
-                return True  # an intermediate report (en route, accepted): nothing else changes
-            found = await self._apply_report(
-                conn, gateway, report.message_id, state, report.error_code, report.detail, report.at
+                return True  # nothing else changes
+            if matched:
+                return await apply(state)
+            stale = report.at - EARLY_REPORT_KEEP_S
+            await conn.execute("DELETE FROM early_reports WHERE received_at < ?", (stale,))
+            await conn.execute(
+                "INSERT INTO early_reports (gateway, message_id, state, error_code, detail, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (gateway, report.message_id, state, report.error_code, report.detail, report.at),
             )
-            if not found and not matched:
-                await conn.execute(
-                    "DELETE FROM early_reports WHERE received_at < ?", (report.at - EARLY_REPORT_KEEP_S,)
-                )
-                await conn.execute(
-                    "INSERT INTO early_reports (gateway, message_id, state, error_code, detail, received_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (gateway, report.message_id, state, report.error_code, report.detail, report.at),
-                )
-        return found
+        return False
 
     @staticmethod
     async def _settle_unknown(conn: aiosqlite.Connection, gateway: str, report: DeliveryReport) -> bool:
         """Give the receipt's id to the oldest `unknown` text it can only mean (same gateway, number and start of
         text, no id yet) and mark it sent; True when one was found."""
+        if not report.recipient or not report.text_start:
+            return False
         async with conn.execute(
             "SELECT 1 FROM messages WHERE gateway = ? AND message_id = ?", (gateway, report.message_id)
         ) as cursor:
             if await cursor.fetchone() is not None:
                 return False  # the receipt's own text is known by its id
-        if not report.recipient or not report.text_start:
-            return False
         async with conn.execute(
             "SELECT id FROM messages WHERE gateway = ? AND state = 'unknown' AND message_id IS NULL"
             " AND ltrim(to_number, '+') = ltrim(?, '+') AND instr(body, ?) = 1 ORDER BY updated_at, id LIMIT 1",
