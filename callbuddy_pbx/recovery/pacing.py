@@ -55,8 +55,7 @@ class GatewayPace:
     def accepted(self, now: float) -> None:
         self.answered()
         self._accepted.append(now)
-        while self._accepted and self._accepted[0] <= now - 1.0:
-            self._accepted.popleft()
+        self._forget_before(now - 1.0)
         if self.rate is not None:
             self.rate += max(0.1, self.rate * GROWTH)
             if self.rate > UNLIMITED_ABOVE:
@@ -65,8 +64,7 @@ class GatewayPace:
     def throttled(self, now: float, pause_s: float | None = None) -> None:
         """The gateway asked us to slow down: half the rate it took (the last second's, when no limit was set)."""
         self.answered()
-        while self._accepted and self._accepted[0] <= now - 1.0:
-            self._accepted.popleft()
+        self._forget_before(now - 1.0)
         if now - self._slowed_at >= 1.0:  # once a second: the other texts of a burst say the same thing
             current = self.rate if self.rate is not None else max(float(len(self._accepted)), 2 * MIN_RATE)
             self.rate = max(MIN_RATE, current / 2)
@@ -84,3 +82,7 @@ class GatewayPace:
         pause = min(pause_s, MAX_ASKED_PAUSE_S) if pause_s is not None else self._hold_s
         self.held_until = max(self.held_until, now + pause)
         return self.held_until
+
+    def _forget_before(self, moment: float) -> None:
+        while self._accepted and self._accepted[0] <= moment:
+            self._accepted.popleft()

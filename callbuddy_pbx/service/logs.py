@@ -10,19 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
 import time
 
 from callbuddy_pbx.phone import redact
+from callbuddy_pbx.untrusted import printable
 
 OWN_LOGGER = "callbuddy_pbx"
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def escaped(text: str) -> str:
-    """Control characters (newlines included) as escapes, so one record is one line."""
-    return _UNSAFE.sub(lambda match: match.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 class SafeRecords(logging.Filter):
@@ -41,7 +35,7 @@ class SafeRecords(logging.Filter):
         message = record.getMessage()
         if not own:
             message = redact(message)
-        record.msg, record.args = escaped(message), None
+        record.msg, record.args = printable(message), None  # one record, one line
         return True
 
 
