@@ -54,6 +54,7 @@ class CallRecord:
     hangup_cause: int | None  # the caller channel's Hangup cause
     legs: tuple[LegRecord, ...] = field(default=())
     observed_from_start: bool = True  # False when the call was already in progress when the service connected
+    from_cel: bool = False  # judged from Asterisk's CEL rows: the AMI link missed some or all of it
 
     @property
     def missed(self) -> bool:

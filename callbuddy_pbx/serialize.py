@@ -25,5 +25,6 @@ def call_to_dict(record: CallRecord) -> dict[str, Any]:
         "ended_at": record.ended_at,
         "hangup_cause": record.hangup_cause,
         "observed_from_start": record.observed_from_start,
+        "from_cel": record.from_cel,
         "legs": [asdict(leg) for leg in record.legs],
     }

@@ -35,6 +35,7 @@ ALLOWED: dict[str, set[str]] = {
 # Pure logic: decides from values, touches nothing outside the process.
 PURE = (
     "asterisk/tracker.py",
+    "asterisk/cel.py",
     "asterisk/inbound.py",
     "asterisk/ami_protocol.py",
     "recovery/policy.py",

@@ -462,3 +462,15 @@ def test_the_after_hours_template_decides_whether_a_token_is_used():
     business = tracked(after_hours_template="{business} is closed now, we will call you back.")
     decision = decide(saturday, business, NO_FACTS, saturday.ended_at, public_url=PUBLIC_URL, link_token="Tk4x")
     assert decision.text == "Glow Salon is closed now, we will call you back." and decision.link_token == ""
+
+
+def test_a_missed_call_found_in_cel_is_texted_only_while_it_still_helps() -> None:
+    """Found in Asterisk's records after the service was away: texted within the configured age, stored after."""
+    call = dataclasses.replace(missed_call(), from_cel=True)
+    fresh = decide(call, SALON, NO_FACTS, call.ended_at + 29 * 60, found_late_s=30 * 60)
+    late = decide(call, SALON, NO_FACTS, call.ended_at + 31 * 60, found_late_s=30 * 60)
+    assert fresh.send and fresh.reason is Reason.SEND
+    assert (late.send, late.reason) == (False, Reason.FOUND_LATE)
+    # a call the AMI link saw is never "found late", however long it waited to be stored (a database outage)
+    seen = decide(missed_call(), SALON, NO_FACTS, call.ended_at + 3 * 3600, found_late_s=30 * 60)
+    assert seen.send

@@ -170,6 +170,19 @@ async def test_an_answered_call_during_the_hold_off_cancels_the_waiting_text(tmp
         assert (row.state, row.error) == ("cancelled", "answered on a later call")
 
 
+async def test_an_earlier_answered_call_stored_late_does_not_cancel_the_text(tmp_path: Path) -> None:
+    """A call answered before the missed one (found late, e.g. in Asterisk's records) is no call back."""
+    missed, answered = (next(t for t in TRACES if t.name.startswith(n)) for n in ("01-", "03-"))
+    gateway = SimulatedGateway("sim")
+    async with text_back_service(tmp_path, gateway, text_back=TextBack(hold_off_s=1.0)) as run:
+        await run.server.replay_raw(drop_headers(missed.raw, "Timestamp"))  # ends now
+        await run.wait_for_calls(1)
+        await run.server.replay_raw(answered.raw)  # recorded times: answered hours before the missed call
+        await run.wait_for_calls(2)
+        await run.settle()
+        assert len(gateway.sent) == 1
+
+
 async def test_without_a_later_answer_the_held_off_text_goes_out_after_the_hold_off(tmp_path: Path) -> None:
     missed = next(t for t in TRACES if t.name.startswith("01-"))
     gateway = SimulatedGateway("sim")

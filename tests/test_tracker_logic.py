@@ -118,12 +118,29 @@ def test_a_call_already_ringing_when_we_connect_is_adopted_and_judged() -> None:
     ]
 
 
-def test_a_call_already_up_when_we_connect_is_not_guessed_at() -> None:
+def test_a_call_already_up_when_we_connect_is_recorded_when_it_ends_but_never_as_fully_observed() -> None:
+    """A service restarted during an answered call still records it; what it did not see, it does not vouch for."""
     tracker = CallTracker(InboundMatcher())
-    snapshot = [{**CALLER, "ChannelState": "6", "Context": "from-trunk", "Exten": "15550001000"}]
+    snapshot = [
+        {**CALLER, "ChannelState": "6", "Context": "from-trunk", "Exten": "15550001000", "CallerIDNum": "15557654321"}
+    ]
     tracker.reconcile(snapshot, now=2000.0)
-    assert tracker.active_calls == 0
-    assert run(tracker, [ev("Hangup", CALLER, Cause="16")]) == []
+    assert tracker.active_calls == 1 and tracker.follows(CALLER["Linkedid"])
+    records = run(tracker, [ev("Hangup", CALLER, Cause="16")], start=2001.0)
+    assert [(r.caller, r.observed_from_start) for r in records] == [("+15557654321", False)]
+
+
+def test_a_call_talking_to_a_desk_when_we_connect_is_recorded_as_answered() -> None:
+    tracker = CallTracker(InboundMatcher())
+    snapshot = [
+        {**CALLER, "ChannelState": "6", "Context": "from-trunk", "Exten": "15550001000", "BridgeId": "b1"},
+        {**DESK_100, "ChannelState": "6", "Context": "from-internal", "Exten": "s", "BridgeId": "b1"},
+    ]
+    tracker.reconcile(snapshot, now=2000.0)
+    records = run(tracker, [ev("Hangup", DESK_100, Cause="16"), ev("Hangup", CALLER, Cause="16")], start=2001.0)
+    assert [(r.outcome, r.answered_by, r.observed_from_start) for r in records] == [
+        (Outcome.ANSWERED, "PJSIP/100", False)
+    ]
 
 
 def test_events_of_a_call_that_started_before_we_connected_are_ignored_without_error() -> None:

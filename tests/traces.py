@@ -79,3 +79,21 @@ def drop_headers(raw: bytes, header: str) -> bytes:
     prefix = header.encode() + b": "
     lines = raw.split(b"\r\n")
     return b"\r\n".join(line for line in lines if not line.startswith(prefix))
+
+
+CEL_TRACES_DIR = _shared() / "traces" / "asterisk-cel"
+
+
+def cel_traces() -> list[Trace]:
+    """The recordings with Asterisk's CEL rows (`master.db`) beside the AMI stream, both `eventtime` formats."""
+    folders = [CEL_TRACES_DIR, CEL_TRACES_DIR / "dateformat-F-T"]
+    return [
+        Trace(
+            d.name if folder == CEL_TRACES_DIR else f"{folder.name}/{d.name}",
+            d,
+            json.loads((d / "meta.json").read_text()),
+        )
+        for folder in folders
+        for d in sorted(folder.iterdir())
+        if (d / "meta.json").exists() and (d / "master.db").exists()
+    ]

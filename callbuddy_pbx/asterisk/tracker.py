@@ -200,6 +200,10 @@ class CallTracker:
             return self._finish(call)
         return []
 
+    def follows(self, linkedid: str) -> bool:
+        """Whether this call is in progress here (started, not yet judged)."""
+        return linkedid in self._calls
+
     def tick(self, now: float) -> list[CallRecord]:
         """Finish calls whose caller left more than the grace period ago while some leg's end was never seen."""
         done = [
@@ -458,25 +462,27 @@ class CallTracker:
 
     def _adopt(self, linkedid: str, snapshots: list[Mapping[str, str]], now: float) -> None:
         first = next((s for s in snapshots if s.get("Uniqueid") == linkedid), None)
-        # Only a caller still ringing is safe to judge: one already Up may have talked to a person we never saw.
-        if first is None or _int_state(first) != STATE_RING:
+        # Adopted in any state, so a call already answered when we connected is still recorded when it ends. It is
+        # never fully observed (a person may have answered unseen): never texted on this evidence alone.
+        if first is None:
             return
         name, context = first.get("Channel", ""), first.get("Context", "")
         if not self._matcher.could_be_inbound(name, context):
             return
         match = self._matcher.match(name, context, first.get("Exten", ""))
-        caller = _Channel(name, linkedid, now - _duration_s(first.get("Duration", "")), state=STATE_RING)
+        caller = _Channel(name, linkedid, now - _duration_s(first.get("Duration", "")))
         caller.application = first.get("Application", "").lower()
         call = _Call(linkedid, match, caller, first.get("CallerIDNum", ""), first.get("CallerIDName", ""))
         call.observed_from_start = False
         call.channels[linkedid] = caller
+        self._apply_snapshot(call, caller, first, now)  # its state and bridge: a desk in the bridge answered it
         for snapshot in snapshots:
             uid = snapshot.get("Uniqueid", "")
             if uid != linkedid:
                 call.channels[uid] = _Channel(snapshot.get("Channel", ""), uid, now)
                 self._apply_snapshot(call, call.channels[uid], snapshot, now)
         self._calls[linkedid] = call
-        log.info("adopted a call already ringing when we connected (linkedid %s)", linkedid)  # pragma: no mutate
+        log.info("adopted a call already in progress when we connected (linkedid %s)", linkedid)  # pragma: no mutate
 
     # ---- judging a finished call ------------------------------------------------------------------------------
 

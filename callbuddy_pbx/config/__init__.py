@@ -11,6 +11,7 @@ from callbuddy_pbx.config.asterisk import (
     InboundConfig,
 )
 from callbuddy_pbx.config.businesses import Business
+from callbuddy_pbx.config.cel import DEFAULT_CEL_PATH, CelConfig
 from callbuddy_pbx.config.gateways import GATEWAY_KINDS, GatewayConfig
 from callbuddy_pbx.config.loader import (
     Config,
@@ -35,6 +36,7 @@ from callbuddy_pbx.config.users import WebUser
 from callbuddy_pbx.config.web import ApiToken, WebConfig
 
 __all__ = [
+    "DEFAULT_CEL_PATH",
     "DEFAULT_HELP_TEXT",
     "DEFAULT_INBOUND_CONTEXTS",
     "DEFAULT_INTERNAL_CONTEXTS",
@@ -48,6 +50,7 @@ __all__ = [
     "AriConfig",
     "AsteriskConfig",
     "Business",
+    "CelConfig",
     "Config",
     "ConfigError",
     "DigestConfig",

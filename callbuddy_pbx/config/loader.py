@@ -14,6 +14,7 @@ import yaml
 from callbuddy_pbx.config.alerts import AlertsConfig, AlertsReader
 from callbuddy_pbx.config.asterisk import AmiReader, AriConfig, AriReader, AsteriskConfig, InboundConfig
 from callbuddy_pbx.config.businesses import Business, BusinessesReader
+from callbuddy_pbx.config.cel import CelConfig, CelReader
 from callbuddy_pbx.config.gateways import GatewayConfig, GatewayReader
 from callbuddy_pbx.config.pbx import PbxConfig, PbxReader
 from callbuddy_pbx.config.reader import NULL, Reader, compose_bounded, is_null, read_bounded
@@ -54,6 +55,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)  # when and how the installer is told of trouble
     ari: AriConfig = field(default_factory=AriConfig)  # for `routing: callbuddy` ring groups
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    cel: CelConfig = field(default_factory=CelConfig)  # Asterisk's call records, read to fill gaps in what AMI saw
     default_region: str = "US"  # for callers' numbers when no business applies
     source: str | None = None  # the file this came from, for messages
 
@@ -74,6 +76,7 @@ _TOP_KEYS = (
     "alerts",
     "ari",
     "outbox",
+    "cel",
 )
 _STORAGE_KEYS = ("path",)
 _OUTBOX_KEYS = ("max_age_hours", "resend_unknown_after_minutes")
@@ -163,6 +166,7 @@ class _Reader(Reader):
             storage=self.storage(top.get("storage", empty), base_dir),
             logging=self.logging(top.get("logging", empty)),
             outbox=self.outbox(top.get("outbox", empty)),
+            cel=CelReader(self).cel(top.get("cel", empty), base_dir),
             gateways=gateways,
             web=web,
             pbx=pbx,

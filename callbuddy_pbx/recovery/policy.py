@@ -20,6 +20,8 @@ from callbuddy_pbx.model import CallRecord, Outcome
 from callbuddy_pbx.phone import is_withheld
 from callbuddy_pbx.recovery.schedule import is_open, next_allowed
 
+DEFAULT_FOUND_LATE_S = 30 * 60.0  # a missed call found in CEL is texted when it ended less than this long ago
+
 
 class Reason(StrEnum):
     """Why a text is (or is not) sent. Stored with the call: the values are part of the product's interface."""
@@ -31,6 +33,7 @@ class Reason(StrEnum):
     TEXT_BACK_DISABLED = "text_back_disabled"
     OUTCOME_NOT_ENABLED = "outcome_not_enabled"  # e.g. voicemail, when the business texts only after no_answer
     NOT_FULLY_OBSERVED = "not_fully_observed"  # in progress when we connected: we may have missed an answer
+    FOUND_LATE = "found_late"  # found in Asterisk's records (CEL) too long after it ended for a text to help
     WITHHELD_NUMBER = "withheld_number"
     INTERNAL_EXTENSION = "internal_extension"  # a short extension number such as 101
     INVALID_NUMBER = "invalid_number"  # caller ID that is no phone number
@@ -95,6 +98,7 @@ def decide(
     *,
     public_url: str = "",
     link_token: str = "",
+    found_late_s: float = DEFAULT_FOUND_LATE_S,
 ) -> Decision:
     """Whether this finished call gets a text; the first rule that says no gives the reason.
 
@@ -107,7 +111,7 @@ def decide(
     decision carries the token and its target (`link_token`, `link_url`) for the caller to store with the text.
     A template without {booking_url} uses no token.
     """
-    reason = _refusal(call, business, facts, now)
+    reason = _refusal(call, business, facts, now, found_late_s)
     if reason is not None or business is None:
         return Decision(send=False, reason=reason or Reason.NO_BUSINESS, send_at=now, to=call.caller or "")
     assert call.caller is not None  # _refusal rules out withheld and invalid numbers
@@ -147,7 +151,9 @@ def decide(
     )
 
 
-def _refusal(call: CallRecord, business: Business | None, facts: PolicyFacts, now: float) -> Reason | None:
+def _refusal(
+    call: CallRecord, business: Business | None, facts: PolicyFacts, now: float, found_late_s: float
+) -> Reason | None:
     if call.outcome is Outcome.ANSWERED:
         return Reason.ANSWERED
     if business is None:
@@ -159,6 +165,8 @@ def _refusal(call: CallRecord, business: Business | None, facts: PolicyFacts, no
         return Reason.OUTCOME_NOT_ENABLED
     if not call.observed_from_start:
         return Reason.NOT_FULLY_OBSERVED
+    if call.from_cel and now - call.ended_at > found_late_s:
+        return Reason.FOUND_LATE
     number_problem = _number_problem(call, business)
     if number_problem is not None:
         return number_problem

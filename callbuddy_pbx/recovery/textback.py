@@ -102,12 +102,12 @@ class TextBackService:
         verdicts: list[Verdict] = []
         texts: list[NewText] = []
         links: list[NewLink] = []
-        answered: list[tuple[str, str]] = []
+        answered: list[tuple[str, str, float]] = []
         texted_now: dict[tuple[str, str], float] = {}  # two missed calls from one caller in one batch: one text
         for record in records:
             business = self._businesses.get(record.business or "")
             if business is not None and record.caller and record.outcome is Outcome.ANSWERED:
-                answered.append((record.caller, business.name))
+                answered.append((record.caller, business.name, record.started_at))
             facts = PolicyFacts()
             if business is not None and record.caller:
                 pair = (record.caller, business.name)
@@ -116,7 +116,15 @@ class TextBackService:
                 facts = PolicyFacts(opted_out=stored.opted_out, last_text_at=last)
             public_url = self._config.web.public_url
             token = self._new_token() if business is not None and business.text_back.track_clicks and public_url else ""
-            decision = decide(record, business, facts, now, public_url=public_url, link_token=token)
+            decision = decide(
+                record,
+                business,
+                facts,
+                now,
+                public_url=public_url,
+                link_token=token,
+                found_late_s=self._config.cel.text_within_s,
+            )
             verdicts.append(Verdict(record.linkedid, decision.send, decision.reason.value))
             if decision.send and business is not None:
                 texted_now[(decision.to, business.name)] = now

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from callbuddy_pbx.asterisk.ami import AmiClient, AmiError, AmiNotConnected
 from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
+from callbuddy_pbx.asterisk.cel_sqlite import CelSqlite
 from callbuddy_pbx.asterisk.devices import DEVICE_EVENTS, DeviceRegistry
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
 from callbuddy_pbx.asterisk.tracker import CallTracker
@@ -18,6 +19,7 @@ from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.phone import mask
 from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.serialize import call_to_dict
+from callbuddy_pbx.service.cel_reconcile import CelReconciler
 from callbuddy_pbx.service.metrics import Metrics
 from callbuddy_pbx.service.supervisor import Supervisor
 from callbuddy_pbx.store.db import CallStore
@@ -48,7 +50,8 @@ class CallService:
         self._on_call = on_call
         self.text_back = text_back
         self.metrics = metrics
-        self.tracker = CallTracker(InboundMatcher.from_config(config))
+        matcher = InboundMatcher.from_config(config)
+        self.tracker = CallTracker(matcher)
         self.devices = DeviceRegistry.from_config(config)  # the phones: registered or not, ringing, in a call
         self.last_event_at: float | None = None  # when the last AMI event arrived (epoch seconds)
         self.ami = AmiClient(
@@ -58,6 +61,13 @@ class CallService:
             on_disconnected=self._on_disconnected,
         )
         self._finished: asyncio.Queue[CallRecord] = asyncio.Queue()
+        self._unstored: dict[str, int] = {}  # linkedid -> how many of its records wait in _finished
+        # Asterisk's CEL records, read to judge what the AMI link did not see through (None: no CEL source set).
+        self.cel: CelReconciler | None = None
+        if config.cel.enabled:
+            self.cel = CelReconciler(
+                config.cel, CelSqlite(config.cel), matcher, store, submit=self._enqueue, followed=self._followed
+            )
         self.supervisor = Supervisor()  # the service's long-running tasks (run.py adds its own)
         self._gateways_started = False
         self.calls_stored = 0
@@ -71,6 +81,8 @@ class CallService:
         and started again."""
         self.supervisor.start("call-writer", self._write_calls)
         self.supervisor.start("call-tick", self._tick)
+        if self.cel is not None:
+            self.supervisor.start("cel-reconcile", self.cel.run)
         if self.text_back is not None:
             # Beside the AMI link, not before it: a gateway that is slow to bind must not make us miss calls
             # (their texts wait, durable, in the outbox).
@@ -78,7 +90,9 @@ class CallService:
         try:
             await self.ami.run()
         finally:
-            await self.supervisor.stop("call-tick", "text-back")
+            await self.supervisor.stop("call-tick", "text-back", "cel-reconcile")
+            if self.cel is not None:
+                self.cel.close()  # calls it still held go to the writer, drained below
             try:
                 await asyncio.wait_for(self._finished.join(), STOP_DRAIN_S)
             except TimeoutError:
@@ -101,18 +115,35 @@ class CallService:
         """Return once every call judged so far has been through the store writer (read-only: for tests, probes)."""
         await self._finished.join()
 
+    def _enqueue(self, record: CallRecord) -> None:
+        self._unstored[record.linkedid] = self._unstored.get(record.linkedid, 0) + 1
+        self._finished.put_nowait(record)
+
+    def _judged(self, records: list[CallRecord]) -> None:
+        """Calls the tracker finished: to the writer, or (seen only in part, with CEL to complete them) to CEL."""
+        for record in records:
+            if self.cel is not None and not record.observed_from_start:
+                self.cel.hold(record)
+            else:
+                self._enqueue(record)
+
+    def _followed(self, linkedid: str) -> bool:
+        """The AMI side still has this call: tracking it, or judged and waiting for the writer."""
+        return self.tracker.follows(linkedid) or linkedid in self._unstored
+
     # The hot path: one call per AMI event, synchronous, no I/O.
     def _on_event(self, event: AmiMessage, received_at: float) -> None:
         self.last_event_at = received_at
-        for record in self.tracker.feed(event, received_at):
-            self._finished.put_nowait(record)
+        if finished := self.tracker.feed(event, received_at):
+            self._judged(finished)
         if event.get("Event") in DEVICE_EVENTS:  # after the tracker: calls never wait on (or fail with) devices
             self.devices.feed(event, received_at)
 
     async def _on_connected(self, client: AmiClient) -> None:
         _, channels = await client.list_action("CoreShowChannels")
-        for record in self.tracker.reconcile(channels, time.time()):
-            self._finished.put_nowait(record)
+        self._judged(self.tracker.reconcile(channels, time.time()))
+        if self.cel is not None:
+            self.cel.connected()
         self.ready.set()
         log.info("connected to Asterisk; %d channels live, %d calls followed", len(channels), self.tracker.active_calls)
         await seed_devices(client, self.devices)
@@ -124,8 +155,7 @@ class CallService:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_INTERVAL_S)
-            for record in self.tracker.tick(time.time()):
-                self._finished.put_nowait(record)
+            self._judged(self.tracker.tick(time.time()))
 
     async def _write_calls(self) -> None:
         """Write each finished call at once; under load, everything waiting goes in one transaction.
@@ -141,7 +171,10 @@ class CallService:
             stored, waiting = await self._store_batch(batch)
             for record in waiting:  # back in the queue before the batch is done: a drain never sees it empty
                 self._finished.put_nowait(record)
-            for _ in batch:
+            waiting_ids = {record.linkedid for record in waiting}
+            for record in batch:
+                if record.linkedid not in waiting_ids:
+                    self._forget_unstored(record.linkedid)
                 self._finished.task_done()
             for record in stored:
                 self._finished_stored(record)
@@ -151,6 +184,11 @@ class CallService:
                 pause = min(pause * 2, WRITE_RETRY_MAX_S)
             else:
                 pause = WRITE_RETRY_MIN_S
+
+    def _forget_unstored(self, linkedid: str) -> None:
+        count = self._unstored.pop(linkedid, 0) - 1
+        if count > 0:
+            self._unstored[linkedid] = count
 
     async def _save(self, records: list[CallRecord]) -> None:
         if self.text_back is not None:

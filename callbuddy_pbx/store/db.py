@@ -22,8 +22,8 @@ from callbuddy_pbx.store.schema import StoreError, migrate
 _INSERT_CALL = """
     INSERT INTO calls (
         linkedid, business, did, caller, caller_raw, caller_name, outcome, missed, answered_by,
-        started_at, ring_at, answered_at, ended_at, hangup_cause, observed_from_start, recorded_at
-    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        started_at, ring_at, answered_at, ended_at, hangup_cause, observed_from_start, from_cel, recorded_at
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (linkedid) DO NOTHING
 """
 _INSERT_LEG = """
@@ -108,6 +108,33 @@ class CallStore:
             return 0
         async with self.transaction() as conn:
             return len(await insert_calls(conn, records))
+
+    async def known_calls(self, linkedids: Sequence[str]) -> set[str]:
+        """Which of these calls are already stored (or set aside): a call found again is never stored twice."""
+        found: set[str] = set()
+        for start in range(0, len(linkedids), 500):
+            chunk = json.dumps([key[:MAX_KEY_CHARS] for key in linkedids[start : start + 500]])
+            async with self._conn.execute(
+                "SELECT linkedid FROM calls WHERE linkedid IN (SELECT value FROM json_each(?))"
+                " UNION SELECT linkedid FROM set_aside_calls WHERE linkedid IN (SELECT value FROM json_each(?))",
+                (chunk, chunk),
+            ) as cursor:
+                found.update(str(row[0]) for row in await cursor.fetchall())
+        return found
+
+    async def cel_progress(self, source: str) -> int | None:
+        """The CEL row id up to which every ended call of `source` is stored (None: this source was never read)."""
+        async with self._conn.execute("SELECT last_id FROM cel_progress WHERE source = ?", (source,)) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else int(row[0])
+
+    async def set_cel_progress(self, source: str, last_id: int, at: float) -> None:
+        async with self.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO cel_progress (source, last_id, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (source) DO UPDATE SET last_id = excluded.last_id, updated_at = excluded.updated_at",
+                (source, last_id, at),
+            )
 
     async def set_aside(self, linkedid: str, record_json: str, error: str, at: float) -> None:
         """Keep a call the database refused (see schema 5); a second refusal of the same call keeps the first."""
@@ -231,6 +258,7 @@ def _call_row(record: CallRecord, recorded_at: float) -> tuple[Any, ...]:
         record.ended_at,
         record.hangup_cause,
         int(record.observed_from_start),
+        int(record.from_cel),
         recorded_at,
     )
 
@@ -282,4 +310,5 @@ def _call_from(row: sqlite3.Row, legs: list[LegRecord]) -> CallRecord:
         hangup_cause=row["hangup_cause"],
         legs=tuple(legs),
         observed_from_start=bool(row["observed_from_start"]),
+        from_cel=bool(row["from_cel"]),
     )

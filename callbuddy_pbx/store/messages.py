@@ -141,13 +141,14 @@ class MessageStore:
         records: Sequence[CallRecord],
         verdicts: Sequence[Verdict],
         texts: Sequence[NewText],
-        cancel_for: Sequence[tuple[str, str]] = (),
+        cancel_for: Sequence[tuple[str, str, float]] = (),
         now: float = 0.0,
         *,
         links: Sequence[NewLink] = (),
     ) -> list[CallRecord]:
         """Store calls, and for the calls that are new their verdicts and texts; cancel texts still waiting for
-        (number, business) pairs a person has since answered. One transaction. Returns the new calls.
+        (number, business) pairs a person answered on a call started at or after the missed call ended (a call found
+        late in Asterisk's records cancels nothing it came before). One transaction. Returns the new calls.
 
         `links` are the tracked-link tokens of `texts`: each is stored only when its text is (so a replayed call
         makes no second token, and the link in a stored text always resolves)."""
@@ -167,8 +168,9 @@ class MessageStore:
             await conn.executemany(
                 "UPDATE messages SET state = 'cancelled', updated_at = ?, done_at = ?,"
                 " error = 'answered on a later call'"
-                " WHERE to_number = ? AND business = ? AND state = 'queued' AND kind = 'missed_call'",
-                [(now, now, number, business) for number, business in cancel_for],
+                " WHERE to_number = ? AND business = ? AND state = 'queued' AND kind = 'missed_call'"
+                " AND linkedid IN (SELECT linkedid FROM calls WHERE ended_at <= ?)",
+                [(now, now, number, business, started_at) for number, business, started_at in cancel_for],
             )
         return new
 

@@ -167,6 +167,16 @@ MIGRATIONS: tuple[str, ...] = (
         set_aside_at  REAL    NOT NULL
     );
     """,
+    # 6: reconciliation from Asterisk's CEL: calls judged from its rows are marked, and how far each CEL source has
+    # been read (every call that ended at or before `last_id` is stored or was never ours).
+    """
+    ALTER TABLE calls ADD COLUMN from_cel INTEGER NOT NULL DEFAULT 0 CHECK (from_cel IN (0, 1));
+    CREATE TABLE cel_progress (
+        source      TEXT    NOT NULL PRIMARY KEY,
+        last_id     INTEGER NOT NULL,
+        updated_at  REAL    NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

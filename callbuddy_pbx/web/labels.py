@@ -26,9 +26,34 @@ TEXT_STATES: dict[str, str] = {
     "cancelled": "Cancelled",
 }
 
+# Why a caller was (or was not) texted, by the policy's reason codes (recovery.policy.Reason values).
+TEXT_REASONS: dict[str, str] = {
+    "send": "texted",
+    "deferred_quiet_hours": "texted when the quiet hours end",
+    "answered": "the call was answered",
+    "no_business": "the number called belongs to no business",
+    "text_back_disabled": "text-back is off for this business",
+    "outcome_not_enabled": "this business does not text after this kind of missed call",
+    "not_fully_observed": "CallBuddy was offline for part of the call, so it could not be sure nobody answered",
+    "found_late": "found in the phone system's records after CallBuddy had been offline; too late to text",
+    "withheld_number": "the caller withheld their number",
+    "internal_extension": "a call from one of your own phones",
+    "invalid_number": "the caller's number is not a phone number",
+    "own_number": "the caller is one of this business's own numbers",
+    "not_a_mobile_number": "the caller's number cannot receive texts",
+    "rang_too_briefly": "the caller hung up almost at once",
+    "opted_out": "the caller asked not to be texted",
+    "already_texted_in_window": "the caller was texted recently",
+    "no_gateway": "no text service is set up",
+}
+
 
 def outcome(code: str) -> str:
     return OUTCOMES.get(code, code)
+
+
+def text_reason(code: str) -> str:
+    return TEXT_REASONS.get(code, code)
 
 
 def text_state(code: str | None) -> str:

@@ -1,0 +1,158 @@
+"""Reads CEL rows from the SQLite file Asterisk's `cel_sqlite3_custom` writes (`master.db` in its log folder).
+
+The file is Asterisk's: it is opened read-only, never changed, and read in short queries over ranges of row ids
+(the only index the table has), because Asterisk writes each event as it happens with a one-second busy timeout: a
+long read could make it drop rows. Every value is bounded as it is read (caller names come from the phone network).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from callbuddy_pbx.asterisk.cel import UNUSED_EVENTS, CelRow, event_time
+from callbuddy_pbx.config import CelConfig
+
+CHUNK_ROWS = 20_000  # rows per query: a few tens of milliseconds of Asterisk waiting at most
+MAX_VALUE_CHARS = 256  # any column but extra
+MAX_EXTRA_CHARS = 4096
+_COLUMNS = ("eventtype", "eventtime", "channame", "uniqueid", "linkedid", "cidname", "cidnum", "exten", "context")
+_OPTIONAL = ("appname", "appdata", "peer", "extra")
+_SKIPPED = ", ".join(f"'{name}'" for name in sorted(UNUSED_EVENTS))
+
+
+class CelSourceError(Exception):
+    """The CEL source cannot be read (missing file, no such table, a column missing); the message says which."""
+
+
+@dataclass(frozen=True, slots=True)
+class CelProbe:
+    """What `check` reports about a CEL source."""
+
+    rows: int  # the highest row id: roughly how many rows Asterisk has written
+    latest_event: str | None  # the newest row's event type
+    latest_at: float | None  # ... and its time (unix seconds), when it could be read
+
+
+class CelSqlite:
+    """One CEL table in one SQLite file. Blocking calls: run them in a thread (`asyncio.to_thread`)."""
+
+    def __init__(self, config: CelConfig) -> None:
+        if config.sqlite is None:
+            raise ValueError("no CEL database configured")
+        self.path: Path = config.sqlite
+        self.table = config.table  # an identifier (checked by the config reader): safe to put in SQL text
+        self._zone = ZoneInfo(config.timezone) if config.timezone else None
+        self._conn: sqlite3.Connection | None = None
+        self._select = ""
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        """How progress through this source is keyed in the service's own database."""
+        return f"sqlite:{self.path}#{self.table}"
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is not None:
+            return self._conn
+        if not self.path.is_file():
+            raise CelSourceError(f"{self.path}: no such file (is cel_sqlite3_custom loaded in Asterisk?)")
+        try:
+            conn = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode=ro", uri=True, timeout=1.0,
+                                   check_same_thread=False)  # fmt: skip
+            columns = {str(row[1]).lower() for row in conn.execute(f'PRAGMA table_info("{self.table}")')}
+        except sqlite3.Error as exc:
+            raise CelSourceError(f"{self.path}: cannot read ({exc})") from exc
+        if not columns:
+            conn.close()
+            raise CelSourceError(f"{self.path}: no table {self.table!r} (is cel_sqlite3_custom.conf rendered?)")
+        missing = [name for name in _COLUMNS if name not in columns]
+        if missing:
+            conn.close()
+            raise CelSourceError(
+                f"{self.path}: table {self.table!r} has no column {', '.join(missing)}"
+                " (cel_sqlite3_custom.conf must list it: `callbuddy-pbx render` writes one that does)"
+            )
+        picked = [f"substr({name}, 1, {MAX_VALUE_CHARS})" for name in _COLUMNS]
+        picked += [
+            f"substr({name}, 1, {MAX_EXTRA_CHARS if name == 'extra' else MAX_VALUE_CHARS})" if name in columns else "''"
+            for name in _OPTIONAL
+        ]
+        self._select = (
+            f'SELECT rowid, {", ".join(picked)} FROM "{self.table}"'  # noqa: S608 (identifiers checked; values bound)
+            f" WHERE rowid > ? AND rowid <= ? AND eventtype NOT IN ({_SKIPPED}) ORDER BY rowid"
+        )
+        self._conn = conn
+        return conn
+
+    def _run(self, sql: str | None, parameters: tuple[int, ...] = ()) -> list[tuple[object, ...]]:
+        """Run `sql` (None: the row query) on the open connection; a failure closes it, the next call reopens."""
+        with self._lock:
+            conn = self._connect()
+            try:
+                return conn.execute(self._select if sql is None else sql, parameters).fetchall()
+            except sqlite3.Error as exc:
+                self._conn = None
+                conn.close()
+                raise CelSourceError(f"{self.path}: cannot read ({exc})") from exc
+
+    def last_id(self) -> int:
+        """The newest row's id (0 for an empty table)."""
+        rows = self._run(f'SELECT max(rowid) FROM "{self.table}"')  # noqa: S608 (a checked identifier)
+        value = rows[0][0] if rows else None
+        return int(value) if isinstance(value, int) else 0
+
+    def rows(self, after_id: int, up_to_id: int) -> list[CelRow]:
+        """The rows with after_id < id <= up_to_id in Asterisk's order (at most CHUNK_ROWS ids per query)."""
+        found: list[CelRow] = []
+        start = after_id
+        while start < up_to_id:
+            end = min(up_to_id, start + CHUNK_ROWS)
+            for raw in self._run(None, (start, end)):
+                row = self._row(raw)
+                if row is not None:
+                    found.append(row)
+            start = end
+        return found
+
+    def _row(self, raw: tuple[object, ...]) -> CelRow | None:
+        row_id, event, when, channel, uniqueid, linkedid, cid_name, cid_num, exten, context, app, data, peer, xtra = raw
+        at = event_time(str(when or ""), self._zone)
+        if at is None or not isinstance(row_id, int):
+            return None  # not a time (or not a row) Asterisk would write: nothing to judge by
+        return CelRow(
+            id=row_id,
+            event=str(event or ""),
+            time=at,
+            channel=str(channel or ""),
+            uniqueid=str(uniqueid or ""),
+            linkedid=str(linkedid or ""),
+            cid_name=str(cid_name or ""),
+            cid_num=str(cid_num or ""),
+            exten=str(exten or ""),
+            context=str(context or ""),
+            app=str(app or ""),
+            app_data=str(data or ""),
+            peer=str(peer or ""),
+            extra=str(xtra or ""),
+        )
+
+    def probe(self) -> CelProbe:
+        """How many rows there are and what the newest says (for `check`)."""
+        newest = self._run(
+            f'SELECT rowid, substr(eventtype, 1, 40), substr(eventtime, 1, 40) FROM "{self.table}"'  # noqa: S608
+            " ORDER BY rowid DESC LIMIT 1"
+        )
+        if not newest:
+            return CelProbe(0, None, None)
+        row_id, event, when = newest[0]
+        return CelProbe(int(row_id) if isinstance(row_id, int) else 0, str(event), event_time(str(when), self._zone))

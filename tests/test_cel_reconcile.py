@@ -1,0 +1,210 @@
+"""Calls judged from Asterisk's own CEL records (real recordings with `master.db`): from the rows alone, and through
+the running service when the AMI stream is cut anywhere in a call and the CEL rows must complete it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from callbuddy_pbx.asterisk.cel import CelRow, complete_calls, event_time, judge
+from callbuddy_pbx.asterisk.cel_sqlite import CelSourceError, CelSqlite
+from callbuddy_pbx.asterisk.inbound import InboundMatcher
+from callbuddy_pbx.config import AsteriskConfig, CelConfig, Config, StorageConfig
+from callbuddy_pbx.model import CallRecord
+from callbuddy_pbx.service.app import CallService
+from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
+from callbuddy_pbx.store.db import CallStore
+from tests.traces import Trace, cel_traces
+from tests.waiting import wait_until
+
+TRACES = cel_traces()
+UTC = ZoneInfo("UTC")  # the recording PBX's zone
+
+
+def expected(trace: Trace) -> dict[str, str]:
+    """Caller digits -> expected outcome, for the inbound calls of a recording."""
+    outcome = trace.meta.get("expected_outcome")
+    if outcome is None:
+        return {}
+    if isinstance(outcome, dict):
+        return {number: value for number, value in outcome.items() if value}
+    return {trace.meta["caller_number"]: outcome}
+
+
+def source(path: Path) -> CelSqlite:
+    return CelSqlite(CelConfig(sqlite=path, timezone="UTC"))
+
+
+def all_rows(path: Path) -> list[CelRow]:
+    cel = source(path)
+    try:
+        return cel.rows(0, cel.last_id())
+    finally:
+        cel.close()
+
+
+@pytest.mark.parametrize("trace", TRACES, ids=lambda t: t.name)
+def test_every_recorded_call_is_judged_right_from_its_cel_rows_alone(trace: Trace) -> None:
+    verdicts = judge(complete_calls(all_rows(trace.path / "master.db")), InboundMatcher())
+    judged = {r.caller_raw: r.outcome.value for r in verdicts.values() if r is not None}
+    assert judged == expected(trace)
+    assert all(r.from_cel and r.observed_from_start for r in verdicts.values() if r is not None)
+
+
+def test_both_eventtime_formats_give_the_same_moment() -> None:
+    assert event_time("1796543878.250289", UTC) == pytest.approx(1796543878.250289)
+    assert event_time("2026-12-06 07:57:58", UTC) == 1796543878.0
+    assert event_time("2026-12-06 07:57:58", ZoneInfo("America/New_York")) == 1796543878.0 + 5 * 3600
+    for bad in ("nan", "inf", "1e20", "", "yesterday", "0"):
+        assert event_time(bad, UTC) is None
+
+
+def test_a_call_not_over_yet_is_not_judged(tmp_path: Path) -> None:
+    rows = all_rows(next(t for t in TRACES if t.name.startswith("01-")).path / "master.db")
+    assert complete_calls(rows[:-1]) == {}  # everything but LINKEDID_END: the call may still change
+
+
+def test_a_cel_table_without_linkedid_is_refused_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "master.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE cel (AcctId INTEGER PRIMARY KEY, eventtype, eventtime, channame, uniqueid)")
+    conn.close()
+    with pytest.raises(CelSourceError, match="no column linkedid"):
+        source(path).last_id()
+    with pytest.raises(CelSourceError, match="no such file"):
+        source(tmp_path / "missing.db").last_id()
+
+
+def test_rows_are_bounded_as_they_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "master.db"
+    shutil.copy(TRACES[0].path / "master.db", path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE cel SET cidname = ? WHERE eventtype = 'CHAN_START'", ("x" * 100_000,))
+        conn.execute("UPDATE cel SET extra = ? WHERE eventtype = 'HANGUP'", ("{" + "[" * 50_000,))
+    conn.close()
+    rows = all_rows(path)
+    assert max(len(row.cid_name) for row in rows) <= 256 and max(len(row.extra) for row in rows) <= 4096
+    assert judge(complete_calls(rows), InboundMatcher())  # judged all the same: a bad extra is no extra
+
+
+# ---- the running service: AMI cut anywhere, CEL completes the call ---------------------------------------------
+
+
+def message_ends(raw: bytes) -> list[int]:
+    """Byte offsets just after each event of a recorded stream (past the banner and the login)."""
+    ends, position = [], raw.index(b"\r\n") + 2
+    while (found := raw.find(b"\r\n\r\n", position)) >= 0:
+        position = found + 4
+        ends.append(position)
+    return ends
+
+
+@dataclass
+class Setup:
+    server: SimulatedAmiServer
+    service: CallService
+    store: CallStore
+    cel_path: Path
+    calls: list[CallRecord]
+
+
+def empty_cel_table(recorded: Path, path: Path) -> None:
+    """Asterisk's table as it created it, with no rows yet."""
+    with sqlite3.connect(recorded) as conn:
+        ddl = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'cel'").fetchone()[0]
+    conn.close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(ddl)
+    conn.close()
+
+
+def write_cel_rows(recorded: Path, path: Path) -> None:
+    """Asterisk writing the call's rows while nobody listened on AMI."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("ATTACH DATABASE ? AS recorded", (str(recorded),))
+        conn.execute("INSERT INTO main.cel SELECT * FROM recorded.cel ORDER BY AcctId")
+    conn.close()
+
+
+@contextlib.asynccontextmanager
+async def service_with_cel(tmp_path: Path, recorded: Path | None = None) -> AsyncIterator[Setup]:
+    """The service with a CEL source at tmp_path/master.db (made empty from `recorded`'s table when given)."""
+    server = SimulatedAmiServer(secret="s3cret")
+    await server.start()
+    cel_path = tmp_path / "master.db"
+    if recorded is not None:
+        empty_cel_table(recorded, cel_path)
+    config = Config(
+        asterisk=AsteriskConfig(port=server.port, secret="s3cret", reconnect_min_s=0.05, reconnect_max_s=0.1),
+        storage=StorageConfig(tmp_path / "calls.sqlite3"),
+        cel=CelConfig(sqlite=cel_path, timezone="UTC", poll_s=0.2),
+    )
+    store = await CallStore.open(config.storage.path)
+    calls: list[CallRecord] = []
+    service = CallService(config, store, on_call=calls.append)
+    task = asyncio.create_task(service.run())
+    try:
+        await wait_until(lambda: service.ami.connected and service.cel is not None and service.cel.sweeps > 0, 5)
+        yield Setup(server, service, store, cel_path, calls)
+    finally:
+        await service.stop()
+        await asyncio.wait_for(task, 5)
+        await store.close()
+        await server.stop()
+
+
+def cut_points(trace: Trace) -> list[int]:
+    """Where to cut each recording's AMI stream: early, in the middle, just before the end, and at the very end."""
+    ends = message_ends(trace.raw)
+    return sorted({ends[1], ends[len(ends) // 3], ends[(2 * len(ends)) // 3], ends[-2]})
+
+
+CASES = [(t, cut) for t in TRACES if "/" not in t.name for cut in cut_points(t)]
+
+
+@pytest.mark.parametrize(("trace", "cut"), CASES, ids=[f"{t.name}@{cut}" for t, cut in CASES])
+async def test_a_call_cut_off_from_ami_anywhere_is_completed_from_cel(tmp_path: Path, trace: Trace, cut: int) -> None:
+    recorded = trace.path / "master.db"
+    async with service_with_cel(tmp_path, recorded) as setup:
+        await setup.server.replay_raw(trace.raw[:cut])
+        await setup.service.ami.action("Ping")  # every event sent before the cut was read
+        await asyncio.sleep(0.05)
+        await setup.service.wait_stored()
+        seen_through = {r.linkedid for r in setup.calls}  # calls AMI saw end before the cut
+        setup.server.drop_clients()  # the link drops; the calls go on and end while it is down
+        setup.server.clear_channels()
+        write_cel_rows(recorded, setup.cel_path)
+        want = expected(trace)
+        await wait_until(lambda: len(setup.calls) >= len(want), 5)
+        await asyncio.sleep(0.3)  # a second sweep: nothing is stored twice
+        await setup.service.wait_stored()
+        got = {r.caller_raw: r.outcome.value for r in setup.calls}
+        assert got == want and len(setup.calls) == len(want)
+        assert all(r.observed_from_start and r.from_cel != (r.linkedid in seen_through) for r in setup.calls)
+
+
+async def test_calls_that_happened_while_the_service_was_stopped_are_found_on_start(tmp_path: Path) -> None:
+    traces = [t for t in TRACES if "/" not in t.name]
+    async with service_with_cel(tmp_path, traces[0].path / "master.db"):
+        pass  # the first start notes where CEL is: rows from before CallBuddy ever ran are not its to judge
+    for trace in traces:  # the service is stopped; Asterisk goes on taking calls
+        write_cel_rows(trace.path / "master.db", tmp_path / "master.db")
+    want = {(t.name, number): outcome for t in traces for number, outcome in expected(t).items()}
+    async with service_with_cel(tmp_path) as setup:
+        await wait_until(lambda: len(setup.calls) >= len(want), 10)
+        await asyncio.sleep(0.5)
+        await setup.service.wait_stored()
+        assert sorted(r.outcome.value for r in setup.calls) == sorted(want.values())
+        assert len({r.linkedid for r in setup.calls}) == len(setup.calls)
+        assert all(r.from_cel for r in setup.calls)
+    async with service_with_cel(tmp_path) as setup:  # and a restart finds nothing new
+        await asyncio.sleep(0.5)
+        assert setup.calls == []
