@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +19,17 @@ import pytest
 from callbuddy_pbx.asterisk.cel import CelRow, complete_calls, event_time, judge
 from callbuddy_pbx.asterisk.cel_sqlite import CelSourceError, CelSqlite
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
-from callbuddy_pbx.config import AsteriskConfig, CelConfig, Config, StorageConfig
+from callbuddy_pbx.commands.check import cel_check, summary
+from callbuddy_pbx.config import AsteriskConfig, CelConfig, Config, StorageConfig, TextBack
 from callbuddy_pbx.model import CallRecord
+from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.service.app import CallService
+from callbuddy_pbx.service.healthz import service_health
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
+from callbuddy_pbx.sms.simulated import SimulatedGateway
 from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.web.health import CelHealth
+from tests.test_textback_e2e import salon_config
 from tests.traces import Trace, cel_traces
 from tests.waiting import wait_until
 
@@ -145,7 +153,7 @@ async def service_with_cel(tmp_path: Path, recorded: Path | None = None) -> Asyn
     config = Config(
         asterisk=AsteriskConfig(port=server.port, secret="s3cret", reconnect_min_s=0.05, reconnect_max_s=0.1),
         storage=StorageConfig(tmp_path / "calls.sqlite3"),
-        cel=CelConfig(sqlite=cel_path, timezone="UTC", poll_s=0.2),
+        cel=CelConfig(sqlite=cel_path, timezone="UTC", poll_s=0.05),
     )
     store = await CallStore.open(config.storage.path)
     calls: list[CallRecord] = []
@@ -159,6 +167,12 @@ async def service_with_cel(tmp_path: Path, recorded: Path | None = None) -> Asyn
         await asyncio.wait_for(task, 5)
         await store.close()
         await server.stop()
+
+
+async def two_more_sweeps(service: CallService) -> None:
+    assert service.cel is not None
+    done = service.cel.sweeps
+    await wait_until(lambda: service.cel is not None and service.cel.sweeps >= done + 2, 5)
 
 
 def cut_points(trace: Trace) -> list[int]:
@@ -184,7 +198,7 @@ async def test_a_call_cut_off_from_ami_anywhere_is_completed_from_cel(tmp_path: 
         write_cel_rows(recorded, setup.cel_path)
         want = expected(trace)
         await wait_until(lambda: len(setup.calls) >= len(want), 5)
-        await asyncio.sleep(0.3)  # a second sweep: nothing is stored twice
+        await two_more_sweeps(setup.service)  # nothing is stored twice
         await setup.service.wait_stored()
         got = {r.caller_raw: r.outcome.value for r in setup.calls}
         assert got == want and len(setup.calls) == len(want)
@@ -200,11 +214,109 @@ async def test_calls_that_happened_while_the_service_was_stopped_are_found_on_st
     want = {(t.name, number): outcome for t in traces for number, outcome in expected(t).items()}
     async with service_with_cel(tmp_path) as setup:
         await wait_until(lambda: len(setup.calls) >= len(want), 10)
-        await asyncio.sleep(0.5)
+        await two_more_sweeps(setup.service)
         await setup.service.wait_stored()
         assert sorted(r.outcome.value for r in setup.calls) == sorted(want.values())
         assert len({r.linkedid for r in setup.calls}) == len(setup.calls)
         assert all(r.from_cel for r in setup.calls)
     async with service_with_cel(tmp_path) as setup:  # and a restart finds nothing new
-        await asyncio.sleep(0.5)
+        await two_more_sweeps(setup.service)
         assert setup.calls == []
+
+
+# ---- telling the installer: check and /healthz ------------------------------------------------------------------
+
+
+def cel_config(tmp_path: Path, path: Path) -> Config:
+    return Config(cel=CelConfig(sqlite=path, timezone="UTC"), storage=StorageConfig(tmp_path / "calls.sqlite3"))
+
+
+def test_check_says_whether_cel_rows_are_being_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recorded = TRACES[0].path / "master.db"
+    path = tmp_path / "master.db"
+    empty_cel_table(recorded, path)
+    assert cel_check(cel_config(tmp_path, path)) == 0
+    assert "WARNING no rows yet" in capsys.readouterr().out
+    write_cel_rows(recorded, path)
+    newest = max(row.time for row in all_rows(path))
+    assert cel_check(cel_config(tmp_path, path), now=newest + 12) == 0
+    assert "ok, 12 rows, newest LINKEDID_END 12 s ago" in capsys.readouterr().out
+    assert cel_check(cel_config(tmp_path, path), now=newest + 3 * 86400) == 0
+    assert "WARNING no row for 72 h" in capsys.readouterr().out
+
+
+def test_check_fails_on_a_cel_source_it_cannot_use(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cel_check(cel_config(tmp_path, tmp_path / "missing.db")) == 1
+    out = capsys.readouterr().out
+    assert "ERROR" in out and "no such file" in out
+    path = tmp_path / "master.db"
+    with sqlite3.connect(path) as conn:  # the sample cel_sqlite3_custom.conf Asterisk ships: no linkedid
+        conn.execute("CREATE TABLE cel (AcctId INTEGER PRIMARY KEY, eventtype, eventtime, channame, uniqueid)")
+    conn.close()
+    assert cel_check(cel_config(tmp_path, path)) == 1
+    assert "has no column linkedid" in capsys.readouterr().out
+    assert "CEL:        off" in summary(Config())
+    assert "texted when they ended less than 30 min ago" in summary(cel_config(tmp_path, path))
+
+
+async def test_healthz_fails_while_cel_cannot_be_read_and_recovers(tmp_path: Path) -> None:
+    recorded = TRACES[0].path / "master.db"
+    async with service_with_cel(tmp_path, recorded) as setup:
+        with sqlite3.connect(setup.cel_path) as conn:  # someone "cleans up" Asterisk's CEL table
+            conn.execute("ALTER TABLE cel RENAME TO cel_old")
+        conn.close()
+        assert setup.service.cel is not None
+        setup.service.cel.connected()  # wake a sweep now
+        await wait_until(lambda: setup.service.cel is not None and setup.service.cel.last_error is not None, 5)
+        status = service_health(setup.service, {})
+        assert not status.ok and status.to_json()["cel"]["readable"] is False
+        assert "no such table: cel" in str(status.to_json()["cel"]["last_error"])
+        with sqlite3.connect(setup.cel_path) as conn:
+            conn.execute("ALTER TABLE cel_old RENAME TO cel")
+        conn.close()
+        setup.service.cel.connected()
+        await wait_until(lambda: service_health(setup.service, {}).cel == CelHealth(True, None, 0, 0), 5)
+
+
+# ---- found calls and their texts ----------------------------------------------------------------------------------
+
+
+def write_cel_rows_shifted(recorded: Path, path: Path, ended_ago_s: float) -> None:
+    """The recorded rows as if the call had ended `ended_ago_s` before now (times shifted, text kept)."""
+    rows = all_rows(recorded)
+    shift = time.time() - ended_ago_s - max(row.time for row in rows)
+    with sqlite3.connect(recorded) as source, sqlite3.connect(path) as conn:
+        for raw in source.execute("SELECT * FROM cel ORDER BY AcctId"):
+            values = list(raw[1:])
+            values[1] = f"{float(values[1]) + shift:.6f}"  # eventtime
+            conn.execute(f"INSERT INTO cel VALUES (NULL, {', '.join('?' * len(values))})", values)
+    source.close()
+    conn.close()
+
+
+async def test_a_missed_call_found_in_cel_is_texted_once_unless_found_too_late(tmp_path: Path) -> None:
+    fresh, late = (next(t for t in TRACES if t.name.startswith(n)) for n in ("01-", "18-"))
+    cel_path = tmp_path / "master.db"
+    empty_cel_table(fresh.path / "master.db", cel_path)
+    gateway = SimulatedGateway("sim")
+    config = salon_config(1, tmp_path / "calls.sqlite3", gateway.name, "simulated", TextBack(hold_off_s=0.0))
+    config = dataclasses.replace(config, cel=CelConfig(sqlite=cel_path, timezone="UTC", poll_s=0.2))
+    store = await CallStore.open(config.storage.path)
+    text_back = TextBackService(config, store, {gateway.name: gateway})
+    calls: list[CallRecord] = []
+    service = CallService(config, store, on_call=calls.append, text_back=text_back)  # AMI never reachable: port 1
+    task = asyncio.create_task(service.run())
+    try:
+        await wait_until(lambda: service.cel is not None and service.cel.sweeps > 0, 5)
+        write_cel_rows_shifted(fresh.path / "master.db", cel_path, ended_ago_s=60)
+        write_cel_rows_shifted(late.path / "master.db", cel_path, ended_ago_s=2 * 3600)
+        await wait_until(lambda: len(calls) == 2, 15)  # judged on the second sweep that finds them unstored
+        await wait_until(lambda: len(gateway.sent) == 1, 5)
+        await asyncio.sleep(0.5)
+        assert [sms.to for sms in gateway.sent] == ["+15557654321"]
+        reasons = {c.linkedid: (await text_back.messages.verdict(c.linkedid)) for c in calls}
+        assert sorted(v.reason for v in reasons.values() if v is not None) == ["found_late", "send"]
+    finally:
+        await service.stop()
+        await asyncio.wait_for(task, 10)
+        await store.close()

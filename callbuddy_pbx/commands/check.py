@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+import time
 import unicodedata
 from datetime import datetime
 from datetime import time as time_of_day
@@ -26,6 +27,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from callbuddy_pbx.asterisk.ami import AmiAuthError, AmiClient, AmiConnectError, AmiError, AmiMessage
+from callbuddy_pbx.asterisk.cel_sqlite import CelSourceError, CelSqlite
 from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.config import SECRET_ENV_VAR, Business, Config, GatewayConfig, WebConfig, load_config
 from callbuddy_pbx.config.pbx import AUTO_SECRET, PbxConfig
@@ -40,6 +42,7 @@ _LONGEST_NAME = "W" * CALLER_NAME_MAX
 LIVE_CONNECT_TIMEOUT_S = 3.0
 LIVE_ACTION_TIMEOUT_S = 5.0
 LIVE_TITLE = "Phones and trunks on the PBX"
+CEL_QUIET_WARNING_S = 24 * 3600.0  # no CEL row for this long on a PBX that takes calls: is CEL still being written?
 ARI_TITLE = "ARI for the numbers CallBuddy routes"
 _LEVEL_LABELS = {"ok": "ok", "info": "info", "warning": "WARNING", "error": "ERROR"}
 _STATE_WIDTH = 80
@@ -63,7 +66,35 @@ def live_check(config: Config) -> int:
     code, reached = _pbx_check(config)
     if routed_numbers(config):
         code = max(code, ari_check(config, pbx_reached=reached))
+    if config.cel.enabled:
+        code = max(code, cel_check(config))
     return code
+
+
+def cel_check(config: Config, now: float | None = None) -> int:
+    """Whether Asterisk's CEL rows can be read and are being written: one line; 1 when they cannot be read."""
+    source = CelSqlite(config.cel)
+    print()
+    try:
+        probe = source.probe()
+    except CelSourceError as exc:
+        print(f"CEL (Asterisk's call records): ERROR {printable(str(exc), 300)}")
+        return 1
+    finally:
+        source.close()
+    where = f"CEL (Asterisk's call records) in {printable(str(source.path), 200)}"
+    if probe.rows == 0:
+        print(f"{where}: WARNING no rows yet; make a test call (cel.conf: enable = yes; cel_sqlite3_custom loaded)")
+        return 0
+    age = (time.time() if now is None else now) - probe.latest_at if probe.latest_at is not None else None
+    newest = f"newest {printable(probe.latest_event or '?', 40)}"
+    if age is None:
+        print(f"{where}: WARNING {probe.rows} rows, but the newest row's time cannot be read (check cel.timezone)")
+    elif age > CEL_QUIET_WARNING_S:
+        print(f"{where}: WARNING no row for {age / 3600:.0f} h ({newest}); is cel_sqlite3_custom still loaded?")
+    else:
+        print(f"{where}: ok, {probe.rows} rows, {newest} {max(age, 0):.0f} s ago")
+    return 0
 
 
 def _pbx_check(config: Config) -> tuple[int, bool]:
@@ -188,8 +219,19 @@ def summary(config: Config) -> str:
     if routed_numbers(config):
         lines.append(f"ARI:        {ari_line(config)}")
     lines.append(f"Database:   {config.storage.path}")
+    lines.append(f"CEL:        {cel_line(config)}")
     lines.append(f"Logging:    {config.logging.level}, {config.logging.format}")
     return "\n".join(lines)
+
+
+def cel_line(config: Config) -> str:
+    cel = config.cel
+    if cel.sqlite is None:
+        return "off (calls that happen while CallBuddy is stopped or cut off from Asterisk are not found)"
+    minutes = cel.text_within_s / 60
+    return (
+        f"{cel.sqlite} (table {cel.table}); calls found there are texted when they ended less than {minutes:g} min ago"
+    )
 
 
 def pbx_lines(pbx: PbxConfig) -> list[str]:

@@ -10,7 +10,7 @@ from aiohttp import web
 from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.service.metrics import CONTENT_TYPE, Metrics
 from callbuddy_pbx.sms.gateway import SmsGateway
-from callbuddy_pbx.web.health import HealthStatus, Link, gateway_health, link_health, safe_detail
+from callbuddy_pbx.web.health import CelHealth, HealthStatus, Link, gateway_health, link_health, safe_detail
 
 
 def service_health(
@@ -27,6 +27,7 @@ def service_health(
     text_back = service.text_back
     started = text_back.gateways_started if text_back is not None else set()
     network_errors = text_back.network_errors if text_back is not None else {}
+    cel = service.cel
     return HealthStatus(
         link_health(service.ami, secrets),
         {
@@ -38,6 +39,14 @@ def service_health(
         outbox_backlog=service.metrics.backlog if service.metrics is not None else None,
         ari=None if ari is None else link_health(ari, secrets),
         tasks_down={name: safe_detail(why, secrets) for name, why in service.supervisor.down().items()},
+        cel=None
+        if cel is None
+        else CelHealth(
+            readable=cel.last_error is None,
+            last_error=None if cel.last_error is None else safe_detail(cel.last_error, secrets),
+            found=cel.found,
+            held=cel.held,
+        ),
     )
 
 

@@ -36,18 +36,30 @@ class GatewayHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class CelHealth:
+    """Reading Asterisk's CEL records (only when a CEL source is configured)."""
+
+    readable: bool
+    last_error: str | None
+    found: int  # calls judged from CEL since start
+    held: int  # calls AMI saw in part, waiting for their CEL rows
+
+
+@dataclass(frozen=True, slots=True)
 class HealthStatus:
     ami: AmiHealth
     gateways: Mapping[str, GatewayHealth] = field(default_factory=dict)
     outbox_backlog: int | None = None
     ari: AmiHealth | None = None  # the routing app's ARI link; None when no number is routed by the service
     tasks_down: Mapping[str, str] = field(default_factory=dict)  # supervised tasks waiting to start again: why
+    cel: CelHealth | None = None
 
     @property
     def ok(self) -> bool:
         ari_ok = self.ari is None or self.ari.connected
         gateways_ok = all(gateway.up for gateway in self.gateways.values())
-        return self.ami.connected and ari_ok and gateways_ok and not self.tasks_down
+        cel_ok = self.cel is None or self.cel.readable
+        return self.ami.connected and ari_ok and gateways_ok and cel_ok and not self.tasks_down
 
     def to_json(self, backlog: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -58,6 +70,13 @@ class HealthStatus:
         }
         if self.ari is not None:
             body["ari"] = {"connected": self.ari.connected, "last_error": self.ari.last_error}
+        if self.cel is not None:
+            body["cel"] = {
+                "readable": self.cel.readable,
+                "last_error": self.cel.last_error,
+                "found": self.cel.found,
+                "held": self.cel.held,
+            }
         body["tasks"] = {"down": dict(self.tasks_down)}
         return body
 
