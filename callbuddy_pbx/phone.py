@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 import phonenumbers
 
@@ -15,6 +16,7 @@ def is_withheld(raw: str | None) -> bool:
     return raw is None or raw.strip().lower() in _WITHHELD
 
 
+@lru_cache(maxsize=8192)  # a business's DIDs and its regular callers come back all day; parsing is the costly part
 def to_e164(raw: str | None, region: str) -> str | None:
     """E.164 form of a dialable number, or None when it is withheld, too short to be public, or not a number.
 

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from callbuddy_pbx.asterisk.cel import CelRow, complete_calls, event_time, judge
+from callbuddy_pbx.asterisk.cel import CelRow, complete_calls, event_time, extra_field, judge
 from callbuddy_pbx.asterisk.cel_sqlite import CelSourceError, CelSqlite
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
 from callbuddy_pbx.commands.check import cel_check, summary
@@ -320,3 +320,16 @@ async def test_a_missed_call_found_in_cel_is_texted_once_unless_found_too_late(t
         await service.stop()
         await asyncio.wait_for(task, 10)
         await store.close()
+
+
+def test_extra_fields_are_read_as_asterisk_writes_them() -> None:
+    def row(extra: str) -> CelRow:
+        return CelRow(1, "HANGUP", 1796543878.0, "PJSIP/a-1", "1.1", "1.1", extra=extra)
+
+    written = '{"hangupcause":16,"hangupsource":"PJSIP/trunk-0000003a","dialstatus":"ANSWER"}'
+    assert extra_field(row(written), "hangupcause") == 16
+    assert extra_field(row(written), "hangupsource") == "PJSIP/trunk-0000003a"
+    assert extra_field(row('{"hangupsource":"Local/a\\"b;1"}'), "hangupsource") == 'Local/a"b;1'
+    assert extra_field(row('{"hangupsource":"bad \\x escape"}'), "hangupsource") == "bad \\x escape"
+    assert extra_field(row("not json"), "hangupcause") is None
+    assert extra_field(row('{"hangupcause":' + "9" * 5000 + "}"), "hangupcause") is None  # over the bound: no extra

@@ -11,17 +11,51 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from callbuddy_pbx.asterisk.cel import UNUSED_EVENTS, CelRow, event_time
+from callbuddy_pbx.asterisk.cel import CALLER_ID_EVENTS, DIALPLAN_EVENTS, EXTRA_EVENTS, USED_EVENTS, CelRow, event_time
+from callbuddy_pbx.asterisk.tracker import EARLIEST_TIME, LATEST_TIME
 from callbuddy_pbx.config import CelConfig
 
 CHUNK_ROWS = 20_000  # rows per query: a few tens of milliseconds of Asterisk waiting at most
 MAX_VALUE_CHARS = 256  # any column but extra
 MAX_EXTRA_CHARS = 4096
 _COLUMNS = ("eventtype", "eventtime", "channame", "uniqueid", "linkedid", "cidname", "cidnum", "exten", "context")
-_OPTIONAL = ("appname", "appdata", "peer", "extra")
-_SKIPPED = ", ".join(f"'{name}'" for name in sorted(UNUSED_EVENTS))
+_OPTIONAL = ("appname", "peer", "extra")
+# Which rows each column is read from (the others give NULL): fewer strings made, a gap read in seconds.
+_ONLY_FOR = {
+    "cidname": CALLER_ID_EVENTS,  # the caller's ID as it changes
+    "cidnum": CALLER_ID_EVENTS,
+    "exten": DIALPLAN_EVENTS,
+    "context": DIALPLAN_EVENTS,
+    "appname": ("APP_START",),
+    "peer": ("BRIDGE_ENTER",),
+    "extra": EXTRA_EVENTS,
+}
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    return ", ".join(f"'{name}'" for name in names)
+
+
+def _row_query(table: str, columns: set[str]) -> str:
+    """The one query rows are read with: CelRow's fields in order, each value bounded and text ('' for none, or
+    not read for this row's event), the time as a number when it is one (the stock format), else as written."""
+    picked = ["CASE WHEN CAST(eventtime AS REAL) > 946684800 THEN CAST(eventtime AS REAL) ELSE eventtime END"]
+    for name in _COLUMNS[2:] + _OPTIONAL:
+        if name not in columns:
+            picked.append("''")
+            continue
+        value = f"coalesce(substr({name}, 1, {MAX_EXTRA_CHARS if name == 'extra' else MAX_VALUE_CHARS}), '')"
+        only = _ONLY_FOR.get(name)
+        picked.append(f"CASE WHEN eventtype IN ({_listed(only)}) THEN {value} ELSE '' END" if only else value)
+    # APP_START matters for the caller's channel only (voicemail, queue, the number it reached after a Goto).
+    wanted = f"(eventtype IN ({_listed(USED_EVENTS)}) AND (eventtype <> 'APP_START' OR uniqueid = linkedid))"
+    return (
+        f"SELECT rowid, coalesce(substr(eventtype, 1, 40), ''), {', '.join(picked)} FROM \"{table}\""  # noqa: S608
+        f" WHERE rowid > ? AND rowid <= ? AND {wanted} ORDER BY rowid"
+    )
 
 
 class CelSourceError(Exception):
@@ -82,19 +116,11 @@ class CelSqlite:
                 f"{self.path}: table {self.table!r} has no column {', '.join(missing)}"
                 " (cel_sqlite3_custom.conf must list it: `callbuddy-pbx render` writes one that does)"
             )
-        picked = [f"substr({name}, 1, {MAX_VALUE_CHARS})" for name in _COLUMNS]
-        picked += [
-            f"substr({name}, 1, {MAX_EXTRA_CHARS if name == 'extra' else MAX_VALUE_CHARS})" if name in columns else "''"
-            for name in _OPTIONAL
-        ]
-        self._select = (
-            f'SELECT rowid, {", ".join(picked)} FROM "{self.table}"'  # noqa: S608 (identifiers checked; values bound)
-            f" WHERE rowid > ? AND rowid <= ? AND eventtype NOT IN ({_SKIPPED}) ORDER BY rowid"
-        )
+        self._select = _row_query(self.table, columns)
         self._conn = conn
         return conn
 
-    def _run(self, sql: str | None, parameters: tuple[int, ...] = ()) -> list[tuple[object, ...]]:
+    def _run(self, sql: str | None, parameters: tuple[int, ...] = ()) -> list[tuple[Any, ...]]:
         """Run `sql` (None: the row query) on the open connection; a failure closes it, the next call reopens."""
         with self._lock:
             conn = self._connect()
@@ -124,27 +150,15 @@ class CelSqlite:
             start = end
         return found
 
-    def _row(self, raw: tuple[object, ...]) -> CelRow | None:
-        row_id, event, when, channel, uniqueid, linkedid, cid_name, cid_num, exten, context, app, data, peer, xtra = raw
-        at = event_time(str(when or ""), self._zone)
-        if at is None or not isinstance(row_id, int):
-            return None  # not a time (or not a row) Asterisk would write: nothing to judge by
-        return CelRow(
-            id=row_id,
-            event=str(event or ""),
-            time=at,
-            channel=str(channel or ""),
-            uniqueid=str(uniqueid or ""),
-            linkedid=str(linkedid or ""),
-            cid_name=str(cid_name or ""),
-            cid_num=str(cid_num or ""),
-            exten=str(exten or ""),
-            context=str(context or ""),
-            app=str(app or ""),
-            app_data=str(data or ""),
-            peer=str(peer or ""),
-            extra=str(xtra or ""),
-        )
+    def _row(self, raw: tuple[Any, ...]) -> CelRow | None:
+        """The query gives every column as text ('' for none) and the time as a number when it is the stock one."""
+        at = raw[2]
+        if isinstance(at, float) and EARLIEST_TIME < at < LATEST_TIME:
+            return CelRow._make(raw)
+        at = event_time(str(at), self._zone)
+        if at is None:
+            return None  # not a time Asterisk would write: nothing to judge by
+        return CelRow._make((*raw[:2], at, *raw[3:]))
 
     def probe(self) -> CelProbe:
         """How many rows there are and what the newest says (for `check`)."""

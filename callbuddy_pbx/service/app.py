@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 TICK_INTERVAL_S = 0.25  # how often calls with a lost final Hangup are checked against the grace period
 STOP_DRAIN_S = 5.0  # on stop, how long judged calls may take to reach the database
+# Calls per transaction: thousands found at once in CEL are written in short transactions, so a live call judged
+# meanwhile waits for one of them, not for all.
+WRITE_BATCH_MAX = 200
 WRITE_RETRY_MIN_S = 0.5  # the database takes no writes: first wait, doubled up to the next
 WRITE_RETRY_MAX_S = 30.0
 # After each login, what seeds the device registry (in this order: endpoints, then their contacts, then states).
@@ -166,7 +169,7 @@ class CallService:
         pause = WRITE_RETRY_MIN_S
         while True:
             batch = [await self._finished.get()]
-            while not self._finished.empty():
+            while not self._finished.empty() and len(batch) < WRITE_BATCH_MAX:
                 batch.append(self._finished.get_nowait())
             stored, waiting = await self._store_batch(batch)
             for record in waiting:  # back in the queue before the batch is done: a drain never sees it empty

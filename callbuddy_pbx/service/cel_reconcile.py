@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 HOLD_S = 10.0  # how long a call AMI judged from part of its events waits for its CEL rows
 MAX_OPEN_S = 6 * 3600.0  # a call with no LINKEDID_END this long after its first row was cut off (Asterisk died)
-JUDGE_BATCH = 500  # calls judged between two yields to the event loop: live AMI events never wait long
+JUDGE_BATCH = 50  # calls judged between two yields to the event loop: live AMI events never wait long
 ERROR_PAUSE_MAX_S = 60.0
 
 
@@ -133,12 +133,15 @@ class CelReconciler:
         if self._catch_up:
             self._settled_up_to, self._catch_up = last, False
         scan = _Scan()
-        start = progress
-        while start < last:
-            end = min(last, start + CHUNK_ROWS)
-            rows = await asyncio.to_thread(self._source.rows, start, end)
+        # The next chunk is read (in a thread: SQLite works without the GIL) while this one is judged.
+        bounds = [(start, min(last, start + CHUNK_ROWS)) for start in range(progress, last, CHUNK_ROWS)]
+        reading = asyncio.ensure_future(asyncio.to_thread(self._source.rows, *bounds[0])) if bounds else None
+        for index in range(len(bounds)):
+            assert reading is not None
+            rows = await reading
+            if index + 1 < len(bounds):
+                reading = asyncio.ensure_future(asyncio.to_thread(self._source.rows, *bounds[index + 1]))
             await self._scan(rows, scan)
-            start = end
         self._release_held(expired_only=True)
         newest = max((rows[-1].time for rows in scan.open_calls.values() if rows), default=None)
         for linkedid, rows in scan.open_calls.items():
