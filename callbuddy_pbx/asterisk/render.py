@@ -10,6 +10,8 @@ is up. That is the case when Stasis() fails (STASISSTATUS=FAILED: no WebSocket c
 only left over and not active, traces 32 and 33) and when the service hands a call back with
 `POST /channels/{id}/continue` and no target (STASISSTATUS=SUCCESS: routing/router.py relies on it). A call the
 service ends is hung up (Asterisk runs no further priority), and a call it sends on is elsewhere.
+cel.conf and cel_sqlite3_custom.conf make Asterisk keep its own record of every call (CEL) in SQLite, where the
+service reads the calls it did not see over AMI (`cel:` in callbuddy.yaml).
 The fallback contract: when nobody answered, the service continues the caller with
 `POST /channels/{id}/continue?context=callbuddy-fallback&extension=<DID without +>&priority=1`; that extension of
 `[callbuddy-fallback]` runs the ring group's no-answer action (voicemail, forward through the trunk, or hang up).
@@ -34,6 +36,7 @@ FALLBACK_CONTEXT = "callbuddy-fallback"  # where the service continues an unansw
 HTTP_BIND = ("127.0.0.1", 8088)  # Asterisk's HTTP server (ARI) unless ari.url names another loopback address/port
 CODECS = "ulaw,alaw,g722"
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+CEL_SQLITE_CONF = "cel_sqlite3_custom.conf"  # the service reads what it configures: no custom file beside it
 
 
 class RenderError(ValueError):
@@ -41,6 +44,8 @@ class RenderError(ValueError):
 
 
 def header(name: str) -> str:
+    if name == CEL_SQLITE_CONF:
+        return f"{MARKER}. Do not edit: render overwrites it, and the service reads the rows it describes.\n"
     shared = name.startswith(("extensions", "callbuddy-"))  # the dialplan files share one custom file
     custom = "extensions_custom.conf" if shared else name.replace(".conf", "_custom.conf")
     return f"{MARKER}. Do not edit: render overwrites it. Your own settings go in {custom}.\n"
@@ -66,6 +71,8 @@ def render_all(config: Config) -> dict[str, str]:
         "extensions.conf": render_extensions(sorted(library)),
         "extensions_callbuddy.conf": render_dialplan(config),
         "voicemail.conf": render_voicemail(config),
+        "cel.conf": render_cel(),
+        CEL_SQLITE_CONF: render_cel_sqlite(),
         **library,
     }
     return {name: header(name) + text for name, text in files.items()}
@@ -139,6 +146,46 @@ read_only = no
 password = {password}
 
 #tryinclude ari_custom.conf
+"""
+
+
+# ---- CEL: Asterisk's own record of every call, in SQLite ------------------------------------------------------------
+
+CEL_APPS = ("dial", "queue", "voicemail", "stasis", "playback")  # APP_START / APP_END are written for these only
+# cel_sqlite3_custom's table: `columns` are the table's, `fields` the CEL event fields written into them, pairwise.
+CEL_COLUMNS = (
+    "eventtype, eventtime, cidname, cidnum, cidani, cidrdnis, ciddnid, exten, context, channame, appname, appdata, "
+    "amaflags, accountcode, uniqueid, linkedid, peer, peeraccount, userfield, userdeftype, extra"
+)
+CEL_FIELDS = (
+    "EventType, EventTime(float), Name, Num, ani, rdnis, dnid, Exten, Context, ChanName, AppName, AppData, AMAFlags, "
+    "AccountCode, UniqueID, LinkedID, Peer, PeerAccount, UserField, userdeftype, EventExtra"
+)
+
+
+def render_cel() -> str:
+    return f"""
+[general]
+enable = yes
+apps = {",".join(CEL_APPS)}
+events = ALL
+; No dateformat on purpose: eventtime is then unix seconds with microseconds (1796543878.250289), exact and in no
+; time zone. A dateformat (e.g. %F %T) makes it local wall-clock text to the second; then set cel.timezone.
+
+#tryinclude cel_custom.conf
+"""
+
+
+def render_cel_sqlite() -> str:
+    """The table the service reads. linkedid must be among the columns (the sample Asterisk ships has none)."""
+    return f"""
+; The service reads the rows Asterisk writes with this: `cel.sqlite` in callbuddy.yaml names the database (master.db
+; in Asterisk's log folder, default /var/log/asterisk/master.db), `cel.table` the table. Keep linkedid: it groups
+; the rows of one call (the sample file Asterisk ships has no linkedid column).
+[master]
+table = cel
+columns = {CEL_COLUMNS}
+fields = {CEL_FIELDS}
 """
 
 

@@ -2,6 +2,8 @@
 
 Everything but the PBX and the SMSC is the production path: AMI over TCP, the call tracker, the SQLite store, SMPP
 to the SMSC, and the dashboard (with two logins made up for the run). Without --calls it goes on until Ctrl-C.
+The simulated PBX also writes its CEL rows to SQLite (`asterisk-cel.sqlite3` in the data folder) as Asterisk's
+cel_sqlite3_custom does, and the service's `cel:` points at that file.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from aiohttp import web
 
 from callbuddy_pbx.commands.calls import caller_shown
 from callbuddy_pbx.commands.demo_routing import PHONES, ROUTED_DID, ROUTED_GROUP, phones_come_and_go, routed_calls
-from callbuddy_pbx.config import Business, Config, GatewayConfig, TextBack, WebUser, default_config
+from callbuddy_pbx.config import Business, CelConfig, Config, GatewayConfig, TextBack, WebUser, default_config
 from callbuddy_pbx.config.asterisk import AriConfig
 from callbuddy_pbx.config.pbx import PbxConfig
 from callbuddy_pbx.model import CallRecord
@@ -37,6 +39,7 @@ from callbuddy_pbx.service.metrics import Metrics, store_backlog
 from callbuddy_pbx.service.site import service_site
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer, recorded_pjsip
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
+from callbuddy_pbx.sim.cel_db import SimulatedCelDb
 from callbuddy_pbx.sim.scenarios import ScenarioFactory, mixed_call_stream, stream_events
 from callbuddy_pbx.sim.smsc import SimulatedSmsc, SubmitRecord
 from callbuddy_pbx.sms.gateway import DeliveryReport, SmsGateway
@@ -51,6 +54,7 @@ SALON_DIDS = tuple(f"+1555000{n}" for n in ("1000", "1003", "1004", "1007", "100
 DENTAL_DIDS = ("+15550003000", "+15550004000")
 SALON_URL, DENTAL_URL = "https://glow.example/book", "https://brightsmile.example/book"
 SMSC_USER, SMSC_PASSWORD = "demo", "demo-pw"
+CEL_FILE = "asterisk-cel.sqlite3"  # in the data folder: the simulated PBX's master.db (its CEL table)
 
 
 def describe(record: CallRecord) -> str:
@@ -82,6 +86,7 @@ def demo_config(
         ),
         pbx=PbxConfig(phones=PHONES, ring_groups=(ROUTED_GROUP,) if ari else ()),
         ari=ari or base.ari,
+        cel=CelConfig(sqlite=data_dir / CEL_FILE),
     )
 
 
@@ -140,7 +145,7 @@ async def start_dashboard(app: web.Application, host: str, port: int) -> tuple[w
 
 async def place_calls(server: SimulatedAmiServer, calls: int | None, speed: float, seed: int) -> int:
     """Play `calls` scripted calls (None: until stopped); returns how many of them were inbound."""
-    factory = ScenarioFactory(start_time=time.time(), timestamps=True)
+    factory = ScenarioFactory(start_time=time.time(), timestamps=True, cel_cdr=True)
     rate = 0.4 if calls is not None else REAL_CALLS_PER_S / speed
     scenarios = list(mixed_call_stream(calls, seed=seed, calls_per_second=rate, factory=factory)) if calls else None
     stream = stream_events(scenarios if scenarios is not None else mixed_call_stream(None, seed=seed,
@@ -159,7 +164,8 @@ async def run_demo(
     data_dir: Path, calls: int | None, speed: float, seed: int, host: str = "127.0.0.1", port: int = 8080
 ) -> int:
     secret = secrets.token_urlsafe(12)
-    server = SimulatedAmiServer(secret=secret)
+    cel_db = SimulatedCelDb(data_dir / CEL_FILE)
+    server = SimulatedAmiServer(secret=secret, cel_db=cel_db)
     server.pjsip = recorded_pjsip()
     await server.start()
     smsc = SimulatedSmsc(system_id=SMSC_USER, password=SMSC_PASSWORD, on_submit=show_submit)
@@ -201,6 +207,7 @@ async def run_demo(
     print(f"simulated Asterisk AMI on 127.0.0.1:{server.port}, simulated SMSC (SMPP) on 127.0.0.1:{smsc.port}")
     print(f"simulated ARI on {ari.url}: calls to {ROUTED_DID} are routed by the service (last active first)")
     print(f"calls and texts are stored in {config.storage.path}")
+    print(f"the simulated Asterisk writes its CEL rows to {cel_db.path} (the service's cel.sqlite)")
     print(f"dashboard: http://{shown_host}:{web_port}/")
     print(f"  log in as admin / {passwords['admin']}  (every business, full numbers)")
     print(f"  or glow / {passwords['glow']}  (Glow Salon only, numbers masked)")
@@ -239,6 +246,7 @@ async def run_demo(
         await runner.cleanup()
         await store.close()
         await server.stop()
+        cel_db.close()
         await smsc.stop()
         await ari.stop()
     outcomes = Counter(r.outcome.value for r in seen)

@@ -14,6 +14,9 @@ broadcast events set (`DeviceStateChange`, which the scripted calls emit as they
 `register_phone` / `unregister_phone` add or remove a contact and emit what Asterisk 22 does (trace
 33-ari-endpoint-and-contact-events): `PeerStatus`, `ContactStatus` and `DeviceStateChange`. Actions named in
 `denied_actions` answer `Permission denied`, as for an AMI user without the class the action needs.
+
+With a `cel_db` (sim/cel_db.py) every `Event: CEL` that `broadcast` or `replay_raw` passes is written to it as
+Asterisk's cel_sqlite3_custom would: also while no client is connected, since Asterisk writes CEL whoever listens.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from callbuddy_pbx.asterisk.ami_protocol import (
     AmiProtocolError,
     parse_message,
 )
+from callbuddy_pbx.sim.cel_db import SimulatedCelDb
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +86,7 @@ _TRACKED_EVENTS = frozenset(
 _TRACKED_EVENT_BYTES = frozenset(name.encode() for name in (*_TRACKED_EVENTS, "DeviceStateChange"))
 # Cheap whole-buffer test before splitting a large byte broadcast into messages.
 _TRACK_MARKERS = (b"Event: New", b"Event: Hangup", b"Event: Bridge", b"Event: Rename", b"Event: DeviceStateChange")
+_CEL_MARKER = b"Event: CEL\r\n"  # the first line of a CEL event (a block starting with it is one)
 # EndpointList's DeviceState is in words (ast_devstate_str); DeviceStateChange uses tokens (ast_devstate2str).
 _STATE_WORDS = {
     "NOT_INUSE": "Not in use",
@@ -227,6 +232,7 @@ class SimulatedAmiServer:
         track_channels: bool = True,
         max_channels: int = 10_000,
         write_timeout_s: float = 10.0,
+        cel_db: SimulatedCelDb | None = None,
     ) -> None:
         self.username = username
         self.secret = secret
@@ -235,6 +241,7 @@ class SimulatedAmiServer:
         self.track_channels = track_channels  # a benchmark pushing raw bytes may turn the parsing off
         self.max_channels = max_channels
         self.write_timeout_s = write_timeout_s  # a client that does not read for this long is dropped
+        self.cel_db = cel_db  # where the CEL events that pass are written (Asterisk's master.db), if anywhere
         # Test controls (and ignore_pings below)
         self._ignore_pings = False
         self.reject_logins = False
@@ -333,15 +340,21 @@ class SimulatedAmiServer:
         verbatim in one write per client (fast enough for benchmarks of hundreds of thousands of events)."""
         if isinstance(messages, bytes | bytearray | memoryview):
             data = bytes(messages)
-            if self.track_channels and any(marker in data for marker in _TRACK_MARKERS):
+            track = self.track_channels and any(marker in data for marker in _TRACK_MARKERS)
+            if track or (self.cel_db is not None and _CEL_MARKER in data):
                 for block in data.split(TERMINATOR):
-                    self._track_block(block)
+                    if track:
+                        self._track_block(block)
+                    self._write_cel_block(block)
         else:
             parts = []
+            cel_db = self.cel_db
             for message in messages:
                 parts.append(encode_event(message))
                 if self.track_channels:
                     self._track(message)
+                if cel_db is not None and message.get("Event") == "CEL":
+                    cel_db.write(message)
             data = b"".join(parts)
         await self._send_events(data)
 
@@ -382,8 +395,9 @@ class SimulatedAmiServer:
                 chunks.append((0.0, position, len(data)))
         else:
             chunks.append((0.0, start, len(data)))
-        # Track channels as each message is completely sent, so CoreShowChannels mid-replay shows that moment.
-        ends = _message_ends(data, start) if self.track_channels else []
+        # Track channels (and write CEL rows) as each message is completely sent, so CoreShowChannels mid-replay shows
+        # that moment.
+        ends = _message_ends(data, start) if self.track_channels or self.cel_db is not None else []
         tracked = 0
         loop = asyncio.get_running_loop()
         began = loop.time()
@@ -397,7 +411,10 @@ class SimulatedAmiServer:
                 await asyncio.sleep(0.005)  # let the client read each piece separately
             await self._send_events(data[begin:end])
             while tracked < len(ends) and ends[tracked][1] + len(TERMINATOR) <= end:
-                self._track_block(data[ends[tracked][0] : ends[tracked][1]])
+                block = data[ends[tracked][0] : ends[tracked][1]]
+                if self.track_channels:
+                    self._track_block(block)
+                self._write_cel_block(block)
                 tracked += 1
 
     async def register_phone(self, endpoint: str, uri: str | None = None, *, user_agent: str = "") -> None:
@@ -782,6 +799,10 @@ class SimulatedAmiServer:
         name = block[7:end] if end >= 0 else block[7:]
         if name in _TRACKED_EVENT_BYTES:
             self._track(parse_message(block, where="sim AMI broadcast"))
+
+    def _write_cel_block(self, block: bytes) -> None:
+        if self.cel_db is not None and block.startswith(_CEL_MARKER):
+            self.cel_db.write(parse_message(block, where="sim AMI CEL"))
 
     def _track_device(self, message: Mapping[str, str]) -> None:
         device, state = message.get("Device"), message.get("State")

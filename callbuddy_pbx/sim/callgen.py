@@ -392,6 +392,10 @@ class CallScript:
         ch.alive = False
         self._linkedid_open -= 1
         if self.cel_cdr:
+            if ch.app in ("Dial", "Queue", "VoiceMail"):
+                # still in the application: it ends first, and the HANGUP row names none (as in the recordings)
+                self.cel(ch, "APP_END")
+                ch.app = ch.appdata = ""
             hangup_source = ch.hangup_source if source is None else source
             extra_json = f'{{"hangupcause":{cause},"hangupsource":"{hangup_source}","dialstatus":"{ch.dialstatus}"}}'
             self.cel(ch, "HANGUP", extra=extra_json)
