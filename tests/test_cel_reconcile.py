@@ -333,3 +333,37 @@ def test_extra_fields_are_read_as_asterisk_writes_them() -> None:
     assert extra_field(row('{"hangupsource":"bad \\x escape"}'), "hangupsource") == "bad \\x escape"
     assert extra_field(row("not json"), "hangupcause") is None
     assert extra_field(row('{"hangupcause":' + "9" * 5000 + "}"), "hangupcause") is None  # over the bound: no extra
+
+
+def write_first_cel_rows(recorded: Path, path: Path, count: int) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("ATTACH DATABASE ? AS recorded", (str(recorded),))
+        conn.execute("INSERT INTO main.cel SELECT * FROM recorded.cel ORDER BY AcctId LIMIT ?", (count,))
+    conn.close()
+
+
+async def test_progress_waits_for_a_call_in_progress_but_not_for_one_asterisk_lost(tmp_path: Path) -> None:
+    """A call still going on keeps its rows to be read again; one Asterisk dropped when it crashed (no LINKEDID_END
+    will ever come, no channel is left) does not hold progress back forever."""
+    trace = next(t for t in TRACES if t.name.startswith("01-"))
+    recorded = trace.path / "master.db"
+    async with service_with_cel(tmp_path, recorded) as setup:
+        cut = message_ends(trace.raw)[len(message_ends(trace.raw)) // 2]
+        await setup.server.replay_raw(trace.raw[:cut])  # ringing: AMI follows it
+        await setup.service.ami.action("Ping")
+        write_first_cel_rows(recorded, setup.cel_path, 4)
+        await two_more_sweeps(setup.service)
+        await two_more_sweeps(setup.service)
+        source = source_name(setup)
+        assert await setup.store.cel_progress(source) == 0  # held before the call's first row
+        setup.server.drop_clients()  # Asterisk crashes: the call is gone with no end in CEL
+        setup.server.clear_channels()
+        await wait_until(lambda: setup.service.ami.connected and setup.service.tracker.active_calls == 0, 5)
+        await two_more_sweeps(setup.service)
+        await two_more_sweeps(setup.service)
+        assert await setup.store.cel_progress(source) == 4
+
+
+def source_name(setup: Setup) -> str:
+    assert setup.service.cel is not None
+    return CelSqlite(CelConfig(sqlite=setup.cel_path)).name

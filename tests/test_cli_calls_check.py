@@ -220,7 +220,7 @@ def test_calls_json_lines(tmp_path, capsys):
     first, second = (json.loads(line) for line in out.splitlines())
     assert list(first) == [
         "linkedid", "business", "did", "caller", "caller_raw", "caller_name", "outcome", "missed", "answered_by",
-        "started_at", "ring_at", "answered_at", "ended_at", "hangup_cause", "observed_from_start", "legs",
+        "started_at", "ring_at", "answered_at", "ended_at", "hangup_cause", "observed_from_start", "from_cel", "legs",
     ]  # fmt: skip
     assert first["linkedid"] == "b" and first["missed"] is True and first["caller"] is None
     assert first["outcome"] == "no_answer" and first["answered_at"] is None

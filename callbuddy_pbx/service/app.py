@@ -69,12 +69,19 @@ class CallService:
         self.cel: CelReconciler | None = None
         if config.cel.enabled:
             self.cel = CelReconciler(
-                config.cel, CelSqlite(config.cel), matcher, store, submit=self._enqueue, followed=self._followed
+                config.cel,
+                CelSqlite(config.cel),
+                matcher,
+                store,
+                submit=self._enqueue,
+                followed=self._followed,
+                link_up=lambda: self.ami.connected and self._caught_up,
             )
         self.supervisor = Supervisor()  # the service's long-running tasks (run.py adds its own)
         self._gateways_started = False
         self.calls_stored = 0
         self.ready = asyncio.Event()  # set once connected and reconciled with Asterisk's live channels
+        self._caught_up = False  # this connection has read Asterisk's live channels (the tracker has every call)
         if metrics is not None:  # events, logins (reconnects) and the link's state are read when scraped
             metrics.watch_ami(self.ami)
 
@@ -145,6 +152,7 @@ class CallService:
     async def _on_connected(self, client: AmiClient) -> None:
         _, channels = await client.list_action("CoreShowChannels")
         self._judged(self.tracker.reconcile(channels, time.time()))
+        self._caught_up = True
         if self.cel is not None:
             self.cel.connected()
         self.ready.set()
@@ -152,6 +160,7 @@ class CallService:
         await seed_devices(client, self.devices)
 
     def _on_disconnected(self, reason: str) -> None:
+        self._caught_up = False
         self.tracker.disconnected()
         log.warning("lost the AMI connection (%s); %d calls in progress", reason, self.tracker.active_calls)
 

@@ -61,6 +61,7 @@ class CelReconciler:
         *,
         submit: Callable[[CallRecord], None],
         followed: Callable[[str], bool],
+        link_up: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
@@ -69,6 +70,8 @@ class CelReconciler:
         self._store = store
         self._submit = submit
         self._followed = followed  # the AMI side still has this call (tracking it, or judged and not yet stored)
+        self._link_up = link_up  # AMI is connected and has read Asterisk's live channels
+        self._unfollowed_open: set[str] = set()  # calls open in CEL that AMI did not have at the previous sweep
         self._clock = clock
         self._held: dict[str, tuple[CallRecord, float]] = {}  # AMI's partial verdicts waiting for CEL
         self._seen_ended: set[str] = set()  # ended calls left to AMI by the previous sweep
@@ -143,12 +146,7 @@ class CelReconciler:
                 reading = asyncio.ensure_future(asyncio.to_thread(self._source.rows, *bounds[index + 1]))
             await self._scan(rows, scan)
         self._release_held(expired_only=True)
-        newest = max((rows[-1].time for rows in scan.open_calls.values() if rows), default=None)
-        for linkedid, rows in scan.open_calls.items():
-            if newest is not None and newest - rows[0].time > MAX_OPEN_S:
-                log.warning("call %s has no end in CEL after %.0f h; no longer waited for", linkedid, MAX_OPEN_S / 3600)
-                continue
-            scan.pinned.setdefault(linkedid, rows[0].id)
+        self._pin_open_calls(scan)
         moved = min(scan.pinned.values(), default=last + 1) - 1
         if moved != progress:
             await self._store.set_cel_progress(name, moved, self._clock())
@@ -156,6 +154,24 @@ class CelReconciler:
         self.sweeps += 1
         self.found += scan.judged
         return scan.judged
+
+    def _pin_open_calls(self, scan: _Scan) -> None:
+        """Keep progress before every call still open in CEL, except calls that are over without a LINKEDID_END:
+        Asterisk stopped (crashed, restarted) while they ran. Such a call is one AMI, connected and caught up with
+        Asterisk's live channels, did not have at two sweeps in a row (or, with AMI away, one open for MAX_OPEN_S)."""
+        link_up = self._link_up()
+        newest = max((rows[-1].time for rows in scan.open_calls.values() if rows), default=None)
+        unfollowed: set[str] = set()
+        for linkedid, rows in scan.open_calls.items():
+            if link_up and not self._followed(linkedid):
+                unfollowed.add(linkedid)
+                if linkedid in self._unfollowed_open:
+                    continue  # gone from Asterisk without an end: nothing more will come
+            if newest is not None and newest - rows[0].time > MAX_OPEN_S:
+                log.warning("call %s has no end in CEL after %.0f h; no longer waited for", linkedid, MAX_OPEN_S / 3600)
+                continue
+            scan.pinned.setdefault(linkedid, rows[0].id)
+        self._unfollowed_open = unfollowed
 
     async def _scan(self, rows: Sequence[CelRow], scan: _Scan) -> None:
         ended: dict[str, list[CelRow]] = {}
