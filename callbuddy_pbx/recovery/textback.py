@@ -18,17 +18,27 @@ from callbuddy_pbx.config import Business, Config
 from callbuddy_pbx.message_text import render
 from callbuddy_pbx.model import CallRecord, Outcome
 from callbuddy_pbx.phone import mask, to_e164
-from callbuddy_pbx.recovery.keys import missed_call_key, reply_key
+from callbuddy_pbx.recovery.keys import REPEAT_WINDOW_S, inbound_key, missed_call_key, neighbour_keys, reply_key
 from callbuddy_pbx.recovery.outbox import Outbox
 from callbuddy_pbx.recovery.policy import Keyword, PolicyFacts, classify_inbound, decide
 from callbuddy_pbx.sms.gateway import DeliveryReport, InboundSms, SmsGateway
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.links import NewLink, new_token
-from callbuddy_pbx.store.messages import FAILED, SENT, MessageStore, NewText, OutboxRow, SendUpdate, Verdict
+from callbuddy_pbx.store.messages import (
+    FAILED,
+    SENT,
+    MessageStore,
+    NewText,
+    OutboxRow,
+    ReplyEffect,
+    SendUpdate,
+    Verdict,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_INBOUND_CHARS = 640
+MAX_MESSAGE_ID_CHARS = 128  # of a gateway's id of a reply (the HTTP gateways refuse longer ones)
 MAX_PENDING_LATENCIES = 10_000  # hang-up times kept for the latency metric, one per text not yet sent
 NETWORK_ERROR_PREFIX = "network error"  # how HTTP gateways word a send that did not reach them (http_common)
 
@@ -183,34 +193,59 @@ class TextBackService:
             self._on_receipt(gateway, report)
 
     async def on_inbound(self, gateway: str, sms: InboundSms) -> None:
-        """A reply: STOP / START / HELP act for the business whose number was texted (all of them if unknown)."""
+        """A reply: STOP / START / HELP act for the business whose number was texted (all of them if unknown).
+
+        Stored with its effects in one transaction, known by its identity (the gateway's id of it, else its words and
+        when it came): the same reply delivered again by its gateway is not stored, counted or acted on again."""
         now = self._clock()
         sender = to_e164(sms.sender, self._config.default_region) or sms.sender[:40]
+        to = sms.to[:40]
         text = sms.text[:MAX_INBOUND_CHARS]
+        message_id = sms.message_id[:MAX_MESSAGE_ID_CHARS] if sms.message_id else None
         business = self._business_texted(sms.to)
         keyword = classify_inbound(text)
-        await self.messages.record_inbound(
-            gateway, sender, sms.to[:40], business.name if business else None, text, keyword.value, now
-        )
+        identity = inbound_key(message_id, sender, to, text, now)
+        nearby = neighbour_keys(message_id, sender, to, text, now)  # the same text just across a period's end
         targets = [business] if business is not None else list(self._config.businesses)
-        log.info("reply from %s: %s (%d businesses)", mask(sender), keyword.value, len(targets))
-        replies: list[NewText] = []
+        effects: list[ReplyEffect] = []
         for target in targets:
-            if keyword is Keyword.OPT_OUT:
-                if await self.messages.set_opt_out(sender, target.name, True, now):  # confirmed once, not per STOP
-                    replies.append(self._reply(target, "opt_out_confirmation", sender, sms.to, gateway, now))
+            if keyword is Keyword.OPT_OUT:  # confirmed once, not per STOP: only when it changes the opt-out
+                confirmation = self._reply(target, "opt_out_confirmation", sender, sms.to, gateway, identity, now)
+                effects.append(ReplyEffect(target.name, True, confirmation, only_if_changed=True))
             elif keyword is Keyword.OPT_IN:
-                await self.messages.set_opt_out(sender, target.name, False, now)
+                effects.append(ReplyEffect(target.name, False))
             elif keyword is Keyword.HELP and business is not None:
-                replies.append(self._reply(target, "help", sender, sms.to, gateway, now))
-        if replies and await self.messages.enqueue(replies, now):
+                help_text = self._reply(target, "help", sender, sms.to, gateway, identity, now)
+                effects.append(ReplyEffect(target.name, text=help_text))
+        queued = await self.messages.record_inbound(
+            gateway,
+            sender,
+            to,
+            business.name if business else None,
+            text,
+            keyword.value,
+            now,
+            key=identity,
+            message_id=message_id,
+            same_keys=nearby,
+            within_s=REPEAT_WINDOW_S,
+            effects=effects,
+        )
+        if queued is None:
+            log.info("reply from %s delivered again by %s: already handled", mask(sender), gateway)
+            return
+        log.info("reply from %s: %s (%d businesses)", mask(sender), keyword.value, len(targets))
+        if queued:
             self.outbox.wake()
 
     def _business_texted(self, to: str) -> Business | None:
         number = to_e164(to, self._config.default_region)
         return self._by_number.get(number or "") or self._by_sender.get(to)
 
-    def _reply(self, business: Business, kind: str, to: str, our_number: str, gateway: str, now: float) -> NewText:
+    def _reply(
+        self, business: Business, kind: str, to: str, our_number: str, gateway: str, inbound: str, now: float
+    ) -> NewText:
+        """The automatic answer of `kind` to the reply `inbound` (its identity, keys.inbound_key) from `to`."""
         template = business.text_back.opt_out_text if kind == "opt_out_confirmation" else business.text_back.help_text
         body = render(
             template,
@@ -220,5 +255,5 @@ class TextBackService:
             when=datetime.fromtimestamp(now, UTC).astimezone(ZoneInfo(business.timezone)),
         )
         sender = business.text_back.sender or our_number or (business.numbers[0] if business.numbers else "")
-        key = reply_key(kind, business.name, to, now)  # a duplicated webhook is the same reply
+        key = reply_key(kind, business.name, gateway, to, inbound)  # the same reply delivered twice: one answer
         return NewText(key, kind, to, sender, gateway, body, now, business=business.name)

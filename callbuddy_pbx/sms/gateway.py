@@ -14,7 +14,7 @@ from typing import Protocol
 
 @dataclass(frozen=True, slots=True)
 class OutgoingSms:
-    key: str  # the outbox row's idempotency key (a call's Linkedid, or "optout:..." for a confirmation)
+    key: str  # the outbox row's idempotency key (a call's Linkedid, or "help:..." for an answer to a reply)
     to: str  # E.164
     sender: str  # E.164 number or an alphanumeric sender id (up to 11 characters)
     text: str
@@ -71,6 +71,9 @@ class InboundSms:
     to: str  # our number it was sent to
     text: str  # bounded by the gateway to a few hundred characters
     at: float
+    # What the gateway calls this text, the same in each retry of one delivery: Twilio's MessageSid, Kannel's %I,
+    # the generic webhook's `id`. None where there is none (an SMPP deliver_sm from a phone carries no id).
+    message_id: str | None = None
 
 
 ReportHandler = Callable[[DeliveryReport], Awaitable[None]]

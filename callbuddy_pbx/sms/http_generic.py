@@ -11,7 +11,8 @@ Webhooks, authenticated by the webhook token (query `token=`, header `X-Webhook-
 `Authorization: Bearer <token>`), as a form, a flat JSON object or a GET query:
   - receipts at /webhooks/{name}/status: `id` (the message id), `status` (delivered, failed, expired, pending or a
     common synonym such as sent, undelivered, rejected, DELIVRD), optional `error`;
-  - inbound texts at /webhooks/{name}/inbound: `from`, `to`, `text`.
+  - inbound texts at /webhooks/{name}/inbound: `from`, `to`, `text`, and `id` when the provider names its texts
+    (the same in each retry of one webhook: a retry is then stored and answered once).
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ class GenericHttpGateway(HttpGateway):
         params = await self._verified_params(request)
         sender = phone_field(params, "from", self._region)
         to = phone_field(params, "to", self._region)
-        return InboundSms(sender, to, message_text(params, "text"), time.time())
+        return InboundSms(sender, to, message_text(params, "text"), time.time(), optional(params, "id"))
 
     def _status_answer(self) -> web.Response:
         return web.json_response({"ok": True})

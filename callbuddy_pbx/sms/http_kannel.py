@@ -7,10 +7,11 @@ GSM-7) with dlr-mask=31 and a dlr-url. Kannel answers `0: Accepted for delivery`
 403 (wrong user or password) and other 4xx are REJECTED; 5xx and network errors RETRY.
 
 Kannel fills escape codes in the dlr-url and get-url (`%d` the DLR type, `%A` the SMSC's answer, `%p` the
-sender, `%b` the raw text, `%c` its coding, `%C` its charset) and leaves a literal `%%` as `%`, so every `%` of
-our own values is written `%%`. Receipts (DLR types: 1 delivered, 2 failed, 4 buffered, 8 SMSC ack, 16 SMSC
-reject) and inbound texts are authenticated by the webhook token in their URL. The sms-service must not reply
-to the phone itself (`max-messages = 0`): STOP and HELP are answered by the service, through the outbox.
+sender, `%b` the raw text, `%c` its coding, `%C` its charset, `%I` Kannel's id of the message, the same in each
+retry of one get-url) and leaves a literal `%%` as `%`, so every `%` of our own values is written `%%`.
+Receipts (DLR types: 1 delivered, 2 failed, 4 buffered, 8 SMSC ack, 16 SMSC reject) and inbound texts are
+authenticated by the webhook token in their URL. The sms-service must not reply to the phone itself
+(`max-messages = 0`): STOP and HELP are answered by the service, through the outbox.
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ class KannelGateway(HttpGateway):
     def inbound_get_url(self) -> str:
         """The get-url of the Kannel sms-service that forwards inbound texts to us (for kannel.conf)."""
         base = kannel_literal(callback_url(self._public_url, self.name, "inbound"))
-        return f"{base}?token={_param(self._token)}&from=%p&to=%P&text=%b&coding=%c&charset=%C"
+        return f"{base}?token={_param(self._token)}&from=%p&to=%P&text=%b&coding=%c&charset=%C&id=%I"
 
     def _request_url(self, sms: OutgoingSms) -> URL:
         params = [
@@ -189,7 +190,7 @@ class KannelGateway(HttpGateway):
         params["text"] = codecs.decode(text[: 4 * MAX_TEXT_CHARS], codec, "replace")
         sender = phone_field(params, "from", self._region)
         to = phone_field(params, "to", self._region)
-        return InboundSms(sender, to, message_text(params, "text"), time.time())
+        return InboundSms(sender, to, message_text(params, "text"), time.time(), optional(params, "id"))
 
     def _inbound_answer(self) -> web.Response:
         # Empty: with `max-messages = 0` (or omit-empty) in the sms-service, Kannel sends the phone nothing back.

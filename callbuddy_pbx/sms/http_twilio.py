@@ -211,7 +211,9 @@ class TwilioGateway(HttpGateway):
         params = await self._verified_params("inbound", request)
         sender = phone_field(params, "From", self._region)
         to = phone_field(params, "To", self._region)
-        return InboundSms(sender, to, message_text(params, "Body"), time.time())
+        # The same MessageSid in each retry of the webhook: what makes a repeated delivery the same reply.
+        message_id = optional(params, _present(params, "MessageSid", "SmsMessageSid"))
+        return InboundSms(sender, to, message_text(params, "Body"), time.time(), message_id)
 
     def _status_answer(self) -> web.Response:
         return web.Response(status=204)

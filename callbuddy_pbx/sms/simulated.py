@@ -58,10 +58,10 @@ class SimulatedGateway:
         assert self._on_report is not None
         await self._on_report(DeliveryReport(message_id, DeliveryState.DELIVERED, time.time(), detail="DELIVRD"))
 
-    async def receive(self, sender: str, to: str, text: str) -> None:
-        """A phone texts us (e.g. STOP)."""
+    async def receive(self, sender: str, to: str, text: str, message_id: str | None = None) -> None:
+        """A phone texts us (e.g. STOP); `message_id` as a gateway that names its texts would give it."""
         assert self._on_inbound is not None, "start() first"
-        await self._on_inbound(InboundSms(sender, to, text, time.time()))
+        await self._on_inbound(InboundSms(sender, to, text, time.time(), message_id))
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -47,7 +47,7 @@ _REPORT_STATES = {
 
 @dataclass(frozen=True, slots=True)
 class NewText:
-    key: str  # idempotency key: the call's linkedid, or e.g. "optout:<business>:<number>:<time>"
+    key: str  # idempotency key: the call's linkedid, or for an answer the reply it answers (recovery.keys)
     kind: str  # "missed_call" | "opt_out_confirmation" | "help"
     to: str
     sender: str
@@ -98,6 +98,17 @@ class SendUpdate:
     message_id: str | None
     error: str | None
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyEffect:
+    """What a reply from a phone does for one business: set its opt-out (True: STOP, False: START, None: leave
+    it), and queue `text`; with `only_if_changed`, only when the opt-out changed (a STOP is confirmed once)."""
+
+    business: str
+    opted_out: bool | None = None
+    text: NewText | None = None
+    only_if_changed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,35 +386,79 @@ class MessageStore:
     async def set_opt_out(self, number: str, business: str, opted_out: bool, now: float) -> bool:
         """Record STOP (True) or START (False); returns whether this changed anything."""
         async with self._calls.transaction() as conn:
-            async with conn.execute(
-                "SELECT opted_out FROM opt_outs WHERE number = ? AND business = ?", (number, business)
-            ) as cursor:
-                row = await cursor.fetchone()
-            if bool(row and row[0]) == opted_out:
-                return False
+            return await self._set_opt_out(conn, number, business, opted_out, now)
+
+    @staticmethod
+    async def _set_opt_out(conn: aiosqlite.Connection, number: str, business: str, opted_out: bool, now: float) -> bool:
+        async with conn.execute(
+            "SELECT opted_out FROM opt_outs WHERE number = ? AND business = ?", (number, business)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if bool(row and row[0]) == opted_out:
+            return False
+        await conn.execute(
+            "INSERT INTO opt_outs (number, business, opted_out, changed_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (number, business) DO UPDATE SET opted_out = excluded.opted_out,"
+            " changed_at = excluded.changed_at",
+            (number, business, int(opted_out), now),
+        )
+        if opted_out:  # texts still waiting for this number are not sent after a STOP
             await conn.execute(
-                "INSERT INTO opt_outs (number, business, opted_out, changed_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (number, business) DO UPDATE SET opted_out = excluded.opted_out,"
-                " changed_at = excluded.changed_at",
-                (number, business, int(opted_out), now),
+                "UPDATE messages SET state = 'cancelled', updated_at = ?, done_at = ?, error = 'opted out'"
+                " WHERE to_number = ? AND business = ? AND state = 'queued' AND kind = 'missed_call'",
+                (now, now, number, business),
             )
-            if opted_out:  # texts still waiting for this number are not sent after a STOP
-                await conn.execute(
-                    "UPDATE messages SET state = 'cancelled', updated_at = ?, done_at = ?, error = 'opted out'"
-                    " WHERE to_number = ? AND business = ? AND state = 'queued' AND kind = 'missed_call'",
-                    (now, now, number, business),
-                )
         return True
 
     async def record_inbound(
-        self, gateway: str, sender: str, to: str, business: str | None, body: str, keyword: str, at: float
-    ) -> None:
+        self,
+        gateway: str,
+        sender: str,
+        to: str,
+        business: str | None,
+        body: str,
+        keyword: str,
+        at: float,
+        *,
+        key: str | None = None,
+        message_id: str | None = None,
+        same_keys: Sequence[str] = (),
+        within_s: float = 0.0,
+        effects: Sequence[ReplyEffect] = (),
+    ) -> int | None:
+        """Store a reply and apply its `effects`, in one transaction (a crash keeps both or neither, so a gateway
+        that delivers it again after one finds it new). A reply already stored does nothing at all: None.
+        Otherwise returns how many texts it queued.
+
+        A reply is already stored when a row of the same gateway has its `key` (recovery.keys.inbound_key), or one
+        of `same_keys` and came in less than `within_s` from `at`. Without a `key` the reply is always new (as rows
+        stored before keys were)."""
         async with self._calls.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO inbound_messages (gateway, sender, to_number, business, body, keyword, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (gateway, sender, to, business, body, keyword, at),
-            )
+            if key is not None and same_keys:
+                marks = ",".join("?" * len(same_keys))  # placeholders only; the values are bound
+                async with conn.execute(
+                    f"SELECT 1 FROM inbound_messages WHERE gateway = ? AND dedupe_key IN ({marks})"  # noqa: S608
+                    " AND received_at > ? AND received_at < ? LIMIT 1",
+                    (gateway, *same_keys, at - within_s, at + within_s),
+                ) as cursor:
+                    if await cursor.fetchone() is not None:
+                        return None
+            async with conn.execute(
+                "INSERT INTO inbound_messages (gateway, sender, to_number, business, body, keyword, received_at,"
+                " message_id, dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (gateway, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
+                (gateway, sender, to, business, body, keyword, at, message_id, key),
+            ) as cursor:
+                if cursor.rowcount < 1:
+                    return None
+            queued: list[NewText] = []
+            for effect in effects:
+                changed = effect.opted_out is not None and await self._set_opt_out(
+                    conn, sender, effect.business, effect.opted_out, at
+                )
+                if effect.text is not None and (changed or not effect.only_if_changed):
+                    queued.append(effect.text)
+            return await self._insert_texts(conn, queued, at)
 
     # ---- reading --------------------------------------------------------------------------------------------
 

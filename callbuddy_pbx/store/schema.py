@@ -177,6 +177,16 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at  REAL    NOT NULL
     );
     """,
+    # 7: a reply from a phone is stored once, however often its gateway delivers it. `message_id` is the gateway's
+    # id of it (Twilio's MessageSid, Kannel's %I, the generic webhook's `id`; none over SMPP), `dedupe_key` its
+    # identity (recovery.keys.inbound_key: that id, or its sender, number, words and arrival period), unique per
+    # gateway. Rows stored before have neither: duplicates among them are left as they are (the index is partial),
+    # so the upgrade never fails on them.
+    """
+    ALTER TABLE inbound_messages ADD COLUMN message_id TEXT;
+    ALTER TABLE inbound_messages ADD COLUMN dedupe_key TEXT;
+    CREATE UNIQUE INDEX inbound_messages_once ON inbound_messages (gateway, dedupe_key) WHERE dedupe_key IS NOT NULL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
