@@ -224,6 +224,7 @@ class RecordingGateway:
 
     def __init__(self, name: str = GATEWAY) -> None:
         self.name = name
+        self.in_flight_limit = 10
         self.sent: list[OutgoingSms] = []
         self._on_report: ReportHandler | None = None
         self._on_inbound: InboundHandler | None = None

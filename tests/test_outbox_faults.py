@@ -28,6 +28,7 @@ class ScriptedGateway:
     """Takes texts like a real one would, with faults switched on and off by the test."""
 
     name: str = "gw"
+    in_flight_limit: int = 10
     down: bool = False  # cannot take texts: DEFERRED
     per_second: int | None = None  # more than this in one second: DEFERRED, throttled
     unanswered: set[str] = field(default_factory=set)  # keys whose send leaves and gets no answer: UNKNOWN

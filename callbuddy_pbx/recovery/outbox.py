@@ -18,6 +18,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from callbuddy_pbx.phone import mask
 from callbuddy_pbx.recovery.pacing import GatewayPace
@@ -63,6 +64,7 @@ class Outbox:
         self._on_update = on_update
         self._wakeup = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._busy: Counter[str] = Counter()  # gateway -> texts handed to it and not yet answered
         self._updates: asyncio.Queue[tuple[OutboxRow, SendUpdate]] = asyncio.Queue()
         self.stats: Counter[str] = Counter()  # sent, deferred, retried, failed, expired, unknown, recovered_unknown
         self.passes = 0  # looks at the due texts so far: a probe's "it has looked since" (read-only)
@@ -109,9 +111,15 @@ class Outbox:
             if resent:
                 log.warning("%d texts with no answer and no receipt are sent again (resend_unknown_after)", resent)
         ready: list[OutboxRow] = []
+        taken: Counter[str] = Counter()
         for row in await self._messages.due(now, DUE_BATCH):
             if len(ready) >= slots:
                 break
+            gateway = self._gateways.get(row.gateway)
+            # A text is claimed (`sending`) only when its gateway can write it out at once: one that waited inside
+            # the process would be taken for one the SMSC may have (`unknown`) if the service died meanwhile.
+            if gateway is not None and self._busy[row.gateway] + taken[row.gateway] >= gateway.in_flight_limit:
+                continue
             pace = self._paces.get(row.gateway)
             if pace is None:
                 ready.append(row)  # fails at once below, with a clear error
@@ -120,6 +128,7 @@ class Outbox:
             elif self._limits.try_take(row.gateway, row.sender, now):
                 pace.take(now)  # free now (wait 0): takes the slot, or makes this text the down gateway's probe
                 ready.append(row)
+                taken[row.gateway] += 1
             else:
                 wait = min(wait, self._limits.wait_s(row.gateway, row.sender, now))
         claimed = set(await self._messages.claim([row.id for row in ready], now)) if ready else set()
@@ -127,11 +136,16 @@ class Outbox:
             if row.id in claimed:
                 task = asyncio.create_task(self._send(row), name=f"send {row.key}")
                 self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
+                self._busy[row.gateway] += 1
+                task.add_done_callback(partial(self._sent, row.gateway))
         next_at = await self._messages.next_due_at()
         if next_at is not None:
             wait = min(wait, max(0.0, next_at - self._clock()))
         return max(wait, 0.001)
+
+    def _sent(self, gateway: str, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._busy[gateway] -= 1
 
     async def _send(self, row: OutboxRow) -> None:
         gateway = self._gateways.get(row.gateway)

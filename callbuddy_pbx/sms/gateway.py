@@ -84,6 +84,9 @@ class SmsGateway(Protocol):
     """One configured way of sending texts. Implementations own their connections and reconnect by themselves."""
 
     name: str
+    # How many sends it puts on the wire at once. The outbox never hands it more: a text it is given is written out
+    # straight away, so a text still waiting inside the process is never taken for one the SMSC may have.
+    in_flight_limit: int
 
     async def start(self, on_report: ReportHandler, on_inbound: InboundHandler) -> None:
         """Connect (or prepare the HTTP client) and begin reporting receipts and inbound texts."""

@@ -151,9 +151,14 @@ def basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
+HTTP_IN_FLIGHT = 32  # requests one HTTP gateway has open at once (the outbox hands it no more; see SmsGateway)
+
+
 def new_session(timeout_s: float) -> aiohttp.ClientSession:
     timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(timeout_s, 10.0))
-    return aiohttp.ClientSession(timeout=timeout, raise_for_status=False)
+    # As many connections as requests in flight: a request never waits in the pool for a connection.
+    connector = aiohttp.TCPConnector(limit=HTTP_IN_FLIGHT)
+    return aiohttp.ClientSession(timeout=timeout, raise_for_status=False, connector=connector)
 
 
 async def read_answer(response: aiohttp.ClientResponse) -> bytes:
@@ -239,6 +244,7 @@ class HttpGateway(ABC):
 
     def __init__(self, name: str, *, timeout_s: float, secrets: Iterable[str]) -> None:
         self.name = name
+        self.in_flight_limit = HTTP_IN_FLIGHT
         self._timeout_s = timeout_s
         self._secrets = tuple(secret for secret in secrets if secret)
         self._session: aiohttp.ClientSession | None = None

@@ -26,6 +26,7 @@ from callbuddy_pbx.sms.gateway import (
 class SimulatedGateway:
     def __init__(self, name: str = "simulated", *, receipt_delay_s: float = 0.05) -> None:
         self.name = name
+        self.in_flight_limit = 200
         self.receipt_delay_s = receipt_delay_s  # negative: send no receipts
         self.sent: list[OutgoingSms] = []  # every text the gateway accepted, in order
         self.attempts: list[OutgoingSms] = []  # every call to send(), accepted or not

@@ -112,7 +112,8 @@ class SmppGateway:
         self._config = config
         self._timing = timing or SmppTiming()
         self._credentials = Credentials(config.system_id, config.password, config.system_type)
-        self._window = asyncio.Semaphore(max(1, config.window))
+        self.in_flight_limit = max(1, config.window)  # submits on the wire at once; the outbox hands us no more
+        self._window = asyncio.Semaphore(self.in_flight_limit)
         self._link: SmppLink | None = None
         self._last_error: str | None = None
         self._paused_until = 0.0  # loop time

@@ -185,6 +185,9 @@ class SmppLink:
             data = pdu.generate()
         except (ValueError, TypeError, struct.error) as exc:  # UnicodeEncodeError is a ValueError
             raise PduError(f"cannot encode {command}: {exc}") from None
+        if self._writer.is_closing():  # the connection is already gone: these bytes would never leave
+            self.close("connection lost")
+            raise LinkDown(self.close_reason)
         future: asyncio.Future[Pdu] = self._loop.create_future()
         self._pending[pdu.sequence] = future  # before the bytes leave: the response always finds its waiter
         try:
