@@ -367,3 +367,14 @@ async def test_progress_waits_for_a_call_in_progress_but_not_for_one_asterisk_lo
 def source_name(setup: Setup) -> str:
     assert setup.service.cel is not None
     return CelSqlite(CelConfig(sqlite=setup.cel_path)).name
+
+
+def test_a_caller_name_that_is_not_utf8_is_read_not_a_failed_sweep(tmp_path: Path) -> None:
+    path = tmp_path / "master.db"
+    shutil.copy(TRACES[0].path / "master.db", path)
+    with sqlite3.connect(path) as conn:  # Latin-1 bytes from a carrier, stored as TEXT by Asterisk
+        conn.execute("UPDATE cel SET cidname = CAST(X'4A6F73E9' AS TEXT) WHERE uniqueid = linkedid")
+    conn.close()
+    rows = all_rows(path)
+    (record,) = [r for r in judge(complete_calls(rows), InboundMatcher()).values() if r is not None]
+    assert record.caller_name == "Jos\ufffd" and record.outcome.value == "no_answer"

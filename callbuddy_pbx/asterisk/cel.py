@@ -70,9 +70,12 @@ def event_time(text: str, zone: ZoneInfo | None) -> float | None:
             moment = datetime.fromisoformat(text)
         except ValueError:
             return None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=zone) if zone is not None else moment.astimezone()
-        value = moment.timestamp()
+        try:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=zone) if zone is not None else moment.astimezone()
+            value = moment.timestamp()
+        except (ValueError, OverflowError, OSError):  # e.g. year 1 in a zone west of UTC: no such moment
+            return None
     if not math.isfinite(value) or not EARLIEST_TIME < value < LATEST_TIME:
         return None
     return value

@@ -35,6 +35,10 @@ _ONLY_FOR = {
 }
 
 
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
 def _listed(names: tuple[str, ...]) -> str:
     return ", ".join(f"'{name}'" for name in names)
 
@@ -42,18 +46,23 @@ def _listed(names: tuple[str, ...]) -> str:
 def _row_query(table: str, columns: set[str]) -> str:
     """The one query rows are read with: CelRow's fields in order, each value bounded and text ('' for none, or
     not read for this row's event), the time as a number when it is one (the stock format), else as written."""
-    picked = ["CASE WHEN CAST(eventtime AS REAL) > 946684800 THEN CAST(eventtime AS REAL) ELSE eventtime END"]
+    picked = [
+        "CASE WHEN CAST(eventtime AS REAL) > 946684800 THEN CAST(eventtime AS REAL)"
+        " ELSE coalesce(substr(CAST(eventtime AS TEXT), 1, 40), '') END"
+    ]
     for name in _COLUMNS[2:] + _OPTIONAL:
         if name not in columns:
             picked.append("''")
             continue
-        value = f"coalesce(substr({name}, 1, {MAX_EXTRA_CHARS if name == 'extra' else MAX_VALUE_CHARS}), '')"
+        # CAST: a value stored as a number or a BLOB reads as text like any other (text_factory decodes it leniently)
+        limit = MAX_EXTRA_CHARS if name == "extra" else MAX_VALUE_CHARS
+        value = f"coalesce(substr(CAST({name} AS TEXT), 1, {limit}), '')"
         only = _ONLY_FOR.get(name)
         picked.append(f"CASE WHEN eventtype IN ({_listed(only)}) THEN {value} ELSE '' END" if only else value)
     # APP_START matters for the caller's channel only (voicemail, queue, the number it reached after a Goto).
     wanted = f"(eventtype IN ({_listed(USED_EVENTS)}) AND (eventtype <> 'APP_START' OR uniqueid = linkedid))"
     return (
-        f"SELECT rowid, coalesce(substr(eventtype, 1, 40), ''), {', '.join(picked)} FROM \"{table}\""  # noqa: S608
+        f"SELECT rowid, coalesce(substr(CAST(eventtype AS TEXT), 1, 40), ''), {', '.join(picked)} FROM \"{table}\""  # noqa: S608
         f" WHERE rowid > ? AND rowid <= ? AND {wanted} ORDER BY rowid"
     )
 
@@ -124,8 +133,20 @@ class CelSqlite:
         """Run `sql` (None: the row query) on the open connection; a failure closes it, the next call reopens."""
         with self._lock:
             conn = self._connect()
+            query = self._select if sql is None else sql
             try:
-                return conn.execute(self._select if sql is None else sql, parameters).fetchall()
+                try:
+                    return conn.execute(query, parameters).fetchall()
+                except sqlite3.OperationalError as exc:
+                    if "decode" not in str(exc):
+                        raise
+                # Caller names come from the phone network: bytes that are not UTF-8 are read (with U+FFFD), not a
+                # failed sweep. Only for such a slice: decoding in Python costs every value a function call.
+                conn.text_factory = _lenient_text
+                try:
+                    return conn.execute(query, parameters).fetchall()
+                finally:
+                    conn.text_factory = str
             except sqlite3.Error as exc:
                 self._conn = None
                 conn.close()
@@ -163,8 +184,8 @@ class CelSqlite:
     def probe(self) -> CelProbe:
         """How many rows there are and what the newest says (for `check`)."""
         newest = self._run(
-            f'SELECT rowid, substr(eventtype, 1, 40), substr(eventtime, 1, 40) FROM "{self.table}"'  # noqa: S608
-            " ORDER BY rowid DESC LIMIT 1"
+            "SELECT rowid, substr(CAST(eventtype AS TEXT), 1, 40), substr(CAST(eventtime AS TEXT), 1, 40)"  # noqa: S608
+            f' FROM "{self.table}" ORDER BY rowid DESC LIMIT 1'
         )
         if not newest:
             return CelProbe(0, None, None)

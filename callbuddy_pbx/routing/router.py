@@ -191,7 +191,8 @@ class Router:
             log.warning("ARI: a channel entered app %r with args %r, not a call to route; handed back", self.app, args)
             self._hand_back(channel_id)
             return
-        did = args[1] if len(args) > 1 else str((channel.get("dialplan") or {}).get("exten", ""))
+        dialplan = channel.get("dialplan")
+        did = args[1] if len(args) > 1 else str(dialplan.get("exten", "")) if isinstance(dialplan, dict) else ""
         self._start(channel, did, received_at)
 
     def _start(self, channel: dict[str, Any], did: str, received_at: float) -> None:
