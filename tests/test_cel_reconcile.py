@@ -26,9 +26,12 @@ from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.service.healthz import service_health
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
+from callbuddy_pbx.sim.cel_db import SimulatedCelDb
+from callbuddy_pbx.sim.scenarios import ScenarioFactory, mixed_call_stream
 from callbuddy_pbx.sms.simulated import SimulatedGateway
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.web.health import CelHealth
+from tests.test_scenarios import all_scenarios
 from tests.test_textback_e2e import salon_config
 from tests.traces import Trace, cel_traces
 from tests.waiting import wait_until
@@ -378,3 +381,23 @@ def test_a_caller_name_that_is_not_utf8_is_read_not_a_failed_sweep(tmp_path: Pat
     rows = all_rows(path)
     (record,) = [r for r in judge(complete_calls(rows), InboundMatcher()).values() if r is not None]
     assert record.caller_name == "Jos\ufffd" and record.outcome.value == "no_answer"
+
+
+def test_every_generated_call_shape_is_judged_right_from_the_cel_rows_the_simulated_pbx_writes(tmp_path: Path) -> None:
+    """The simulated PBX (demo, fault suite) writes CEL as Asterisk does: judged from those rows alone, every shape it
+    makes (the recorded ones and the mixed stream's variations) gets the outcome it was made with."""
+    factory = ScenarioFactory(cel_cdr=True)
+    scenarios = all_scenarios(factory) + list(mixed_call_stream(60, seed=5, factory=factory))
+    database = SimulatedCelDb(tmp_path / "master.db")
+    for scenario in scenarios:
+        for event in scenario.events:
+            if event.message.get("Event") == "CEL":
+                database.write(event.message)
+    database.close()
+    verdicts = judge(complete_calls(all_rows(tmp_path / "master.db")), InboundMatcher())
+    wrong = [
+        (s.name, s.expected_outcome, r.outcome.value if (r := verdicts.get(s.linkedid)) else None)
+        for s in scenarios
+        if (r.outcome.value if (r := verdicts.get(s.linkedid)) else None) != s.expected_outcome
+    ]
+    assert wrong == []

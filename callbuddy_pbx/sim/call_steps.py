@@ -230,7 +230,7 @@ def dial_times_out(s: CallScript, caller: Chan, legs: Sequence[Chan], *, last_st
     for leg in legs:
         s.hangup(leg, 0, source="")
         s.desk_state(leg.desk, "idle")
-    s.hangup(caller, 16, source=caller.name)
+    s.hangup(caller, 16, source="dialplan/builtin")  # the dialplan hung up (recordings 01, 18)
     if caller.device == "PJSIP/trunk":
         s.device_state("PJSIP/trunk", "NOT_INUSE")
 

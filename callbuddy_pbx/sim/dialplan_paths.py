@@ -375,7 +375,7 @@ def script_ring_steps(
     if action.kind == HANGUP:
         _at(s, ch, group.noanswer_priority, "NoOp", "nobody answered")
         dialplan_hangup(s, ch)
-        s.hangup(ch, 16, source=ch.name)
+        s.hangup(ch, 16, source="dialplan/builtin")
         s.device_state("PJSIP/trunk", "NOT_INUSE")
         return ScriptMeta(name, caller, did, "no_answer" if registered else "unavailable", None, ch.linkedid)
     assert action.target is not None and action.trunk is not None and action.ring_seconds is not None
@@ -395,7 +395,7 @@ def script_ring_steps(
     set_dialstatus(s, ch, "NOANSWER")
     dialplan_hangup(s, ch)
     s.hangup(leg, 0, source="")
-    s.hangup(ch, 16, source=ch.name)
+    s.hangup(ch, 16, source="dialplan/builtin")
     s.device_state("PJSIP/trunk", "NOT_INUSE")
     return ScriptMeta(name, caller, did, "no_answer", None, ch.linkedid)
 
