@@ -30,6 +30,7 @@ from typing import IO, Any
 
 from callbuddy_pbx.model import Outcome
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
+from callbuddy_pbx.sim.cel_db import SimulatedCelDb
 from callbuddy_pbx.sim.http_gateway import FakeTwilioApi
 from callbuddy_pbx.sim.scenario_factory import ScenarioFactory
 from callbuddy_pbx.sim.scenario_model import (
@@ -106,13 +107,19 @@ def _answered(factory: ScenarioFactory, rng: random.Random, caller: str, start: 
 
 
 def make_calls(
-    count: int, seed: int, *, missed_share: float = 0.6, gap_s: tuple[float, float] = (0.3, 1.5)
+    count: int,
+    seed: int,
+    *,
+    missed_share: float = 0.6,
+    gap_s: tuple[float, float] = (0.3, 1.5),
+    cel: bool = False,
 ) -> list[Scenario]:
     """`count` generated inbound calls (about `missed_share` of them missed), each from a caller number of its own,
     starting `gap_s` (call time) apart so that several are in progress at once. Deterministic for a seed, except
-    the ids and Timestamps, which follow the clock (they are rewritten when placed anyway)."""
+    the ids and Timestamps, which follow the clock (they are rewritten when placed anyway). `cel`: the calls carry
+    Asterisk's CEL events too (the simulated PBX writes them to its CEL database)."""
     rng = random.Random(seed)
-    factory = ScenarioFactory(start_time=time.time(), seed=seed)
+    factory = ScenarioFactory(start_time=time.time(), seed=seed, cel_cdr=cel)
     numbers = rng.sample(range(len(AREA_CODES) * 10_000), count)
     calls: list[Scenario] = []
     start = factory.clock
@@ -283,6 +290,9 @@ class FaultRig:
     twilio: ArmedTwilioApi | None
     proxy: HoldingProxy | None
     speed: float
+    # False: calls go on while the service is down or cut off (the PBX does not wait for it); they must then be
+    # found in the simulated PBX's CEL database (`cel=True` in fault_rig).
+    calls_wait_for_service: bool = True
     config: Path = field(init=False)
     db: Path = field(init=False)
     log: Path = field(init=False)
@@ -414,7 +424,7 @@ class FaultRig:
 
     async def _play(self, scenario: Scenario, at: float) -> None:
         await asyncio.sleep(max(0.0, at - time.monotonic()))
-        while not (self._gate.is_set() and self.ami.clients > 0):
+        while self.calls_wait_for_service and not (self._gate.is_set() and self.ami.clients > 0):
             await self._gate.wait()
             if self.ami.clients == 0:
                 await asyncio.sleep(POLL_S)
@@ -492,6 +502,7 @@ def write_config(
     smpp_port: int | None,
     resend_unknown_after_minutes: float | None = None,
     web_port: int,
+    cel: Path | None = None,
 ) -> None:
     numbers = ", ".join(f'"+{n}"' for n in BUSINESS_NUMBERS)
     if smpp_port is not None:
@@ -508,6 +519,8 @@ def write_config(
     outbox = ""
     if resend_unknown_after_minutes is not None:
         outbox = f"outbox: {{resend_unknown_after_minutes: {resend_unknown_after_minutes}}}\n"
+    if cel is not None:
+        outbox += f"cel: {{sqlite: {cel.name}, poll_seconds: 0.3}}\n"
     rig.config.write_text(
         f"""\
 asterisk: {{host: 127.0.0.1, port: {rig.ami.port}, username: callbuddy, secret: {AMI_SECRET},
@@ -538,10 +551,13 @@ async def fault_rig(
     receipt_delay_s: float | None = 0.05,
     hold_link: bool = False,
     resend_unknown_after_minutes: float | None = None,
+    cel: bool = False,
 ) -> AsyncIterator[FaultRig]:
     """The simulators, a config and the running service; everything stopped on exit (the service with SIGTERM,
-    which must succeed)."""
-    ami = SimulatedAmiServer(secret=AMI_SECRET)
+    which must succeed). `cel`: the simulated PBX writes CEL rows to `master.db`, which the service reads, and calls
+    go on whether or not the service is there."""
+    cel_db = SimulatedCelDb(tmp_path / "master.db") if cel else None
+    ami = SimulatedAmiServer(secret=AMI_SECRET, cel_db=cel_db)
     smsc = twilio = proxy = None
     await ami.start()
     try:
@@ -554,7 +570,7 @@ async def fault_rig(
         else:
             twilio = ArmedTwilioApi(auto_statuses=("sent", "delivered"))
             await twilio.start()
-        rig = FaultRig(tmp_path, ami, smsc, twilio, proxy, speed)
+        rig = FaultRig(tmp_path, ami, smsc, twilio, proxy, speed, calls_wait_for_service=not cel)
         smpp_port = None if smsc is None else (proxy.port if proxy is not None else smsc.port)
         write_config(
             rig,
@@ -562,6 +578,7 @@ async def fault_rig(
             smpp_port=smpp_port,
             resend_unknown_after_minutes=resend_unknown_after_minutes,
             web_port=free_port(),
+            cel=None if cel_db is None else tmp_path / "master.db",
         )
         try:
             await rig.start()
@@ -580,6 +597,8 @@ async def fault_rig(
         if twilio is not None:
             await twilio.close()
         await ami.stop()
+        if cel_db is not None:
+            cel_db.close()
 
 
 # ---- the invariant --------------------------------------------------------------------------------------------------
