@@ -3,11 +3,12 @@
 accepting a submit. Judged from the SMSC's side and the database (tests/faults.py `tally`): each missed caller
 texted exactly once, nobody else texted.
 
-Calls are only started while the service is connected, and kills wait until no call is in progress and every call
-placed is stored: the kills hit the texting side only. Call-side faults (calls that start or end while the service
-is down) are not part of this soak yet.
+By default the simulated PBX writes its CEL rows and goes on taking calls whatever the service does: kills land at
+any moment (calls ring, talk and end while it is down) and the AMI link is dropped too (`--ami-drops`); the service
+must find those calls in CEL. With `--texting-side-only` (no CEL) calls start only while the service is connected
+and kills wait until no call is in progress and every call placed is stored.
 
-    python bench/faults.py [--calls 2000] [--seed 1] [--kills 10] [--smsc-faults 12] [--speed 20]
+    python bench/faults.py [--calls 2000] [--seed 1] [--kills 10] [--ami-drops 10] [--smsc-faults 12] [--speed 20]
 
 Prints one line: `faults calls=N stored=N texted=N duplicates=0 lost=0 unresolved=0 false_texts=0 kills=K`.
 """
@@ -41,23 +42,31 @@ async def smsc_fault(rig: FaultRig, rng: random.Random) -> str:
     return kind
 
 
-async def soak(calls: int, seed: int, kills: int, smsc_faults: int, speed: float, keep: bool) -> str:
+async def soak(
+    calls: int, seed: int, kills: int, ami_drops: int, smsc_faults: int, speed: float, keep: bool, cel: bool
+) -> str:
     rng = random.Random(seed)
-    scenarios = make_calls(calls, seed, gap_s=(0.02, 0.4))
+    scenarios = make_calls(calls, seed, gap_s=(0.02, 0.4), cel=cel)
     with tempfile.TemporaryDirectory(delete=not keep) if sys.version_info >= (3, 12) else _kept(keep) as tmp:
         if keep:
             print(f"database and service log kept in {tmp}", file=sys.stderr)
-        async with fault_rig(Path(tmp), speed=speed) as rig:
+        async with fault_rig(Path(tmp), speed=speed, cel=cel) as rig:
             span = (scenarios[-1].started_at - scenarios[0].started_at) / speed
             events = [(rng.uniform(0.1, span), "kill") for _ in range(kills)]
             events += [(rng.uniform(0.1, span), "smsc") for _ in range(smsc_faults)]
+            events += [(rng.uniform(0.1, span), "ami") for _ in range(ami_drops if cel else 0)]
             events.sort()
             placing = asyncio.create_task(rig.place(scenarios))
             began = time.monotonic()
             for at, what in events:
                 await asyncio.sleep(max(0.0, began + at - time.monotonic()))
-                if what == "kill":
+                if what == "kill" and cel:
+                    await rig.kill()
+                    await rig.restart(after_s=rng.uniform(0.1, 2.0))
+                elif what == "kill":
                     await rig.kill_quietly(restart_after_s=0.3)
+                elif what == "ami":
+                    rig.ami.drop_clients()
                 else:
                     await smsc_fault(rig, rng)
             await placing
@@ -81,11 +90,15 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--kills", type=int, default=10, help="SIGKILLs of the service during the run")
+    parser.add_argument("--ami-drops", type=int, default=10, help="AMI link drops during calls (with CEL)")
     parser.add_argument("--smsc-faults", type=int, default=12, help="link drops, throttling, cuts after accept")
+    parser.add_argument("--texting-side-only", action="store_true", help="no CEL: kills only between calls")
     parser.add_argument("--speed", type=float, default=20.0, help="how much faster than the calls' real timing")
     parser.add_argument("--keep", action="store_true", help="keep the database and the service's log")
     args = parser.parse_args()
-    print(asyncio.run(soak(args.calls, args.seed, args.kills, args.smsc_faults, args.speed, args.keep)))
+    cel = not args.texting_side_only
+    line = soak(args.calls, args.seed, args.kills, args.ami_drops, args.smsc_faults, args.speed, args.keep, cel)
+    print(asyncio.run(line))
 
 
 if __name__ == "__main__":
