@@ -3,7 +3,8 @@
 Every line is safe whatever went into it: control characters and line breaks in a message are escaped (a caller
 name or a webhook field cannot forge a log line), and phone numbers in other libraries' messages are masked (our
 own code logs numbers only through `phone.mask`). Other libraries log at `library_level` (WARNING unless asked),
-so the SQL parameters a database driver logs at DEBUG never reach the log.
+so the SQL parameters a database driver logs at DEBUG never reach the log. A request aiohttp cannot parse is one
+WARNING line without traceback (`web.server.BadRequestRecords`, on aiohttp's own loggers).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 
 from callbuddy_pbx.phone import redact
 from callbuddy_pbx.untrusted import printable
+from callbuddy_pbx.web.server import quiet_bad_requests
 
 OWN_LOGGER = "callbuddy_pbx"
 
@@ -68,3 +70,4 @@ def setup_logging(level: str = "INFO", fmt: str = "text", library_level: str = "
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(min(own_level, others))
+    quiet_bad_requests()  # create_app does it too; here so it holds from the first line logged

@@ -33,12 +33,14 @@ from callbuddy_pbx.sms.gateway import (
     SendStatus,
 )
 from callbuddy_pbx.sms.gateway_webhooks import WEBHOOK_KINDS
+from callbuddy_pbx.untrusted import printable
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT_CHARS = 640  # an inbound text is cut to this (STOP/HELP are at the start; the rest is for display)
 MAX_ID_CHARS = 128  # message ids and keys: longer is refused
 MAX_DETAIL_CHARS = 160  # status words and gateway answers kept for display
+MAX_NAME_CHARS = 40  # of a field name (or a charset) quoted in an answer or a log line
 MAX_ERROR_CHARS = 200  # an error put in a SendResult
 MAX_ANSWER_BYTES = 64 * 1024  # of a gateway's HTTP answer we read
 MAX_RETRY_AFTER_S = 3600.0
@@ -55,7 +57,14 @@ class WebhookProblem(Exception):
 
 
 def bad_field(field: str, problem: str) -> WebhookProblem:
-    return WebhookProblem(400, f"{field}: {problem}")
+    """A 400 naming the field; the name is the sender's text, so it is shown escaped and cut (it goes into the
+    answer and a log line, which must be valid UTF-8 and one line)."""
+    return WebhookProblem(400, f"{shown(field)}: {problem}")
+
+
+def shown(text: str) -> str:
+    """A name from a request (a field, a charset) safe to quote: escaped, at most MAX_NAME_CHARS characters."""
+    return printable(text[:MAX_NAME_CHARS])
 
 
 def forbidden(why: str) -> WebhookProblem:
@@ -78,6 +87,35 @@ def optional(params: Mapping[str, str], field: str, max_chars: int = MAX_ID_CHAR
     if value is None or not value.strip():
         return None
     return bounded(field, value.strip(), max_chars)
+
+
+def checked_text(field: str, value: str) -> str:
+    """`value` when it is text that can be stored, signed and shown: encodable as UTF-8. A lone surrogate (JSON's
+    "\\ud800", or what a decoder let through) is not: SQLite, HMAC and the answer would all fail on it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_field(field, "not valid Unicode text (a lone surrogate)") from None
+    return value
+
+
+def checked_params(pairs: Iterable[tuple[str, str]]) -> MultiDict[str]:
+    """A webhook's fields, each name and value checked by `checked_text`: the one gate every parsed field goes
+    through before a signature or token check, a log line or the service sees it."""
+    params: MultiDict[str] = MultiDict()
+    for name, value in pairs:
+        checked_text(name, name)
+        params.add(name, checked_text(name, value))
+    return params
+
+
+def ascii_int(field: str, value: str, max_digits: int, expected: str = "") -> int:
+    """A number from a webhook: 1 to `max_digits` ASCII digits, else a 400 naming the field (and `expected`, when
+    given). `str.isdigit()` is also true of "²" and "٣", which `int()` refuses or reads as 3: never use it (nor
+    `int()` alone) on what a sender wrote."""
+    if not (0 < len(value) <= max_digits and value.isascii() and value.isdigit()):
+        raise bad_field(field, expected or f"expected a number (1 to {max_digits} digits 0-9)")
+    return int(value)
 
 
 def bounded(field: str, value: str, max_chars: int) -> str:
@@ -106,41 +144,63 @@ def short(text: str, limit: int = MAX_DETAIL_CHARS) -> str:
     return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
 
 
+def body_charset(request: web.Request) -> str:
+    """The charset the body declares (UTF-8 when none), checked to name a text codec Python has: a 400
+    "body: unknown charset ..." otherwise (aiohttp would raise LookupError while decoding)."""
+    charset = request.charset or "utf-8"
+    try:
+        b"a".decode(charset)  # not b"": decoding nothing skips the lookup
+    except LookupError:  # no such codec, or not a text codec (base64, zlib, rot13)
+        raise bad_field("body", f"unknown charset {shown(charset)}") from None
+    except ValueError:  # a codec that refuses this byte still exists; the body may decode
+        pass
+    return charset
+
+
 async def read_params(request: web.Request) -> MultiDict[str]:
-    """The fields of a webhook: the query for GET; the form or a flat JSON object for POST."""
+    """The fields of a webhook: the query for GET; the form or a flat JSON object for POST. A body that cannot be
+    decoded (unknown charset, bytes not in it) is a 400 naming the problem; every field passes `checked_params`."""
     if request.method != "POST":
-        return MultiDict(request.query)
+        return checked_params(request.query.items())
+    charset = body_charset(request)
     if request.content_type == "application/json":
         try:
             data = await request.json()
-        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested thousands deep
+        except UnicodeError:  # before ValueError, its base
+            raise bad_field("body", f"not valid {shown(charset)} text") from None
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             raise bad_field("body", "not valid JSON") from None
         if not isinstance(data, dict):
             raise bad_field("body", "expected a JSON object")
-        params: MultiDict[str] = MultiDict()
+        pairs: list[tuple[str, str]] = []
         for key, value in data.items():
             if isinstance(value, bool) or not isinstance(value, str | int | float | type(None)):
-                raise bad_field(str(key)[:40], "expected a string or a number")
+                raise bad_field(str(key), "expected a string or a number")
             if value is not None:
-                params.add(str(key), str(value))
-        return params
+                pairs.append((str(key), str(value)))
+        return checked_params(pairs)
     try:
         form = await request.post()
-    except (ValueError, UnicodeDecodeError):
+    except UnicodeError:
+        raise bad_field("body", f"not valid {shown(charset)} text") from None
+    except LookupError as exc:  # the charset of one part of a multipart form
+        raise bad_field("body", f"unknown charset in a form part ({shown(str(exc))})") from None
+    except ValueError:
         raise bad_field("body", "not a readable form") from None
-    params = MultiDict()
+    pairs = []
     for key, value in form.items():
         if not isinstance(value, str):
-            raise bad_field(key[:40], "file uploads are not accepted")
-        params.add(key, value)
-    return params
+            raise bad_field(key, "file uploads are not accepted")
+        pairs.append((key, value))
+    return checked_params(pairs)
 
 
 def tokens_match(given: str | None, expected: str) -> bool:
-    """Constant-time comparison; an unset expected token matches nothing."""
+    """Constant-time comparison; an unset expected token matches nothing. `given` is the sender's text (a header
+    aiohttp decoded with surrogateescape): it is compared, never refused, and so never raises."""
     if not expected or given is None:
         return False
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8"))
 
 
 # -- sending ----------------------------------------------------------------------------------------------------------

@@ -36,8 +36,11 @@ from callbuddy_pbx.sms.http_common import (
     MAX_DETAIL_CHARS,
     MAX_TEXT_CHARS,
     HttpGateway,
+    ascii_int,
     bad_field,
     callback_url,
+    checked_params,
+    checked_text,
     classify,
     forbidden,
     message_text,
@@ -63,6 +66,7 @@ DLR_TYPES: Mapping[int, tuple[DeliveryState, str]] = {
     8: (DeliveryState.PENDING, "smsc ack"),
     16: (DeliveryState.FAILED, "smsc reject"),
 }
+DLR_EXPECTED = "expected a Kannel DLR type (1, 2, 4, 8 or 16)"
 # Charsets Kannel names in %C for the raw text in %b (UTF-16BE for UCS-2; UTF-8 when it knows no other).
 _CHARSETS = {"UTF-8": "utf-8", "UTF-16BE": "utf-16-be", "ISO-8859-1": "latin-1", "WINDOWS-1252": "cp1252"}
 _SMPP_ERR = re.compile(r"\berr:(\w{1,8})")
@@ -161,25 +165,30 @@ class KannelGateway(HttpGateway):
             raise forbidden("missing or wrong token")
         return params
 
+    @staticmethod
+    def _text_params(raw: Mapping[str, bytes], skip: str = "") -> dict[str, str]:
+        """The fields (but `skip`) as UTF-8 text, through the same check as every other gateway's fields."""
+        decoded = ((name, value.decode("utf-8", "replace")) for name, value in raw.items() if name != skip)
+        return dict(checked_params(decoded).items())
+
     async def _parse_status(self, request: web.Request) -> DeliveryReport:
-        raw = await self._raw_params(request)
-        params = {name: value.decode("utf-8", "replace") for name, value in raw.items()}
+        params = self._text_params(await self._raw_params(request))
         message_id = required(params, "id")
-        code = required(params, "status", 8)
-        if not code.isdigit() or int(code) not in DLR_TYPES:
-            raise bad_field("status", "expected a Kannel DLR type (1, 2, 4, 8 or 16)")
-        state, words = DLR_TYPES[int(code)]
+        code = ascii_int("status", required(params, "status", 8), 2, DLR_EXPECTED)
+        if code not in DLR_TYPES:
+            raise bad_field("status", DLR_EXPECTED)
+        state, words = DLR_TYPES[code]
         answer = short(params.get("answer", ""))
         error_code = None
         if state is DeliveryState.FAILED:
             found = _SMPP_ERR.search(answer)
-            error_code = found.group(1) if found else code
+            error_code = found.group(1) if found else str(code)
         detail = short(f"{words}: {answer}" if answer else words)
         return DeliveryReport(message_id, state, time.time(), error_code=error_code, detail=detail)
 
     async def _parse_inbound(self, request: web.Request) -> InboundSms:
         raw = await self._raw_params(request)
-        params = {name: value.decode("utf-8", "replace") for name, value in raw.items() if name != "text"}
+        params = self._text_params(raw, skip="text")
         charset = (optional(params, "charset", 32) or "UTF-8").upper()
         if optional(params, "coding", 4) == "2":
             charset = "UTF-16BE"
@@ -187,7 +196,7 @@ class KannelGateway(HttpGateway):
         text = raw.get("text")
         if text is None:
             raise bad_field("text", "missing")
-        params["text"] = codecs.decode(text[: 4 * MAX_TEXT_CHARS], codec, "replace")
+        params["text"] = checked_text("text", codecs.decode(text[: 4 * MAX_TEXT_CHARS], codec, "replace"))
         sender = phone_field(params, "from", self._region)
         to = phone_field(params, "to", self._region)
         return InboundSms(sender, to, message_text(params, "text"), time.time(), optional(params, "id"))

@@ -34,6 +34,7 @@ from callbuddy_pbx.sms.http_common import (
     MAX_DETAIL_CHARS,
     HttpGateway,
     answer_json,
+    ascii_int,
     bad_field,
     basic_auth,
     callback_url,
@@ -184,7 +185,10 @@ class TwilioGateway(HttpGateway):
             if request.rel_url.raw_query_string:
                 url += "?" + request.rel_url.raw_query_string
         else:
-            url = str(request.url)
+            try:
+                url = str(request.url)  # built from the Host header: the sender's text
+            except ValueError:  # UnicodeError is one: a host IDNA refuses, a port out of range
+                raise bad_field("Host", "not a host name a URL can hold") from None
         signed = params if request.method == "POST" else MultiDict[str]()
         given = signature.encode("utf-8", "replace")
         for candidate in _port_variants(url):
@@ -202,8 +206,8 @@ class TwilioGateway(HttpGateway):
         if state is None:
             raise bad_field(status_field, "unknown status")
         error_code = optional(params, "ErrorCode", 16)
-        if error_code is not None and not error_code.isdigit():
-            raise bad_field("ErrorCode", "expected digits")
+        if error_code is not None:
+            ascii_int("ErrorCode", error_code, 16)  # kept as written (leading zeros), but only digits 0-9
         detail = word if error_code is None else f"{word} (error {error_code})"
         return DeliveryReport(message_id, state, time.time(), error_code=error_code, detail=detail)
 
