@@ -163,7 +163,7 @@ async def service_with_cel(tmp_path: Path, recorded: Path | None = None) -> Asyn
     service = CallService(config, store, on_call=calls.append)
     task = asyncio.create_task(service.run())
     try:
-        await wait_until(lambda: service.ami.connected and service.cel is not None and service.cel.sweeps > 0, 5)
+        await wait_until(lambda: service.ami.connected and service.cel is not None and service.cel.sweeps > 0, 15)
         yield Setup(server, service, store, cel_path, calls)
     finally:
         await service.stop()
@@ -175,7 +175,7 @@ async def service_with_cel(tmp_path: Path, recorded: Path | None = None) -> Asyn
 async def two_more_sweeps(service: CallService) -> None:
     assert service.cel is not None
     done = service.cel.sweeps
-    await wait_until(lambda: service.cel is not None and service.cel.sweeps >= done + 2, 5)
+    await wait_until(lambda: service.cel is not None and service.cel.sweeps >= done + 2, 15)
 
 
 def cut_points(trace: Trace) -> list[int]:
@@ -200,7 +200,7 @@ async def test_a_call_cut_off_from_ami_anywhere_is_completed_from_cel(tmp_path: 
         setup.server.clear_channels()
         write_cel_rows(recorded, setup.cel_path)
         want = expected(trace)
-        await wait_until(lambda: len(setup.calls) >= len(want), 5)
+        await wait_until(lambda: len(setup.calls) >= len(want), 15)
         await two_more_sweeps(setup.service)  # nothing is stored twice
         await setup.service.wait_stored()
         got = {r.caller_raw: r.outcome.value for r in setup.calls}
@@ -216,7 +216,7 @@ async def test_calls_that_happened_while_the_service_was_stopped_are_found_on_st
         write_cel_rows(trace.path / "master.db", tmp_path / "master.db")
     want = {(t.name, number): outcome for t in traces for number, outcome in expected(t).items()}
     async with service_with_cel(tmp_path) as setup:
-        await wait_until(lambda: len(setup.calls) >= len(want), 10)
+        await wait_until(lambda: len(setup.calls) >= len(want), 20)
         await two_more_sweeps(setup.service)
         await setup.service.wait_stored()
         assert sorted(r.outcome.value for r in setup.calls) == sorted(want.values())
@@ -270,7 +270,7 @@ async def test_healthz_fails_while_cel_cannot_be_read_and_recovers(tmp_path: Pat
         conn.close()
         assert setup.service.cel is not None
         setup.service.cel.connected()  # wake a sweep now
-        await wait_until(lambda: setup.service.cel is not None and setup.service.cel.last_error is not None, 5)
+        await wait_until(lambda: setup.service.cel is not None and setup.service.cel.last_error is not None, 15)
         status = service_health(setup.service, {})
         assert not status.ok and status.to_json()["cel"]["readable"] is False
         assert "no such table: cel" in str(status.to_json()["cel"]["last_error"])
@@ -278,7 +278,7 @@ async def test_healthz_fails_while_cel_cannot_be_read_and_recovers(tmp_path: Pat
             conn.execute("ALTER TABLE cel_old RENAME TO cel")
         conn.close()
         setup.service.cel.connected()
-        await wait_until(lambda: service_health(setup.service, {}).cel == CelHealth(True, None, 0, 0), 5)
+        await wait_until(lambda: service_health(setup.service, {}).cel == CelHealth(True, None, 0, 0), 15)
 
 
 # ---- found calls and their texts ----------------------------------------------------------------------------------
@@ -310,11 +310,11 @@ async def test_a_missed_call_found_in_cel_is_texted_once_unless_found_too_late(t
     service = CallService(config, store, on_call=calls.append, text_back=text_back)  # AMI never reachable: port 1
     task = asyncio.create_task(service.run())
     try:
-        await wait_until(lambda: service.cel is not None and service.cel.sweeps > 0, 5)
+        await wait_until(lambda: service.cel is not None and service.cel.sweeps > 0, 15)
         write_cel_rows_shifted(fresh.path / "master.db", cel_path, ended_ago_s=60)
         write_cel_rows_shifted(late.path / "master.db", cel_path, ended_ago_s=2 * 3600)
         await wait_until(lambda: len(calls) == 2, 15)  # judged on the second sweep that finds them unstored
-        await wait_until(lambda: len(gateway.sent) == 1, 5)
+        await wait_until(lambda: len(gateway.sent) == 1, 15)
         await asyncio.sleep(0.5)
         assert [sms.to for sms in gateway.sent] == ["+15557654321"]
         reasons = {c.linkedid: (await text_back.messages.verdict(c.linkedid)) for c in calls}
@@ -361,7 +361,7 @@ async def test_progress_waits_for_a_call_in_progress_but_not_for_one_asterisk_lo
         assert await setup.store.cel_progress(source) == 0  # held before the call's first row
         setup.server.drop_clients()  # Asterisk crashes: the call is gone with no end in CEL
         setup.server.clear_channels()
-        await wait_until(lambda: setup.service.ami.connected and setup.service.tracker.active_calls == 0, 5)
+        await wait_until(lambda: setup.service.ami.connected and setup.service.tracker.active_calls == 0, 15)
         await two_more_sweeps(setup.service)
         await two_more_sweeps(setup.service)
         assert await setup.store.cel_progress(source) == 4
