@@ -23,6 +23,7 @@ from callbuddy_pbx.commands.check import cel_check, summary
 from callbuddy_pbx.config import AsteriskConfig, CelConfig, Config, StorageConfig, TextBack
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.recovery.textback import TextBackService
+from callbuddy_pbx.service import cel_reconcile
 from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.service.healthz import service_health
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
@@ -208,7 +209,13 @@ async def test_a_call_cut_off_from_ami_anywhere_is_completed_from_cel(tmp_path: 
         assert all(r.observed_from_start and r.from_cel != (r.linkedid in seen_through) for r in setup.calls)
 
 
-async def test_calls_that_happened_while_the_service_was_stopped_are_found_on_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_workers", [False, True], ids=["in-process", "in-worker-processes"])
+async def test_calls_that_happened_while_the_service_was_stopped_are_found_on_start(
+    tmp_path: Path, in_workers: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found on start; a long gap is read and judged in worker processes, in slices whose edges cut calls in two."""
+    if in_workers:
+        monkeypatch.setattr(cel_reconcile, "WORKER_ROWS", 10)
     traces = [t for t in TRACES if "/" not in t.name]
     async with service_with_cel(tmp_path, traces[0].path / "master.db"):
         pass  # the first start notes where CEL is: rows from before CallBuddy ever ran are not its to judge

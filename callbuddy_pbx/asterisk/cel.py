@@ -17,7 +17,6 @@ import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -207,7 +206,7 @@ def complete_calls(rows: Iterable[CelRow]) -> dict[str, list[CelRow]]:
 def judge(calls: Mapping[str, Sequence[CelRow]], matcher: InboundMatcher) -> dict[str, CallRecord | None]:
     """Each complete call's verdict, by Linkedid: its record when it was an inbound call to a business number, else
     None (an outbound or internal call, never ours to report). Judged from all of its rows: fully observed."""
-    tracker = CallTracker(matcher)
+    tracker = CallTracker(matcher, from_cel=True)
     verdicts: dict[str, CallRecord | None] = {}
     for linkedid, rows in calls.items():
         found: list[CallRecord] = []
@@ -215,5 +214,5 @@ def judge(calls: Mapping[str, Sequence[CelRow]], matcher: InboundMatcher) -> dic
             found += tracker.feed(event, at)
         found += tracker.flush()
         record = next((r for r in found if r.linkedid == linkedid), None)
-        verdicts[linkedid] = replace(record, from_cel=True) if record is not None else None
+        verdicts[linkedid] = record
     return verdicts

@@ -14,9 +14,20 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from callbuddy_pbx.asterisk.cel import CALLER_ID_EVENTS, DIALPLAN_EVENTS, EXTRA_EVENTS, USED_EVENTS, CelRow, event_time
+from callbuddy_pbx.asterisk.cel import (
+    CALLER_ID_EVENTS,
+    DIALPLAN_EVENTS,
+    EXTRA_EVENTS,
+    LINKEDID_END,
+    USED_EVENTS,
+    CelRow,
+    event_time,
+    judge,
+)
+from callbuddy_pbx.asterisk.inbound import InboundMatcher
 from callbuddy_pbx.asterisk.tracker import EARLIEST_TIME, LATEST_TIME
 from callbuddy_pbx.config import CelConfig
+from callbuddy_pbx.model import CallRecord
 
 CHUNK_ROWS = 20_000  # rows per query: a few tens of milliseconds of Asterisk waiting at most
 MAX_VALUE_CHARS = 256  # any column but extra
@@ -46,9 +57,9 @@ def _listed(names: tuple[str, ...]) -> str:
 def _row_query(table: str, columns: set[str]) -> str:
     """The one query rows are read with: CelRow's fields in order, each value bounded and text ('' for none, or
     not read for this row's event), the time as a number when it is one (the stock format), else as written."""
-    picked = [
-        "CASE WHEN CAST(eventtime AS REAL) > 946684800 THEN CAST(eventtime AS REAL)"
-        " ELSE coalesce(substr(CAST(eventtime AS TEXT), 1, 40), '') END"
+    picked = [  # a number only when it is a plausible time (2000-2100): rows of such numbers need no checking
+        f"CASE WHEN CAST(eventtime AS REAL) > {EARLIEST_TIME:.0f} AND CAST(eventtime AS REAL) < {LATEST_TIME:.0f}"
+        " THEN CAST(eventtime AS REAL) ELSE coalesce(substr(CAST(eventtime AS TEXT), 1, 40), '') END"
     ]
     for name in _COLUMNS[2:] + _OPTIONAL:
         if name not in columns:
@@ -162,13 +173,12 @@ class CelSqlite:
         """The rows with after_id < id <= up_to_id in Asterisk's order (at most CHUNK_ROWS ids per query)."""
         found: list[CelRow] = []
         start = after_id
-        while start < up_to_id:
-            end = min(up_to_id, start + CHUNK_ROWS)
-            for raw in self._run(None, (start, end)):
-                row = self._row(raw)
-                if row is not None:
-                    found.append(row)
-            start = end
+        for start in range(after_id, up_to_id, CHUNK_ROWS):
+            raws = self._run(None, (start, min(up_to_id, start + CHUNK_ROWS)))
+            if all(type(raw[2]) is float for raw in raws):  # the stock format, in range (the query checks it)
+                found += map(CelRow._make, raws)
+            else:
+                found += filter(None, map(self._row, raws))
         return found
 
     def _row(self, raw: tuple[Any, ...]) -> CelRow | None:
@@ -191,3 +201,37 @@ class CelSqlite:
             return CelProbe(0, None, None)
         row_id, event, when = newest[0]
         return CelProbe(int(row_id) if isinstance(row_id, int) else 0, str(event), event_time(str(when), self._zone))
+
+
+@dataclass(frozen=True, slots=True)
+class RangeVerdicts:
+    """What one slice of rows says: the verdict of every call wholly inside it (with its first and last row ids),
+    and the rows of the calls that began before it or go on after it, to be joined with their other slices."""
+
+    verdicts: dict[str, tuple[CallRecord | None, int, int]]
+    leftover: list[CelRow]
+
+
+def judge_range(config: CelConfig, matcher: InboundMatcher, after_id: int, up_to_id: int) -> RangeVerdicts:
+    """Read and judge the rows after_id < id <= up_to_id (in a worker process: a gap of an hour is judged on every
+    core, and the service's event loop goes on with live calls meanwhile)."""
+    source = CelSqlite(config)
+    try:
+        rows = source.rows(after_id, up_to_id)
+    finally:
+        source.close()
+    by_call: dict[str, list[CelRow]] = {}
+    for row in rows:
+        by_call.setdefault(row.linkedid, []).append(row)
+    whole = {
+        linkedid: call
+        for linkedid, call in by_call.items()
+        if linkedid
+        and call[-1].event == LINKEDID_END
+        and call[0].event == "CHAN_START"
+        and call[0].uniqueid == linkedid  # its first row: nothing of it lies before this slice
+    }
+    verdicts = {linkedid: (record, whole[linkedid][0].id, whole[linkedid][-1].id) for linkedid, record in
+                judge(whole, matcher).items()}  # fmt: skip
+    leftover = [row for linkedid, call in by_call.items() if linkedid not in whole for row in call]
+    return RangeVerdicts(verdicts, leftover)

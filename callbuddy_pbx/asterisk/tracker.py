@@ -163,9 +163,10 @@ class CallTracker:
     Asterisk sends it (`timestampevents = yes`) and fall back to `received_at`.
     """
 
-    def __init__(self, matcher: InboundMatcher, *, grace_s: float = DEFAULT_GRACE_S) -> None:
+    def __init__(self, matcher: InboundMatcher, *, grace_s: float = DEFAULT_GRACE_S, from_cel: bool = False) -> None:
         self._matcher = matcher
         self._grace_s = grace_s
+        self._from_cel = from_cel  # fed Asterisk's CEL rows (asterisk.cel), not the AMI stream: records say so
         self._calls: dict[str, _Call] = {}
         self._bridges: dict[str, dict[str, str]] = {}  # bridge id -> {Uniqueid: channel name} of current members
         self._handlers: dict[str, Callable[[Mapping[str, str], float], _Call | None]] = {
@@ -527,6 +528,7 @@ class CallTracker:
             hangup_cause=call.caller.hangup_cause,
             legs=legs,
             observed_from_start=call.observed_from_start and not call.awaiting_reconcile,
+            from_cel=self._from_cel,
         )
 
     def _person_connected(self, call: _Call) -> tuple[str | None, float | None]:

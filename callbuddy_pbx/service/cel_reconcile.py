@@ -21,12 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 from callbuddy_pbx.asterisk.cel import LINKEDID_END, CelRow, judge
-from callbuddy_pbx.asterisk.cel_sqlite import CHUNK_ROWS, CelSourceError, CelSqlite
+from callbuddy_pbx.asterisk.cel_sqlite import CHUNK_ROWS, CelSourceError, CelSqlite, judge_range
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
 from callbuddy_pbx.config import CelConfig
 from callbuddy_pbx.model import CallRecord
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 
 HOLD_S = 10.0  # how long a call AMI judged from part of its events waits for its CEL rows
 MAX_OPEN_S = 6 * 3600.0  # a call with no LINKEDID_END this long after its first row was cut off (Asterisk died)
+WORKER_ROWS = 100_000  # more rows than this to read (a long gap): judged in worker processes
+MAX_WORKERS = 4
 JUDGE_BATCH = 50  # calls judged between two yields to the event loop: live AMI events never wait long
 ERROR_PAUSE_MAX_S = 60.0
 
@@ -136,8 +141,12 @@ class CelReconciler:
         if self._catch_up:
             self._settled_up_to, self._catch_up = last, False
         scan = _Scan()
-        # The next chunk is read (in a thread: SQLite works without the GIL) while this one is judged.
-        bounds = [(start, min(last, start + CHUNK_ROWS)) for start in range(progress, last, CHUNK_ROWS)]
+        if last - progress > WORKER_ROWS and (os.cpu_count() or 1) > 1:
+            await self._scan_in_workers(progress, last, scan)
+            bounds = []
+        else:
+            # The next chunk is read (in a thread: SQLite works without the GIL) while this one is judged.
+            bounds = [(start, min(last, start + CHUNK_ROWS)) for start in range(progress, last, CHUNK_ROWS)]
         reading = asyncio.ensure_future(asyncio.to_thread(self._source.rows, *bounds[0])) if bounds else None
         for index in range(len(bounds)):
             assert reading is not None
@@ -174,6 +183,7 @@ class CelReconciler:
         self._unfollowed_open = unfollowed
 
     async def _scan(self, rows: Sequence[CelRow], scan: _Scan) -> None:
+        """Rows in id order: calls whose LINKEDID_END is among them are decided; the others wait in `scan`."""
         ended: dict[str, list[CelRow]] = {}
         for row in rows:
             call = scan.open_calls.setdefault(row.linkedid, [])
@@ -181,27 +191,62 @@ class CelReconciler:
             if row.event == LINKEDID_END:
                 ended[row.linkedid] = scan.open_calls.pop(row.linkedid)
         ended.pop("", None)
-        if not ended:
-            return
-        stored = await self._store.known_calls(list(ended))
-        ready: dict[str, list[CelRow]] = {}
-        for linkedid, call in ended.items():
+        spans = {linkedid: (call[0].id, call[-1].id) for linkedid, call in ended.items()}
+        ready = await self._ready(spans, scan)
+        items = [(linkedid, ended[linkedid]) for linkedid in ready]
+        for start in range(0, len(items), JUDGE_BATCH):
+            self._take(judge(dict(items[start : start + JUDGE_BATCH]), self._matcher), scan)
+            await asyncio.sleep(0)
+
+    async def _ready(self, spans: dict[str, tuple[int, int]], scan: _Scan) -> list[str]:
+        """Of these ended calls (first and last row ids), the ones to judge now; the others are left to AMI
+        (progress stays before them) or are stored already."""
+        if not spans:
+            return []
+        stored = await self._store.known_calls(list(spans))
+        ready: list[str] = []
+        for linkedid, (first_id, end_id) in spans.items():
             if linkedid in stored:
                 self._held.pop(linkedid, None)
-            elif linkedid in self._held or self._may_judge(linkedid, call[-1].id):
-                ready[linkedid] = call
+            elif linkedid in self._held or self._may_judge(linkedid, end_id):
+                ready.append(linkedid)
             else:
-                scan.pinned[linkedid] = call[0].id
-        items = list(ready.items())
-        for start in range(0, len(items), JUDGE_BATCH):
-            for linkedid, record in judge(dict(items[start : start + JUDGE_BATCH]), self._matcher).items():
-                held = self._held.pop(linkedid, None)
-                if record is None and held is not None:
-                    record = held[0]  # AMI took it for ours but CEL cannot rebuild it: keep what AMI saw
-                if record is not None:
-                    self._submit(record)
-                    scan.judged += 1
-            await asyncio.sleep(0)
+                scan.pinned[linkedid] = first_id
+        return ready
+
+    def _take(self, verdicts: Mapping[str, CallRecord | None], scan: _Scan) -> None:
+        """Hand the judged calls to the writer (a call CEL cannot rebuild but AMI held: as AMI saw it)."""
+        for linkedid, record in verdicts.items():
+            held = self._held.pop(linkedid, None)
+            if record is None and held is not None:
+                record = held[0]  # AMI took it for ours but CEL cannot rebuild it: keep what AMI saw
+            if record is not None:
+                self._submit(record)
+                scan.judged += 1
+
+    async def _scan_in_workers(self, progress: int, last: int, scan: _Scan) -> None:
+        """A long stretch (a gap of hours): read and judged in slices by worker processes, one per core, while the
+        event loop goes on with live calls. Calls cut by a slice's edges are joined and judged here."""
+        workers = min(MAX_WORKERS, os.cpu_count() or 1)
+        step = -(-(last - progress) // workers)
+        bounds = [(start, min(last, start + step)) for start in range(progress, last, step)]
+        loop = asyncio.get_running_loop()
+        pool = ProcessPoolExecutor(len(bounds), mp_context=multiprocessing.get_context("spawn"))
+        try:
+            slices = await asyncio.gather(
+                *(loop.run_in_executor(pool, judge_range, self._config, self._matcher, *bound) for bound in bounds)
+            )
+        finally:
+            pool.shutdown(wait=False)
+        for part in slices:
+            spans = {linkedid: (first_id, end_id) for linkedid, (_, first_id, end_id) in part.verdicts.items()}
+            ready = await self._ready(spans, scan)
+            for start in range(0, len(ready), JUDGE_BATCH * 10):
+                self._take(
+                    {linkedid: part.verdicts[linkedid][0] for linkedid in ready[start : start + JUDGE_BATCH * 10]}, scan
+                )
+                await asyncio.sleep(0)
+        await self._scan(sorted((row for part in slices for row in part.leftover), key=lambda row: row.id), scan)
 
     def _may_judge(self, linkedid: str, end_id: int) -> bool:
         """Whether this ended call is ours to judge now rather than AMI's to finish."""
