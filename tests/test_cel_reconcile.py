@@ -209,13 +209,20 @@ async def test_a_call_cut_off_from_ami_anywhere_is_completed_from_cel(tmp_path: 
         assert all(r.observed_from_start and r.from_cel != (r.linkedid in seen_through) for r in setup.calls)
 
 
-@pytest.mark.parametrize("in_workers", [False, True], ids=["in-process", "in-worker-processes"])
+def no_processes(*args: object, **kwargs: object) -> None:
+    raise OSError("[Errno 38] Function not implemented")  # what a host without working semaphores says
+
+
+@pytest.mark.parametrize("workers", ["none", "spawned", "unavailable"])
 async def test_calls_that_happened_while_the_service_was_stopped_are_found_on_start(
-    tmp_path: Path, in_workers: bool, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, workers: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Found on start; a long gap is read and judged in worker processes, in slices whose edges cut calls in two."""
-    if in_workers:
+    """Found on start; a long gap is read and judged in worker processes, in slices whose edges cut calls in two,
+    or in the service itself where processes cannot be started."""
+    if workers != "none":
         monkeypatch.setattr(cel_reconcile, "WORKER_ROWS", 10)
+    if workers == "unavailable":
+        monkeypatch.setattr(cel_reconcile, "ProcessPoolExecutor", no_processes)
     traces = [t for t in TRACES if "/" not in t.name]
     async with service_with_cel(tmp_path, traces[0].path / "master.db"):
         pass  # the first start notes where CEL is: rows from before CallBuddy ever ran are not its to judge

@@ -141,8 +141,11 @@ class CelReconciler:
         if self._catch_up:
             self._settled_up_to, self._catch_up = last, False
         scan = _Scan()
-        if last - progress > WORKER_ROWS and (os.cpu_count() or 1) > 1:
-            await self._scan_in_workers(progress, last, scan)
+        if (
+            last - progress > WORKER_ROWS
+            and (os.cpu_count() or 1) > 1
+            and await self._scan_in_workers(progress, last, scan)
+        ):
             bounds = []
         else:
             # The next chunk is read (in a thread: SQLite works without the GIL) while this one is judged.
@@ -224,20 +227,28 @@ class CelReconciler:
                 self._submit(record)
                 scan.judged += 1
 
-    async def _scan_in_workers(self, progress: int, last: int, scan: _Scan) -> None:
+    async def _scan_in_workers(self, progress: int, last: int, scan: _Scan) -> bool:
         """A long stretch (a gap of hours): read and judged in slices by worker processes, one per core, while the
-        event loop goes on with live calls. Calls cut by a slice's edges are joined and judged here."""
+        event loop goes on with live calls. Calls cut by a slice's edges are joined and judged here. False (nothing
+        done) when worker processes cannot run here: the sweep then reads it in this process."""
         workers = min(MAX_WORKERS, os.cpu_count() or 1)
         step = -(-(last - progress) // workers)
         bounds = [(start, min(last, start + step)) for start in range(progress, last, step)]
         loop = asyncio.get_running_loop()
-        pool = ProcessPoolExecutor(len(bounds), mp_context=multiprocessing.get_context("spawn"))
+        pool: ProcessPoolExecutor | None = None
         try:
+            pool = ProcessPoolExecutor(len(bounds), mp_context=multiprocessing.get_context("spawn"))
             slices = await asyncio.gather(
                 *(loop.run_in_executor(pool, judge_range, self._config, self._matcher, *bound) for bound in bounds)
             )
+        except (CelSourceError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # no processes here (a locked-down host), a worker killed: not a reason to stop
+            log.warning("CEL: worker processes failed (%s: %s); reading the gap here", type(exc).__name__, exc)
+            return False
         finally:
-            pool.shutdown(wait=False)
+            if pool is not None:
+                pool.shutdown(wait=False)
         for part in slices:
             spans = {linkedid: (first_id, end_id) for linkedid, (_, first_id, end_id) in part.verdicts.items()}
             ready = await self._ready(spans, scan)
@@ -247,6 +258,7 @@ class CelReconciler:
                 )
                 await asyncio.sleep(0)
         await self._scan(sorted((row for part in slices for row in part.leftover), key=lambda row: row.id), scan)
+        return True
 
     def _may_judge(self, linkedid: str, end_id: int) -> bool:
         """Whether this ended call is ours to judge now rather than AMI's to finish."""
