@@ -16,9 +16,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from callbuddy_pbx.asterisk.ami_protocol import iter_stream
 from callbuddy_pbx.asterisk.cel import CelRow, complete_calls, event_time, extra_field, judge
 from callbuddy_pbx.asterisk.cel_sqlite import CelSourceError, CelSqlite
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
+from callbuddy_pbx.asterisk.tracker import CallTracker
 from callbuddy_pbx.commands.check import cel_check, summary
 from callbuddy_pbx.config import AsteriskConfig, CelConfig, Config, StorageConfig, TextBack
 from callbuddy_pbx.model import CallRecord
@@ -415,3 +417,21 @@ def test_every_generated_call_shape_is_judged_right_from_the_cel_rows_the_simula
         if (r.outcome.value if (r := verdicts.get(s.linkedid)) else None) != s.expected_outcome
     ]
     assert wrong == []
+
+
+@pytest.mark.parametrize("trace", [t for t in TRACES if "/" not in t.name], ids=lambda t: t.name)
+def test_wherever_the_ami_stream_is_cut_ami_never_vouches_for_a_wrong_verdict(trace: Trace) -> None:
+    """Cut each recording's AMI stream after every event and drop the link there: a call AMI judges as fully observed
+    has its right outcome; every other call it judges is marked not fully observed (so it is judged from CEL, which
+    `test_every_recorded_call_is_judged_right_from_its_cel_rows_alone` shows gets it right)."""
+    messages = [m for m in iter_stream(trace.raw) if "Event" in m]
+    want = expected(trace)
+    for cut in range(len(messages) + 1):
+        tracker = CallTracker(InboundMatcher())
+        records: list[CallRecord] = []
+        for message in messages[:cut]:
+            records += tracker.feed(message, float(message.get("Timestamp", "0") or 0))
+        tracker.disconnected()
+        records += tracker.reconcile([], 4_000_000_000.0)  # the calls are over when the link comes back
+        for record in records:
+            assert not record.observed_from_start or want.get(record.caller_raw) == record.outcome.value, (cut, record)
