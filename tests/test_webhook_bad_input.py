@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
 import zlib
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -23,13 +22,13 @@ from aiohttp.http_exceptions import ContentEncodingError
 
 from callbuddy_pbx.config import GatewayConfig, WebConfig
 from callbuddy_pbx.service.logs import setup_logging
-from callbuddy_pbx.sms.gateway import DeliveryReport, InboundSms
 from callbuddy_pbx.sms.http_common import HttpGateway
 from callbuddy_pbx.sms.http_generic import GenericHttpGateway
 from callbuddy_pbx.sms.http_kannel import KannelGateway
 from callbuddy_pbx.sms.http_twilio import TwilioGateway, twilio_signature
 from callbuddy_pbx.web.server import create_app, start_web
 from tests.servers import free_port
+from tests.test_fuzz_edges import Stored
 
 WEBHOOK_TOKEN = "webhook-token-5e6f7a8b9c0d"
 TWILIO_TOKEN = "twilio-auth-token-9f8e7d6c5b4a"
@@ -48,21 +47,11 @@ class Served:
     base: str
     client: aiohttp.ClientSession
     public_url: str  # what Twilio signs: the configured one, else the URL the request reached
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
-    db: sqlite3.Connection = field(default_factory=lambda: sqlite3.connect(":memory:"))
+    stored: Stored = field(default_factory=Stored)  # what the gateways handed on, in SQLite as the service keeps it
 
-    def __post_init__(self) -> None:
-        self.db.execute("CREATE TABLE received (gateway, kind, a, b, c, d)")
-
-    def _store(self, row: tuple[Any, ...]) -> None:
-        self.db.execute("INSERT INTO received VALUES (?, ?, ?, ?, ?, ?)", row)
-        self.rows.append(row)
-
-    async def on_report(self, gateway: str, report: DeliveryReport) -> None:
-        self._store((gateway, "status", report.message_id, report.state.value, report.error_code, report.detail))
-
-    async def on_inbound(self, gateway: str, sms: InboundSms) -> None:
-        self._store((gateway, "inbound", sms.sender, sms.to, sms.text, sms.message_id))
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        return self.stored.rows
 
     def url(self, gateway: str, kind: str) -> str:
         return f"{self.base}/webhooks/{gateway}/{kind}"
@@ -108,7 +97,9 @@ async def served(public_url: str = PUBLIC_URL) -> AsyncIterator[Served]:
             base = f"http://127.0.0.1:{port}"
             server = Served(base, client, public_url or base)
             for gateway in gateways:
-                await gateway.start(partial(server.on_report, gateway.name), partial(server.on_inbound, gateway.name))
+                await gateway.start(
+                    partial(server.stored.on_report, gateway.name), partial(server.stored.on_inbound, gateway.name)
+                )
             yield server
     finally:
         for gateway in gateways:
