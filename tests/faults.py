@@ -264,12 +264,24 @@ class ArmedTwilioApi(FakeTwilioApi):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._armed: list[tuple[int, int, int, str, str | None, int]] = []
+        self._late: list[float] = []
 
     def fail_after(
         self, accepted: int, status: int, code: int, message: str, *, retry_after: str | None = None, times: int = 1
     ) -> None:
         """Like fail_next, for the requests that come once `accepted` messages have been accepted."""
         self._armed.append((accepted, status, code, message, retry_after, times))
+
+    def answer_late(self, count: int, seconds: float) -> None:
+        """The next `count` messages are taken (created, as Twilio would) but answered only after `seconds`: a
+        client that gives up sooner cannot know whether they were."""
+        self._late.extend([seconds] * count)
+
+    async def _create_message(self, request: Any) -> Any:
+        response = await super()._create_message(request)
+        if self._late and response.status < 300:
+            await asyncio.sleep(self._late.pop(0))
+        return response
 
     def _answer(self, authorized: bool, form: dict[str, str]) -> Any:
         for armed in [a for a in self._armed if len(self.messages) >= a[0]]:
@@ -514,7 +526,7 @@ def write_config(
         assert rig.twilio is not None
         gateway = (
             f"{{name: twilio, kind: twilio, account_sid: {rig.twilio.account_sid},"
-            f' auth_token: {rig.twilio.auth_token}, url: "{rig.twilio.url}", rate_per_second: 0}}'
+            f' auth_token: {rig.twilio.auth_token}, url: "{rig.twilio.url}", rate_per_second: 0, timeout_seconds: 1}}'
         )
     outbox = ""
     if resend_unknown_after_minutes is not None:

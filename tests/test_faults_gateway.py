@@ -85,8 +85,7 @@ async def test_smsc_cutting_the_link_after_accepting_never_makes_a_second_text(t
 
 async def test_http_gateway_429_500_and_503_defer_texts_and_each_goes_once(tmp_path: Path) -> None:
     """Once 5 texts are accepted, the API answers 429 (Retry-After: 1), 500 and 503 once each: every text still
-    goes once, none fails. (No timeout case: fail_next cannot delay an answer, and the Twilio client's timeout is
-    15 s, not settable in the config, so a request that times out would take longer than this whole suite.)"""
+    goes once, none fails."""
     calls = make_calls(14, seed=404, missed_share=0.85)
     assert len(owed(calls)) >= 5 + 3 + 1
     async with fault_rig(tmp_path, gateway="twilio", speed=20) as rig:
@@ -100,6 +99,22 @@ async def test_http_gateway_429_500_and_503_defer_texts_and_each_goes_once(tmp_p
         statuses = [request.status for request in rig.twilio.requests]
     assert result.texted == len(owed(calls))
     assert (statuses.count(429), statuses.count(500), statuses.count(503)) == (1, 1, 1)
+
+
+async def test_http_gateway_answering_too_late_never_makes_a_second_text(tmp_path: Path) -> None:
+    """Twilio takes two texts but answers after the client's timeout (1 s here): each is `unknown`, never sent
+    again (it may have been taken, and it was); the others go as usual."""
+    calls = make_calls(8, seed=606, missed_share=0.9)
+    assert len(owed(calls)) >= 4
+    async with fault_rig(tmp_path, gateway="twilio", speed=20) as rig:
+        assert rig.twilio is not None
+        rig.twilio.answer_late(2, seconds=2.5)
+        await rig.place(calls)
+        await rig.settle(timeout=20, unknown_ok=True, quiet_s=1.0)
+        result = check_exactly_once(rig, calls, unknown_ok=True)
+        states = Counter(row.state for row in text_rows(rig.db))
+    assert result.texted == len(owed(calls))
+    assert states["unknown"] == 2
 
 
 async def test_a_rejected_destination_fails_only_its_own_text(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import chain
 
 import yaml
@@ -48,6 +48,7 @@ class GatewayConfig:
     body: tuple[tuple[str, str], ...] = ()  # field -> template using {to} {sender} {text} {key}
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # may carry an auth header
     message_id_path: str = ""  # dotted path into the JSON answer, e.g. "messages.0.id"
+    timeout_s: float = 15.0  # HTTP kinds: a send with no answer by then is `unknown` (it may have been taken)
     error_path: str = ""
 
 
@@ -56,9 +57,9 @@ class GatewayConfig:
 
 _KIND_KEYS: dict[str, tuple[str, ...]] = {
     "smpp": ("host", "port", "system_id", "password", "system_type", "window", "enquire_link_seconds"),
-    "twilio": ("account_sid", "auth_token", "url"),
-    "kannel": ("url", "username", "password"),
-    "generic": ("url", "method", "body_format", "body", "headers", "message_id_path", "error_path"),
+    "twilio": ("account_sid", "auth_token", "url", "timeout_seconds"),
+    "kannel": ("url", "username", "password", "timeout_seconds"),
+    "generic": ("url", "method", "body_format", "body", "headers", "message_id_path", "error_path", "timeout_seconds"),
     "simulated": (),
 }
 _REQUIRED: dict[str, tuple[str, ...]] = {
@@ -182,6 +183,9 @@ class GatewayReader:
             gateway = self._generic(values, section, path, name or "", rate)
         else:
             gateway = GatewayConfig(name or "", kind, rate)
+        if "timeout_seconds" in _KIND_KEYS[kind]:
+            timeout = values.number("timeout_seconds", "seconds", allow_zero=False, default=gateway.timeout_s)
+            gateway = replace(gateway, timeout_s=timeout)
         return gateway if name is not None and not values.failed else None
 
     def _gateway_name(self, section: dict[str, yaml.Node], entry: yaml.Node, path: str) -> str | None:

@@ -17,11 +17,11 @@ def build_gateway(gateway: GatewayConfig, config: Config) -> SmsGateway:
     if gateway.kind == "smpp":
         return SmppGateway(gateway, default_region=region)
     if gateway.kind == "twilio":
-        return TwilioGateway(gateway, config.web, default_region=region)
+        return TwilioGateway(gateway, config.web, default_region=region, timeout_s=gateway.timeout_s)
     if gateway.kind == "kannel":
-        return KannelGateway(gateway, config.web, default_region=region)
+        return KannelGateway(gateway, config.web, default_region=region, timeout_s=gateway.timeout_s)
     if gateway.kind == "generic":
-        return GenericHttpGateway(gateway, config.web, default_region=region)
+        return GenericHttpGateway(gateway, config.web, default_region=region, timeout_s=gateway.timeout_s)
     if gateway.kind == "simulated":
         return SimulatedGateway(gateway.name)
     raise ValueError(f"gateway {gateway.name!r}: unknown kind {gateway.kind!r}")
