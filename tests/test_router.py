@@ -253,6 +253,18 @@ async def test_a_busy_phone_is_skipped_at_once(sim: SimulatedAriServer) -> None:
         assert (busy["cause"], busy["cause_txt"]) == (17, "User busy")
 
 
+@pytest.mark.parametrize(("second", "heard"), [("busy", "busy"), ("rings out", "no_answer")])
+async def test_a_caller_whose_phones_were_all_busy_hears_busy(sim: SimulatedAriServer, second: str, heard: str) -> None:
+    """Busy (486, cause 17) when every phone that could ring was busy; no answer (480) when one rang out."""
+    sim.phone_busy("100")
+    if second == "busy":
+        sim.phone_busy("101")
+    async with routing(sim, ring_group(ring_s=1, no_answer=NoAnswer("hangup"))):
+        caller = sim.inbound_call(DID)
+        await wait_until(lambda: caller in hangups(sim), within=5)
+        assert hangups(sim)[caller] == heard
+
+
 @pytest.mark.parametrize(
     ("no_answer", "continued"),
     [

@@ -13,6 +13,7 @@ from callbuddy_pbx.routing.plan import (
     UNUSABLE_STATES,
     RingPlan,
     RingStep,
+    all_busy,
     people_of,
     ring_plan,
     why_unusable,
@@ -209,3 +210,12 @@ def test_the_last_person_rings_for_what_is_left_down_to_one_second() -> None:
     plan = ring_plan(group(("102", "103", "101"), "in_order", ring_s=20, total_s=41), PHONES, ALL_IDLE)
     assert steps(plan) == [(("102",), 20), (("103",), 20), (("101",), 1)]
     assert plan.ring_s == 41
+
+
+def test_the_caller_hears_busy_only_when_every_phone_that_could_ring_was_busy() -> None:
+    skipped_busy = RingPlan((), (("PJSIP/100", "busy (INUSE)"), ("PJSIP/102", "not registered")))
+    assert all_busy(skipped_busy, [])  # the only registered phone was busy
+    assert all_busy(RingPlan(()), [17, 17])  # both rang and answered busy
+    assert not all_busy(skipped_busy, [17, None])  # one rang and nobody picked up
+    assert not all_busy(RingPlan((), (("PJSIP/100", "not registered"),)), [])  # nothing could ring: unavailable
+    assert not all_busy(RingPlan(()), [19])

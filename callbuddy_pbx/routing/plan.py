@@ -89,6 +89,19 @@ def why_unusable(device: Device | None, *, dnd: bool = False) -> str | None:
     return None  # NOT_INUSE, or UNKNOWN with a live contact
 
 
+CAUSE_BUSY = 17  # Q.850 user busy: what a busy phone's leg ends with
+
+
+def all_busy(plan: RingPlan, rung_causes: Iterable[int | None]) -> bool:
+    """After nobody answered: whether the caller should hear busy (486) rather than no answer (480). True when at
+    least one phone was busy (skipped as busy, or its leg ended with cause 17) and none that rang went unanswered.
+    Phones that could not ring at all (not registered) change nothing: the ones that could were busy."""
+    causes = list(rung_causes)
+    if any(cause != CAUSE_BUSY for cause in causes):
+        return False
+    return bool(causes) or any(why.startswith("busy") for _, why in plan.skipped)
+
+
 def people_of(group: RingGroup, phones: Iterable[Phone]) -> tuple[Person, ...]:
     """The group's persons in member order, each once, with every device of theirs."""
     by_extension = {phone.extension: phone for phone in phones}

@@ -36,8 +36,9 @@ Contract with the rendered dialplan (written by `render`; this module relies on 
 - Context `callbuddy-fallback` (FALLBACK_CONTEXT), extension = the ring group's number without `+`, priority 1: the
   group's no-answer action, then Hangup(): `VoiceMail(<extension>@default,u)` for `voicemail`, the Dial through the
   trunk for `forward`. The router continues the caller there (context, extension, priority 1) when nobody answered
-  and the action is `voicemail` or `forward`; for `hangup` it hangs the caller up itself (reason `no_answer`: cause
-  19, as traces 11 and 30). No channel variables are set: the extension alone says what to do.
+  and the action is `voicemail` or `forward`; for `hangup` it hangs the caller up itself: reason `no_answer` (cause
+  19, as traces 11 and 30; the carrier hears 480), or `busy` (cause 17, 486) when every phone that could ring was
+  busy (`plan.all_busy`). No channel variables are set: the extension alone says what to do.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from callbuddy_pbx.asterisk.ari import AriClient, AriConflict, AriError, AriEven
 from callbuddy_pbx.asterisk.devices_model import Device
 from callbuddy_pbx.config.pbx import Phone, RingGroup
 from callbuddy_pbx.phone import mask
-from callbuddy_pbx.routing.plan import RingPlan, RingStep, people_of, ring_plan
+from callbuddy_pbx.routing.plan import RingPlan, RingStep, all_busy, people_of, ring_plan
 
 log = logging.getLogger(__name__)
 
@@ -595,8 +596,9 @@ class _Call:
                 "priority": 1,
             }
             await continue_in_dialplan(self.client, self.caller_id, where)
-        else:
-            await hang_up(self.client, self.caller_id, "no_answer")
+        else:  # busy (486) when every phone that could ring was busy, else no answer (480)
+            busy = all_busy(self.plan, (leg.cause for leg in self.legs.values()))
+            await hang_up(self.client, self.caller_id, "busy" if busy else "no_answer")
         self.caller_alive = False
 
     def _log_plan(self) -> None:
