@@ -26,8 +26,34 @@ def secrets_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRUNK_PASSWORD", "trunk-password-from-env")
 
 
-def test_example_config_passes_check(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", "--offline", "--config", str(ROOT / "asterisk_conf" / "callbuddy.example.yaml")]) == 0
+def example_config_in(tmp_path: Path) -> Path:
+    """The example config beside the trunk templates' place, its state folder (/var/lib/callbuddy) moved to tmp."""
+    text = (ROOT / "asterisk_conf" / "callbuddy.example.yaml").read_text()
+    path = tmp_path / "callbuddy.yaml"
+    path.write_text(text.replace(STATE_DIR, str(tmp_path / "state")))
+    return path
+
+
+STATE_DIR = "/var/lib/callbuddy"  # the systemd unit's StateDirectory and the Docker image's volume
+
+
+def test_example_config_keeps_its_state_in_the_service_state_folder() -> None:
+    """Relative paths would land beside the config in /etc/callbuddy, read-only to the service under systemd."""
+    config = load_config(ROOT / "asterisk_conf" / "callbuddy.example.yaml")
+    assert config.storage.path == Path(STATE_DIR) / "callbuddy.sqlite3"
+    assert config.web.users_file == Path(STATE_DIR) / "users.yaml"
+    unit = (ROOT / "asterisk_conf" / "callbuddy-pbx.service").read_text()
+    assert re.search(r"^StateDirectory=callbuddy$", unit, flags=re.M)
+    assert re.search(rf"^ReadWritePaths={STATE_DIR}$", unit, flags=re.M)
+    assert "useradd --system" in unit  # says to create the user it runs as
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f'VOLUME ["{STATE_DIR}"]' in dockerfile
+    assert "8080/healthz" not in dockerfile  # the health check asks the configured port
+
+
+def test_example_config_passes_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--offline", "--config", str(example_config_in(tmp_path))]) == 0
+    assert (tmp_path / "state").is_dir()  # check creates the storage folder, as run would
     out = capsys.readouterr().out
     assert "Glow Salon" in out
     assert "+15550001000 rings 100, 101 (ring all, 20 s), then voicemail 100" in out  # what render will set up

@@ -28,9 +28,10 @@ from callbuddy_pbx.config.asterisk import ARI_USER as ARI_USER  # the default AR
 from callbuddy_pbx.config.asterisk import ari_password, http_prefix, loopback_bind
 from callbuddy_pbx.config.derived_secrets import derive_secret
 from callbuddy_pbx.config.pbx import AUTO_SECRET, CALLBUDDY_ONLY_STRATEGIES, NoAnswer, Phone, RingGroup, Trunk
+from callbuddy_pbx.shipped import places, shipped_dir
 
 MARKER = "; Written by callbuddy-pbx render"
-DIALPLANS_DIR = Path(__file__).resolve().parents[2] / "dialplans"
+DIALPLANS_DIR = shipped_dir("dialplans")  # inside the installed package, or the checkout's top-level folder
 LIBRARY_GLOB = "callbuddy-*.conf"  # shipped dialplan files the rendered extensions.conf includes
 FALLBACK_CONTEXT = "callbuddy-fallback"  # where the service continues an unanswered `routing: callbuddy` call
 HTTP_BIND = ("127.0.0.1", 8088)  # Asterisk's HTTP server (ARI) unless ari.url names another loopback address/port
@@ -79,8 +80,8 @@ def render_all(config: Config) -> dict[str, str]:
 
 
 def dialplans_dir() -> Path:
-    """The shipped dialplan library: beside the package in a checkout, else where an install put it."""
-    for place in (DIALPLANS_DIR, Path("/usr/share/callbuddy/dialplans")):
+    """The shipped dialplan library: inside the installed package, or beside it in a checkout (see shipped.py)."""
+    for place in places("dialplans"):
         if place.is_dir():
             return place
     raise RenderError(f"the dialplan library ({DIALPLANS_DIR.name}/{LIBRARY_GLOB}) was not found")

@@ -4,6 +4,10 @@ For each business that texts, every message is rendered with a sample caller and
 segment count, so a curly quote that turns a text into UCS-2 (and doubles its cost) shows up before it is sent.
 Secrets (AMI secret, gateway passwords and tokens, header values, the webhook token) are only said to be set.
 
+It also makes sure the user it runs as (run it as the service's user) can keep the database in storage.path's folder
+(creating the folder, as `run` would) and read web.users_file: one `error:` line naming the path, and exit code 1,
+even with `--offline`.
+
 Then, unless `--offline`, it asks the PBX over AMI (connect timeout LIVE_CONNECT_TIMEOUT_S) whether the phones and
 trunks of `pbx:` exist and are registered, and prints a table of what to fix. A phone or trunk the PBX does not have
 (render not applied) makes the exit code 1; warnings and an unreachable PBX keep it 0.
@@ -18,7 +22,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import os
+import pwd
 import sys
+import tempfile
 import time
 import unicodedata
 from datetime import datetime
@@ -56,9 +63,58 @@ def main(args: argparse.Namespace) -> int:
         warnings.insert(0, f"no AMI secret (set asterisk.secret or {SECRET_ENV_VAR}); `run` cannot log in")
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    unusable = storage_problems(config)
+    for problem in unusable:
+        print(f"error: {problem}", file=sys.stderr)
     if getattr(args, "offline", False):
-        return 0
-    return live_check(config)
+        return 1 if unusable else 0
+    return max(1 if unusable else 0, live_check(config))
+
+
+def storage_problems(config: Config) -> list[str]:
+    """Whether this user (the one `run` runs as, when `check` is run as it) can keep the database in storage.path's
+    folder (created here when missing, as `run` would) and read web.users_file: one line per problem, naming the path.
+    """
+    found: list[str] = []
+    who = _user_name()
+    database = config.storage.path
+    folder = database.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):  # SQLite writes its journal beside the database
+            pass
+    except OSError as exc:
+        found.append(f"the storage folder {folder} (storage.path) is not writable by {who}: {_os_reason(exc)}")
+    else:
+        if database.exists():
+            try:
+                with database.open("r+b"):
+                    pass
+            except OSError as exc:
+                found.append(f"the database {database} (storage.path) cannot be written by {who}: {_os_reason(exc)}")
+    users_file = config.web.users_file
+    if users_file is not None:
+        try:
+            with users_file.open("rb"):
+                pass
+        except FileNotFoundError:
+            if not users_file.parent.is_dir():
+                found.append(f"the folder of the users file {users_file} (web.users_file) does not exist")
+        except OSError as exc:
+            found.append(f"the users file {users_file} (web.users_file) is not readable by {who}: {_os_reason(exc)}")
+    return found
+
+
+def _user_name() -> str:
+    uid = os.geteuid()
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _os_reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 def live_check(config: Config) -> int:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import yaml
 
 from callbuddy_pbx.config.reader import NULL, Reader, did_you_mean, is_null, join, key_node, kind_of, line_of, shown
 from callbuddy_pbx.phone import to_e164
+from callbuddy_pbx.shipped import shipped_dir
 
 RING_STRATEGIES: tuple[str, ...] = ("ring_all", "in_order", "last_active_first")
 # Only the service knows which device was active last: the dialplan has no equivalent (fail-open hunts in order).
@@ -24,14 +24,9 @@ CALLBUDDY_ONLY_STRATEGIES: tuple[str, ...] = ("last_active_first",)
 ROUTINGS: tuple[str, ...] = ("dialplan", "callbuddy")
 NO_ANSWER_ACTIONS: tuple[str, ...] = ("hangup", "voicemail", "forward")
 ASTERISK_VERSIONS: tuple[int, ...] = (20, 22)
-# The provider templates: beside the package in a checkout, or where an install put them (the Docker image copies
-# them to /usr/share/callbuddy); `pbx.templates_dir` overrides it (relative to the configuration file).
-_TEMPLATE_PLACES = (
-    Path(__file__).resolve().parents[2] / "sip_trunks",
-    Path(sys.prefix) / "share" / "callbuddy" / "sip_trunks",
-    Path("/usr/share/callbuddy/sip_trunks"),
-)
-DEFAULT_TEMPLATES_DIR = next((place for place in _TEMPLATE_PLACES if place.is_dir()), _TEMPLATE_PLACES[0])
+# The provider templates: inside the installed package, or beside it in a checkout (shipped.py says where else);
+# `pbx.templates_dir` overrides it (relative to the configuration file).
+DEFAULT_TEMPLATES_DIR = shipped_dir("sip_trunks")
 
 
 @dataclass(frozen=True, slots=True)
