@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 from pathlib import Path
 
 from callbuddy_pbx.config import StorageConfig, load_config
@@ -15,3 +16,11 @@ def database_path(args: argparse.Namespace) -> Path:
     if args.config:
         return load_config(args.config).storage.path
     return StorageConfig().path
+
+
+def version() -> str:
+    """The installed distribution's version (package metadata), or "unknown" when run from an uninstalled tree."""
+    try:
+        return importlib.metadata.version("callbuddy-pbx")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"

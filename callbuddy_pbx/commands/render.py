@@ -22,8 +22,19 @@ def main(args: argparse.Namespace) -> int:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    foreign = [name for name in files if _written_by_someone_else(out / name)]
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"{PROG}: cannot create the output folder {out}: {_reason(exc)}", file=sys.stderr)
+        return 1
+    if not out.is_dir():
+        print(f"{PROG}: --out {out} is not a folder", file=sys.stderr)
+        return 1
+    try:
+        foreign = [name for name in files if _written_by_someone_else(out / name)]
+    except OSError as exc:
+        print(f"{PROG}: cannot read {exc.filename}: {_reason(exc)}", file=sys.stderr)
+        return 1
     if foreign and not args.force:
         for name in foreign:
             print(f"{PROG}: {out / name} was not written by callbuddy-pbx; not overwriting it (use --force)",
@@ -31,12 +42,20 @@ def main(args: argparse.Namespace) -> int:
         return 1
     for name, text in sorted(files.items()):
         target = out / name
-        if target.exists() and target.read_text() == text:
-            print(f"unchanged  {target}")
-            continue
-        _write_atomically(target, text)
+        try:
+            if target.exists() and target.read_text() == text:
+                print(f"unchanged  {target}")
+                continue
+            _write_atomically(target, text)
+        except OSError as exc:
+            print(f"{PROG}: cannot write {target}: {_reason(exc)}", file=sys.stderr)
+            return 1
         print(f"written    {target}")
     return 0
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()
 
 
 def _written_by_someone_else(path: Path) -> bool:

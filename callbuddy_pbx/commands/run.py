@@ -7,9 +7,13 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
+import tempfile
+from pathlib import Path
 
 from aiohttp import web
 
+from callbuddy_pbx.commands.options import version
 from callbuddy_pbx.config import Config, load_config
 from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.routing.service import RoutingService
@@ -27,10 +31,13 @@ from callbuddy_pbx.web.health import config_secrets
 from callbuddy_pbx.web.server import start_web
 
 log = logging.getLogger("callbuddy_pbx")
+PROG = "callbuddy-pbx run"
 ROUTING_STOP_S = 5.0  # on stop, how long handing calls back to the dialplan may take
 
 
 async def serve(config: Config) -> None:
+    stopped_by: list[str] = []  # the signal that asked the service to stop, for the last line logged
+    stopping: list[asyncio.Future[None]] = []  # held: the loop keeps only weak references to tasks
     store = await CallStore.open(config.storage.path)
     gateways = build_gateways(config)
     metrics = Metrics()
@@ -66,8 +73,15 @@ async def serve(config: Config) -> None:
         log.error("web server could not listen on %s:%d (%s); running without it", config.web.host, config.web.port,
                   exc.strerror)  # fmt: skip
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not stopped_by:
+            log.info("%s received: stopping, calls in progress are judged and stored first", sig.name)
+        stopped_by.append(sig.name)
+        stopping.append(asyncio.ensure_future(service.stop()))
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(service.stop()))
+        loop.add_signal_handler(sig, on_signal, sig)
     log.info(
         "watching Asterisk at %s:%d as %s; calls go to %s",
         config.asterisk.host,
@@ -88,13 +102,42 @@ async def serve(config: Config) -> None:
         if runner is not None:
             await runner.cleanup()
         await store.close()
+        why = f"on {stopped_by[0]}" if stopped_by else "without being asked to (see above)"
+        log.info("stopped %s: calls drained to %s, database closed", why, config.storage.path)
 
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
+    problem = storage_problem(config.storage.path)
+    if problem is not None:
+        print(f"{PROG}: {problem}", file=sys.stderr)
+        return 1
     setup_logging(config.logging.level, config.logging.format, config.logging.library_level)
+    log.info(
+        "callbuddy-pbx %s starting with %s: Asterisk AMI at %s:%d, database %s",
+        version(),
+        Path(args.config).absolute(),
+        config.asterisk.host,
+        config.asterisk.port,
+        config.storage.path,
+    )
     # What is loaded by now (modules, the config) lives as long as the process: out of the collector's sight, a full
     # collection no longer walks it (15-25 ms that would otherwise land on calls being routed; bench/routing.py).
     gc.freeze()
     asyncio.run(serve(config))
     return 0
+
+
+def storage_problem(database: Path) -> str | None:
+    """Why the service could not keep its database at `database` (None: the folder exists, or was made, and a file
+    can be written in it): said before starting, rather than a traceback (and a restart loop under systemd)."""
+    folder = database.parent
+    if folder.exists() and not folder.is_dir():
+        return f"cannot write the database folder {folder}: it is a file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"cannot write the database folder {folder}: {(exc.strerror or str(exc)).lower()}"
+    return None

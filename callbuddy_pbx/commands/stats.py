@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.commands.options import database_path
+from callbuddy_pbx.config import load_config
 from callbuddy_pbx.periods import parse_since
 from callbuddy_pbx.store import CallStore, StoreError
 from callbuddy_pbx.store.stats import WEEKDAYS, RecoveryStats, recovery_stats
@@ -41,7 +43,12 @@ def main(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        figures = asyncio.run(_fetch(database_path(args), since, until, args.business, args.tz))
+        figures = asyncio.run(
+            _fetch(database_path(args), since, until, args.business, args.tz, configured_businesses(args))
+        )
+    except UnknownBusiness as exc:
+        print(f"{PROG}: --business: {exc}", file=sys.stderr)
+        return 2
     except StoreError as exc:
         print(f"{PROG}: {exc} (give --db, or --config of the service that records the calls)", file=sys.stderr)
         return 1
@@ -49,8 +56,35 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _fetch(path: Path, since: float, until: float, business: str | None, tz: str) -> RecoveryStats:
+class UnknownBusiness(Exception):
+    """--business names no business: said, with the closest name, rather than a page of zeros."""
+
+
+def configured_businesses(args: argparse.Namespace) -> list[str] | None:
+    """The businesses of --config (None without one: the database's own are the ones known)."""
+    return [business.name for business in load_config(args.config).businesses] if args.config else None
+
+
+async def _recorded_businesses(store: CallStore) -> list[str]:
+    async with store.connection.execute("SELECT DISTINCT business FROM calls WHERE business IS NOT NULL") as cursor:
+        return sorted(str(row[0]) for row in await cursor.fetchall())
+
+
+async def _fetch(
+    path: Path, since: float, until: float, business: str | None, tz: str, known: list[str] | None = None
+) -> RecoveryStats:
     async with await CallStore.open(path, create=False) as store:
+        if business is not None:
+            where = "configured"
+            if known is None:  # no --config: the businesses the calls were recorded for (none yet: no check)
+                where = "in the database"
+                known = await _recorded_businesses(store) or None
+            if known is not None and business not in known:
+                close = difflib.get_close_matches(business, known, n=1, cutoff=0.6)
+                names = close or known
+                hint = ("did you mean " if close else "known: ") + ", ".join(repr(printable(n, 40)) for n in names)
+                hint += "?" if close else ""
+                raise UnknownBusiness(f"{printable(business, 40)!r} is not a business {where} ({hint})")
         return await recovery_stats(store, since=since, until=until, business=business, timezone=tz)
 
 
