@@ -32,6 +32,13 @@ QUEUED, SENDING, SENT, DELIVERED, FAILED, EXPIRED, UNKNOWN, CANCELLED = (
 MESSAGE_STATES: tuple[str, ...] = (QUEUED, SENDING, SENT, DELIVERED, FAILED, EXPIRED, UNKNOWN, CANCELLED)
 FINAL_STATES = frozenset({DELIVERED, FAILED, EXPIRED, CANCELLED})
 EARLY_REPORT_KEEP_S = 7 * 86400.0  # a receipt for no known text is kept this long, in case its text turns up
+# How long after its send a text may still get a receipt. Message ids are not unique for ever: an SMSC or provider
+# numbers its messages from a counter that wraps or restarts (the demo's SMSC starts at 1000001 each run), so a
+# receipt goes to the newest text with its id (and its number, when the receipt names one) sent within this window,
+# never to an older one. A text lives at most its validity period at the SMSC: we set none, so it is the SMSC's
+# default, 24 to 72 h at the SMSCs and providers we know of (72 h is the usual maximum), after which the SMSC sends
+# its last receipt (EXPIRED). One day on top covers receipts that arrive late (queued at the SMSC, a link down).
+RECEIPT_WINDOW_S = 72 * 3600.0 + 86400.0
 # Texts that count toward "one text per caller per window" (a failed or cancelled one did not reach the caller).
 _LAST_TEXT = """
     SELECT MAX(created_at) FROM messages
@@ -139,6 +146,17 @@ _LIST_WHERE = f"""
 
 def _row(row: sqlite3.Row) -> OutboxRow:
     return OutboxRow(*row)
+
+
+def same_number(a: str, b: str) -> bool:
+    """Whether two spellings name one phone number: the same digits, or one the other's national form (the longer
+    ends with the shorter, of at least 7 digits). Receipts give E.164 as a rule; some SMSCs drop the `+` or the
+    country code."""
+    x, y = "".join(c for c in a if c.isdigit()), "".join(c for c in b if c.isdigit())
+    if x == y:
+        return bool(x)
+    short, long = sorted((x, y), key=len)
+    return len(short) >= 7 and long.endswith(short)
 
 
 class MessageStore:
@@ -288,15 +306,19 @@ class MessageStore:
             for u in updates:
                 if not u.message_id:
                     continue
+                # Kept receipts with this text's id, number (when they name one) and from after it was made: a
+                # receipt for an older text that had the same id (ids are reused) is not this text's.
                 async with conn.execute(
-                    "SELECT m.gateway, e.state, e.error_code, e.detail, e.received_at FROM early_reports AS e"
-                    " JOIN messages AS m ON m.gateway = e.gateway AND m.message_id = e.message_id WHERE m.id = ?"
-                    " ORDER BY e.received_at",
+                    "SELECT e.state, e.error_code, e.detail, e.received_at, e.recipient, m.to_number"
+                    " FROM early_reports AS e"
+                    " JOIN messages AS m ON m.gateway = e.gateway AND m.message_id = e.message_id"
+                    " WHERE m.id = ? AND e.received_at >= m.created_at ORDER BY e.received_at",
                     (u.id,),
                 ) as cursor:
                     reports = await cursor.fetchall()
-                for gateway, state, error_code, detail, at in reports:
-                    await self._apply_report(conn, gateway, u.message_id, state, error_code, detail, at)
+                for state, error_code, detail, at, recipient, to_number in reports:
+                    if recipient is None or same_number(recipient, to_number):
+                        await self._settle_text(conn, u.id, state, error_code, detail, at)
 
     # ---- receipts -------------------------------------------------------------------------------------------
 
@@ -311,7 +333,14 @@ class MessageStore:
 
             async def apply(final: str) -> bool:
                 return await self._apply_report(
-                    conn, gateway, report.message_id, final, report.error_code, report.detail, report.at
+                    conn,
+                    gateway,
+                    report.message_id,
+                    final,
+                    report.error_code,
+                    report.detail,
+                    report.at,
+                    recipient=report.recipient,
                 )
 
             if state is not None and await apply(state):
@@ -324,9 +353,9 @@ class MessageStore:
             stale = report.at - EARLY_REPORT_KEEP_S
             await conn.execute("DELETE FROM early_reports WHERE received_at < ?", (stale,))
             await conn.execute(
-                "INSERT INTO early_reports (gateway, message_id, state, error_code, detail, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (gateway, report.message_id, state, report.error_code, report.detail, report.at),
+                "INSERT INTO early_reports (gateway, message_id, state, error_code, detail, received_at, recipient)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (gateway, report.message_id, state, report.error_code, report.detail, report.at, report.recipient),
             )
         return False
 
@@ -336,11 +365,8 @@ class MessageStore:
         text, no id yet) and mark it sent; True when one was found."""
         if not report.recipient or not report.text_start:
             return False
-        async with conn.execute(
-            "SELECT 1 FROM messages WHERE gateway = ? AND message_id = ?", (gateway, report.message_id)
-        ) as cursor:
-            if await cursor.fetchone() is not None:
-                return False  # the receipt's own text is known by its id
+        if await MessageStore._find_text(conn, gateway, report.message_id, report.recipient, report.at) is not None:
+            return False  # the receipt's own text is known by its id
         async with conn.execute(
             "SELECT id FROM messages WHERE gateway = ? AND state = 'unknown' AND message_id IS NULL"
             " AND ltrim(to_number, '+') = ltrim(?, '+') AND instr(body, ?) = 1 ORDER BY updated_at, id LIMIT 1",
@@ -357,6 +383,30 @@ class MessageStore:
         return True
 
     @staticmethod
+    async def _find_text(
+        conn: aiosqlite.Connection, gateway: str, message_id: str, recipient: str | None, at: float
+    ) -> tuple[int, str] | None:
+        """The text a receipt received at `at` is about: (id, state), or None.
+
+        Its gateway and message id, its number when the receipt names one, sent within RECEIPT_WINDOW_S before the
+        receipt; the newest such text, and one still waiting for its receipt before one already settled (a second
+        receipt for a settled text changes nothing, so it must not take the receipt from a newer text)."""
+        async with conn.execute(
+            "SELECT id, state, to_number FROM messages WHERE gateway = ? AND message_id = ?"
+            " AND COALESCE(sent_at, updated_at) >= ? AND created_at <= ?"
+            " ORDER BY COALESCE(sent_at, updated_at) DESC, id DESC",
+            (gateway, message_id, at - RECEIPT_WINDOW_S, at),
+        ) as cursor:
+            rows = [
+                (row[0], row[1])
+                for row in await cursor.fetchall()
+                if recipient is None or same_number(recipient, row[2])
+            ]
+        waiting = [row for row in rows if row[1] not in FINAL_STATES]
+        best = waiting or rows
+        return best[0] if best else None
+
+    @staticmethod
     async def _apply_report(
         conn: aiosqlite.Connection,
         gateway: str,
@@ -365,21 +415,41 @@ class MessageStore:
         error_code: str | None,
         detail: str,
         at: float,
+        *,
+        recipient: str | None = None,
     ) -> bool:
-        async with conn.execute(
-            "SELECT id, state FROM messages WHERE gateway = ? AND message_id = ?", (gateway, message_id)
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
+        found = await MessageStore._find_text(conn, gateway, message_id, recipient, at)
+        if found is None:
             return False
-        # Only forward: a late "failed" after "delivered" (duplicated receipt) changes nothing.
-        if row[1] not in FINAL_STATES:
-            error = None if state == DELIVERED else (detail or state) + (f" (error {error_code})" if error_code else "")
-            await conn.execute(
-                "UPDATE messages SET state = ?, done_at = ?, updated_at = ?, error = COALESCE(?, error) WHERE id = ?",
-                (state, at, at, error, row[0]),
-            )
+        text_id, text_state = found
+        if text_state in FINAL_STATES and await MessageStore._in_flight(conn, gateway, recipient):
+            # Settled already, and a text to the same number is being sent: this receipt may be that text's (its id
+            # reused) arriving before its send was recorded. Kept for it rather than dropped as a duplicate.
+            return False
+        await MessageStore._settle_text(conn, text_id, state, error_code, detail, at)
         return True
+
+    @staticmethod
+    async def _in_flight(conn: aiosqlite.Connection, gateway: str, recipient: str | None) -> bool:
+        """Whether a text of this gateway (to `recipient`, when known) is being sent with no id recorded yet."""
+        async with conn.execute(
+            "SELECT to_number FROM messages WHERE gateway = ? AND state = 'sending' AND message_id IS NULL",
+            (gateway,),
+        ) as cursor:
+            numbers = [row[0] for row in await cursor.fetchall()]
+        return any(recipient is None or same_number(recipient, number) for number in numbers)
+
+    @staticmethod
+    async def _settle_text(
+        conn: aiosqlite.Connection, text_id: int, state: str, error_code: str | None, detail: str, at: float
+    ) -> None:
+        # Only forward: a late "failed" after "delivered" (duplicated receipt) changes nothing.
+        error = None if state == DELIVERED else (detail or state) + (f" (error {error_code})" if error_code else "")
+        await conn.execute(
+            "UPDATE messages SET state = ?, done_at = ?, updated_at = ?, error = COALESCE(?, error)"
+            " WHERE id = ? AND state NOT IN ('delivered', 'failed', 'expired', 'cancelled')",  # FINAL_STATES
+            (state, at, at, error, text_id),
+        )
 
     # ---- opt-outs and inbound texts -------------------------------------------------------------------------
 

@@ -187,6 +187,12 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE inbound_messages ADD COLUMN dedupe_key TEXT;
     CREATE UNIQUE INDEX inbound_messages_once ON inbound_messages (gateway, dedupe_key) WHERE dedupe_key IS NOT NULL;
     """,
+    # 8: a receipt kept for a text whose send was not recorded yet remembers the number it names (an SMPP receipt's
+    # source address), so that when a gateway reuses message ids it is given only to a text sent to that number.
+    # Rows kept before have none: they match any text with their id, as before.
+    """
+    ALTER TABLE early_reports ADD COLUMN recipient TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
