@@ -181,9 +181,22 @@ def test_unreachable_contacts_and_unknown_answers(tmp_path):
     found = problems(config, PbxStatus(endpoints, contacts, ()))
     assert found[0].level == "warning"
     assert found[0].state == "registered but not reachable (Unavail)"
-    unknown = problems(config, PbxStatus(None, None, None, (("PJSIPShowEndpoints", "Permission denied"),)))
+    unknown = problems(config, PbxStatus(None, None, None, (("PJSIPShowEndpoints", "Invalid/unknown command"),)))
     assert {finding.level for finding in unknown} == {"warning"}
-    assert unknown[-1].state == "unknown: PJSIPShowEndpoints failed (Permission denied)"
+    assert unknown[-1].state == "unknown: PJSIPShowEndpoints failed (Invalid/unknown command)"
+
+
+def test_pjsip_lists_refused_to_the_rendered_ami_user_are_info(tmp_path):
+    """The rendered AMI user has no `system` write class: PJSIPShowEndpoints/Contacts are refused, on purpose."""
+    config = config_for(tmp_path)
+    denied = (("PJSIPShowEndpoints", "Permission denied"), ("PJSIPShowContacts", "Permission denied"))
+    found = problems(config, PbxStatus(None, None, (), denied))
+    phones = [finding for finding in found if finding.subject.startswith("phone")]
+    assert phones and {finding.level for finding in phones} == {"info"}
+    assert all("no `system` write class" in finding.state for finding in phones)
+    assert "pjsip show contacts" in phones[0].fix
+    assert found[-1].subject == "PJSIP endpoints" and found[-1].level == "info"
+    assert "warning" not in {finding.level for finding in found if not finding.subject.startswith("trunk")}
 
 
 def test_auth_details_between_registrations_are_dropped():

@@ -150,17 +150,22 @@ async def test_devices_that_cannot_be_asked_do_not_hold_up_calls(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     denied = {"pjsipshowendpoints", "pjsipshowcontacts", "devicestatelist"}
-    with caplog.at_level(logging.WARNING, logger="callbuddy_pbx.service.app"):
+    refused = ("not answered", "not allowed")
+    with caplog.at_level(logging.INFO, logger="callbuddy_pbx.service.app"):
         async with service_on(tmp_path, None, denied=denied) as (server, service, calls):
             await until(lambda: service.ready.is_set())
-            await until(lambda: sum("devices:" in r.getMessage() for r in caplog.records) == 3)
+            await until(lambda: sum(any(w in r.getMessage() for w in refused) for r in caplog.records) == 3)
             scenario = ScenarioFactory().ring_all_no_answer()
             await server.broadcast([event.message for event in scenario.events])
             await until(lambda: len(calls) == 1)
             # Still learnt from the events alone.
             assert registered(service) == {"PJSIP/100": True, "PJSIP/101": True}
-    warnings = [r.getMessage() for r in caplog.records if "devices:" in r.getMessage()]
-    assert all("Permission denied" in message for message in warnings)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and "devices:" in r.getMessage()]
+    assert warnings and all("Permission denied" in message for message in warnings)
+    # The two actions the rendered AMI user may not send (no `system` write class) are expected: info, not warnings.
+    assert not any("PJSIPShow" in message for message in warnings)
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO and "not allowed" in r.getMessage()]
+    assert sorted(message.split()[1] for message in infos) == ["PJSIPShowContacts", "PJSIPShowEndpoints"]
     assert SECRET not in caplog.text
 
 
@@ -228,6 +233,20 @@ def test_devices_command_without_pjsip_uses_device_states(tmp_path: Path, capsys
     assert code == 0
     assert out.strip() == "No phones on the PBX."
     assert "warning: PJSIPShowEndpoints" in err and "Invalid/unknown command" in err
+
+
+def test_devices_command_as_the_rendered_ami_user(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No `system` write class (as `render` writes manager.conf): the PJSIP lists are refused, which is a note, not a
+    warning, and the phones still come from DeviceStateList."""
+    with running_server(recorded_pjsip()) as server:
+        server.denied_actions = {"pjsipshowendpoints", "pjsipshowcontacts"}
+        path = tmp_path / "site.yaml"
+        path.write_text(YAML.format(port=server.port))
+        code, out, err = run_devices(capsys, path)
+    assert code == 0
+    assert "warning" not in err
+    assert "note: PJSIPShowEndpoints not allowed" in err and "note: PJSIPShowContacts not allowed" in err
+    assert "PJSIP/100" in out
 
 
 def test_devices_command_when_nothing_is_answered(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -39,6 +39,7 @@ EXPECTED: dict[str, dict[str, dict[str, tuple[str, str | None]]]] = {
             "nobody_answers_voicemail": ("voicemail", None),
             "none_registered_voicemail": ("voicemail", None),
             "via_+15550001000_step1_answered_by_100": ("answered", "PJSIP/100"),
+            "via_5550001000_step1_answered_by_100": ("answered", "PJSIP/100"),
         },
     },
     "clinic": {
@@ -52,6 +53,7 @@ EXPECTED: dict[str, dict[str, dict[str, tuple[str, str | None]]]] = {
             "nobody_answers_voicemail": ("voicemail", None),
             "none_registered_voicemail": ("voicemail", None),
             "via_+15550002000_step1_answered_by_200": ("answered", "PJSIP/200"),
+            "via_5550002000_step1_answered_by_200": ("answered", "PJSIP/200"),
         },
         "15550002001": {
             "step1_answered_by_201": ("answered", "PJSIP/201"),
@@ -62,6 +64,7 @@ EXPECTED: dict[str, dict[str, dict[str, tuple[str, str | None]]]] = {
             "none_registered_forward_mobile_answers": ("answered", MOBILE),
             "none_registered_forward_mobile_no_answer": ("no_answer", None),
             "via_+15550002001_step1_answered_by_201": ("answered", "PJSIP/201"),
+            "via_5550002001_step1_answered_by_201": ("answered", "PJSIP/201"),
         },
     },
     "installer": {
@@ -71,6 +74,7 @@ EXPECTED: dict[str, dict[str, dict[str, tuple[str, str | None]]]] = {
             "nobody_answers_hangup": ("no_answer", None),
             "none_registered_hangup": ("unavailable", None),
             "via_+15550001000_step1_answered_by_100": ("answered", "PJSIP/100"),
+            "via_5550001000_step1_answered_by_100": ("answered", "PJSIP/100"),
         },
         "15550003000": {
             "step1_answered_by_300": ("answered", "PJSIP/300"),
@@ -79,6 +83,7 @@ EXPECTED: dict[str, dict[str, dict[str, tuple[str, str | None]]]] = {
             "nobody_answers_hangup": ("no_answer", None),
             "none_registered_hangup": ("unavailable", None),
             "via_+15550003000_step1_answered_by_300": ("answered", "PJSIP/300"),
+            "via_5550003000_step1_answered_by_300": ("answered", "PJSIP/300"),
         },
     },
 }
@@ -159,8 +164,10 @@ def test_paths_cover_every_rendered_branch(case: str) -> None:
         for alias, goto in aliases.items():
             if goto == f"Goto({did},1)":
                 assert any(name.startswith(f"via_{alias}_") for name in names), (did, alias)
-        # nothing else rendered in the extension: the 1 NoOp, 4 lines per step, noanswer, done
-        assert body.count("\n same => ") == 4 * len(steps) + 2, did
+        # nothing else rendered in the extension: the 1 NoOp, 4 lines per step, noanswer, the unanswered end
+        # (voicemail: none; hang up: GotoIf busy, Hangup(19), Hangup(17); forward: a GotoIf answered first), done
+        unanswered = {"voicemail": 0, "hangup": 3, "forward": 4}[kind]
+        assert body.count("\n same => ") == 4 * len(steps) + 2 + unanswered, did
 
 
 def test_paths_have_distinct_names_and_calls() -> None:
@@ -219,6 +226,10 @@ exten => 15551230000,1,NoOp(CallBuddy Acme: in_order)
  same => n,Dial(${CB_DIAL},8)
  same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?done)
  same => n(noanswer),Dial(PJSIP/+15557778888@carrier,25)
+ same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?done)
+ same => n,GotoIf($["${DIALSTATUS}" = "BUSY"]?busy)
+ same => n,Hangup(19)
+ same => n(busy),Hangup(17)
  same => n(done),Hangup()
 exten => +15551230000,1,Goto(15551230000,1)
 exten => 15551230001,1,NoOp(CallBuddy Acme: ring_all)
@@ -243,8 +254,9 @@ def test_parse_ring_groups_reads_a_hand_written_snippet() -> None:
             steps=(RenderedStep(("10", "11"), 12, 2), RenderedStep(("12",), 8, 6)),
             no_answer=NoAnswer("forward", "+15557778888", "carrier", 25),
             noanswer_priority=10,
-            done_priority=11,
+            done_priority=15,
             aliases=("+15551230000",),
+            busy_check_priority=12,
         ),
         "15551230001": RenderedGroup(
             did="15551230001",

@@ -260,22 +260,32 @@ def test_fallback_context_has_each_routed_number_with_its_no_answer_action(confi
     assert contract in lines
     assert [line for line in lines if not line.startswith(";")] == [
         "exten => 15550001013,1,NoOp(CallBuddy Glow Salon: nobody answered)",
-        " same => n,Hangup()",
+        ' same => n,GotoIf($["${DIALSTATUS}" = "BUSY"]?busy)',
+        " same => n,Hangup(19)",
+        " same => n(busy),Hangup(17)",
+        " same => n(done),Hangup()",
         "exten => 15550001014,1,NoOp(CallBuddy Glow Salon: nobody answered)",
         " same => n,VoiceMail(100@default,u)",
-        " same => n,Hangup()",
+        " same => n(done),Hangup()",
         "exten => 15550001015,1,NoOp(CallBuddy Glow Salon: nobody answered)",
         " same => n,Dial(PJSIP/+15559876543@trunk,30)",
-        " same => n,Hangup()",
-    ]  # not 15550001000: that number is not routed by the service
+        ' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?done)',
+        ' same => n,GotoIf($["${DIALSTATUS}" = "BUSY"]?busy)',
+        " same => n,Hangup(19)",
+        " same => n(busy),Hangup(17)",
+        " same => n(done),Hangup()",
+    ]  # not 15550001000: that number is not routed by the service; unanswered: 480 (cause 19) or 486 (cause 17)
 
 
 def test_fallback_runs_the_same_action_as_the_fail_open_path(config: Config):
     text = render_all(config)["extensions_callbuddy.conf"]
-    for did in ("15550001013", "15550001014", "15550001015"):
+    # hang up and an unanswered forward: cause 19 (480 to the carrier); after voicemail answered: a normal Hangup()
+    for did, cause in (("15550001013", "19"), ("15550001014", ""), ("15550001015", "19")):
         fail_open = run(extension(text, "from-trunk", did), Channel("FAILED", {}))
         fallback = run(extension(text, FALLBACK_CONTEXT, did), Channel("FAILED", {}))
-        assert fallback[1:] == [step for step in fail_open[-2:] if step[0] != "NoOp"], did
+        noanswer = max(index for index, step in enumerate(fail_open) if step == ("GotoIf", "1?noanswer")) + 1
+        assert fallback[1:] == [step for step in fail_open[noanswer:] if step[0] != "NoOp"], did
+        assert fallback[-1] == ("Hangup", cause), did
 
 
 def test_no_fallback_context_without_routed_numbers(config: Config):

@@ -64,6 +64,10 @@ class AmiActionTimeout(AmiError, TimeoutError):
     """No (complete) response to an action within its timeout."""
 
 
+# Asterisk's `Message:` for an action the AMI user has none of the write classes of (manager.c).
+PERMISSION_DENIED = "Permission denied"
+
+
 class AmiActionError(AmiError):
     """Asterisk answered `Response: Error`; `message` is Asterisk's `Message:`."""
 
@@ -72,6 +76,11 @@ class AmiActionError(AmiError):
         self.action = action
         self.message = message
         self.response = response
+
+    @property
+    def permission_denied(self) -> bool:
+        """The AMI user lacks the class the action needs (write = ... in manager.conf)."""
+        return self.message == PERMISSION_DENIED
 
 
 class _Pending:
@@ -558,6 +567,7 @@ class AmiClient:
 _NOTABLE_EVENTS = frozenset({"Shutdown", "FullyBooted"})
 
 __all__ = [
+    "PERMISSION_DENIED",
     "AmiActionError",
     "AmiActionTimeout",
     "AmiAuthError",

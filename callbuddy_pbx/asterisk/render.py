@@ -36,6 +36,9 @@ LIBRARY_GLOB = "callbuddy-*.conf"  # shipped dialplan files the rendered extensi
 FALLBACK_CONTEXT = "callbuddy-fallback"  # where the service continues an unanswered `routing: callbuddy` call
 HTTP_BIND = ("127.0.0.1", 8088)  # Asterisk's HTTP server (ARI) unless ari.url names another loopback address/port
 CODECS = "ulaw,alaw,g722"
+CAUSE_NO_ANSWER = 19  # Q.850 no answer from user: Asterisk sends 480 Temporarily Unavailable
+CAUSE_BUSY = 17  # Q.850 user busy: 486 Busy Here
+NANP_DID = re.compile(r"1\d{10}")  # a North American (+1) number without +: carriers may send its last 10 digits
 _PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
 CEL_SQLITE_CONF = "cel_sqlite3_custom.conf"  # the service reads what it configures: no custom file beside it
 
@@ -90,6 +93,19 @@ def dialplans_dir() -> Path:
 # ---- AMI, HTTP, ARI: loopback only ------------------------------------------------------------------------------
 
 
+# The AMI user's classes. `read` filters only the events it is sent: call (channels, Dial, bridges, hangups,
+# DeviceStateChange), dialplan (Newexten), agent (Queue*), system (FullyBooted, Shutdown, ContactStatus).
+# `write` decides which actions it may send: one allowed when the user has any one of the classes Asterisk registered
+# it with. `reporting` covers every action the service sends (Login, Logoff and Ping need none): CoreShowChannels
+# (system|reporting), DeviceStateList (call|reporting), PJSIPShowRegistrationsOutbound (system|reporting). Never
+# `system` (GetConfig reads pjsip.conf with every phone's password; Originate of the System application runs a shell
+# command), nor `config`, `command` or `originate`: nothing the service does needs them. Without `system`,
+# PJSIPShowEndpoints and PJSIPShowContacts (registered with `system` alone) are refused: phone states then come from
+# DeviceStateList, the DeviceStateChange and ContactStatus events, and ARI.
+AMI_READ = ("call", "dialplan", "agent", "system")
+AMI_WRITE = ("reporting",)
+
+
 def render_manager(config: Config) -> str:
     ami = config.asterisk
     return f"""
@@ -103,8 +119,8 @@ timestampevents = yes
 secret = {ami.secret}
 deny = 0.0.0.0/0.0.0.0
 permit = 127.0.0.1/255.255.255.255
-read = call,dialplan,agent,system
-write = system,reporting,originate
+read = {",".join(AMI_READ)}
+write = {",".join(AMI_WRITE)}
 eventfilter = !Event: VarSet
 eventfilter = !Event: RTCP
 eventfilter = !Event: CEL
@@ -338,11 +354,39 @@ def _ring_group(
             f" same => n,Dial(${{CB_DIAL}},{group.ring_s})",
             ' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?done)',
         ]
-    lines.append(f" same => n(noanswer),{_no_answer_app(group.no_answer, phones, trunk) or 'NoOp(nobody answered)'}")
+    app = _no_answer_app(group.no_answer, phones, trunk)
+    lines.append(f" same => n(noanswer),{app or 'NoOp(nobody answered)'}")
+    lines += _unanswered_end(app)
     lines.append(" same => n(done),Hangup()")
-    # Carriers differ: some deliver the number with a leading +, some without.
-    lines.append(f"exten => +{did},1,Goto({did},1)")
+    # Carriers differ: some deliver the number with a leading +, some without, some (NANP) only its 10 digits.
+    lines += [f"exten => {alias},1,Goto({did},1)" for alias in did_aliases(group.number)]
     return lines
+
+
+def did_aliases(number: str) -> list[str]:
+    """The other forms carriers deliver a business number in: with a leading +, and a NANP number (+1 and 10 digits)
+    also as its 10-digit national number."""
+    did = number.lstrip("+")
+    aliases = [f"+{did}"]
+    if NANP_DID.fullmatch(did):
+        aliases.append(did[1:])
+    return aliases
+
+
+def _unanswered_end(app: str) -> list[str]:
+    """After a no-answer action that leaves the caller unanswered: hang up with the cause the carrier should see,
+    486 Busy Here (cause 17) when the last Dial found the phones busy, else 480 Temporarily Unavailable (cause 19).
+    A bare Hangup() would send 603 Decline, which tells the carrier not to try elsewhere. Voicemail answered the
+    caller: the call ends normally (done). A forward that was answered ends normally too."""
+    if app.startswith("VoiceMail("):
+        return []
+    answered = [' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?done)'] if app else []
+    return [
+        *answered,
+        ' same => n,GotoIf($["${DIALSTATUS}" = "BUSY"]?busy)',
+        f" same => n,Hangup({CAUSE_NO_ANSWER})",
+        f" same => n(busy),Hangup({CAUSE_BUSY})",
+    ]
 
 
 def _no_answer_app(action: NoAnswer, phones: dict[str, Phone], trunk: str) -> str:
@@ -390,7 +434,8 @@ def _fallback_context(
         app = _no_answer_app(group.no_answer, phones, trunk)
         if app:
             out.append(f" same => n,{app}")
-        out.append(" same => n,Hangup()")
+        out += _unanswered_end(app)
+        out.append(" same => n(done),Hangup()")
     return out
 
 

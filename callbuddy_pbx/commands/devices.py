@@ -13,12 +13,12 @@ import json
 import sys
 from collections.abc import Sequence
 
-from callbuddy_pbx.asterisk.ami import AmiAuthError, AmiClient, AmiError, AmiMessage
+from callbuddy_pbx.asterisk.ami import PERMISSION_DENIED, AmiAuthError, AmiClient, AmiError, AmiMessage
 from callbuddy_pbx.asterisk.devices import DeviceRegistry
 from callbuddy_pbx.asterisk.devices_model import Device
 from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.config import SECRET_ENV_VAR, Config, load_config
-from callbuddy_pbx.service.app import DEVICE_ACTIONS, seed_devices
+from callbuddy_pbx.service.app import DEVICE_ACTIONS, SYSTEM_ONLY_ACTIONS, seed_devices
 from callbuddy_pbx.untrusted import printable
 
 PROG = "callbuddy-pbx devices"
@@ -41,7 +41,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"{PROG}: cannot reach the PBX over AMI at {where}: {printable(str(exc), 200)}", file=sys.stderr)
         return 1
     for failure in failed:
-        print(f"{PROG}: warning: {printable(failure, 200)}", file=sys.stderr)
+        action = failure.split(":", 1)[0]
+        if action in SYSTEM_ONLY_ACTIONS and failure.endswith(PERMISSION_DENIED):
+            # As rendered: the AMI user has no `system` write class, on purpose.
+            print(f"{PROG}: note: {action} not allowed to this AMI user (no `system` class)", file=sys.stderr)
+        else:
+            print(f"{PROG}: warning: {printable(failure, 200)}", file=sys.stderr)
     if len(failed) == len(DEVICE_ACTIONS):
         print(f"{PROG}: the PBX at {where} answered none of {', '.join(DEVICE_ACTIONS)}", file=sys.stderr)
         return 1

@@ -34,9 +34,10 @@ Contract with the rendered dialplan (written by `render`; this module relies on 
   service has no ring group for, too many calls at once, an internal error, or the service stopping before anyone
   answered.
 - Context `callbuddy-fallback` (FALLBACK_CONTEXT), extension = the ring group's number without `+`, priority 1: the
-  group's no-answer action, then Hangup(): `VoiceMail(<extension>@default,u)` for `voicemail`, the Dial through the
-  trunk for `forward`. The router continues the caller there (context, extension, priority 1) when nobody answered
-  and the action is `voicemail` or `forward`; for `hangup` it hangs the caller up itself: reason `no_answer` (cause
+  group's no-answer action: `VoiceMail(<extension>@default,u)` for `voicemail` (then Hangup()), the Dial through the
+  trunk for `forward` (unanswered: Hangup(19), 480; Hangup(17), 486, when the mobile was busy). The router
+  continues the caller there (context, extension, priority 1) when nobody answered and the action is `voicemail` or
+  `forward`; for `hangup` it hangs the caller up itself: reason `no_answer` (cause
   19, as traces 11 and 30; the carrier hears 480), or `busy` (cause 17, 486) when every phone that could ring was
   busy (`plan.all_busy`). No channel variables are set: the extension alone says what to do.
 """

@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from callbuddy_pbx.asterisk.ami import AmiClient, AmiError, AmiNotConnected
+from callbuddy_pbx.asterisk.ami import AmiActionError, AmiClient, AmiError, AmiNotConnected
 from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
 from callbuddy_pbx.asterisk.cel_sqlite import CelSqlite
 from callbuddy_pbx.asterisk.devices import DEVICE_EVENTS, DeviceRegistry
@@ -35,6 +35,9 @@ WRITE_RETRY_MIN_S = 0.5  # the database takes no writes: first wait, doubled up 
 WRITE_RETRY_MAX_S = 30.0
 # After each login, what seeds the device registry (in this order: endpoints, then their contacts, then states).
 DEVICE_ACTIONS = ("PJSIPShowEndpoints", "PJSIPShowContacts", "DeviceStateList")
+# Registered by res_pjsip with the `system` class alone, which the rendered AMI user does not have (least privilege:
+# `system` also allows GetConfig and Originate of System): refused, they are expected, not a problem.
+SYSTEM_ONLY_ACTIONS = frozenset({"PJSIPShowEndpoints", "PJSIPShowContacts"})
 
 
 class CallService:
@@ -269,7 +272,9 @@ async def seed_devices(client: AmiClient, registry: DeviceRegistry) -> list[str]
     """Fill `registry` from the PBX's lists (DEVICE_ACTIONS); return what could not be asked, one line per action.
 
     Each action may fail on its own (an Asterisk without res_pjsip, an AMI user without the `system` or `reporting`
-    class, a timeout): that is one warning, and the others still count. A lost connection raises AmiNotConnected."""
+    class, a timeout): that is one warning, and the others still count. A lost connection raises AmiNotConnected.
+    A SYSTEM_ONLY_ACTIONS action refused for want of `system` (as with the AMI user `render` writes) is logged at
+    info: the phones' states then come from DeviceStateList and the DeviceStateChange and ContactStatus events."""
     failed: list[str] = []
     for action in DEVICE_ACTIONS:
         try:
@@ -278,7 +283,14 @@ async def seed_devices(client: AmiClient, registry: DeviceRegistry) -> list[str]
             raise
         except AmiError as exc:
             failed.append(f"{action}: {exc}")
-            log.warning("devices: %s not answered (%s); phone states may be incomplete", action, exc)
+            if action in SYSTEM_ONLY_ACTIONS and isinstance(exc, AmiActionError) and exc.permission_denied:
+                log.info(
+                    "devices: %s not allowed (the AMI user has no `system` write class, as rendered); phone states "
+                    "come from device state and contact events",
+                    action,
+                )
+            else:
+                log.warning("devices: %s not answered (%s); phone states may be incomplete", action, exc)
             continue
         now = time.time()
         if action == "PJSIPShowEndpoints":

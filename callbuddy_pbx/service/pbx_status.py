@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from callbuddy_pbx.asterisk.ami import AmiActionError, AmiActionTimeout, AmiClient, AmiMessage
+from callbuddy_pbx.asterisk.ami import PERMISSION_DENIED, AmiActionError, AmiActionTimeout, AmiClient, AmiMessage
 from callbuddy_pbx.config import Config
 from callbuddy_pbx.config.pbx import Phone, Trunk
 
@@ -32,6 +32,12 @@ ENDPOINTS_ACTION = "PJSIPShowEndpoints"
 CONTACTS_ACTION = "PJSIPShowContacts"
 REGISTRATIONS_ACTION = "PJSIPShowRegistrationsOutbound"
 
+# PJSIPShowEndpoints and PJSIPShowContacts need the `system` write class, which the AMI user `render` writes does not
+# have on purpose (it would also allow GetConfig, every phone's password): refused, they are reported as info.
+_NOT_ALLOWED = (
+    "not checked: the AMI user may not list PJSIP {what} (no `system` write class in manager.conf, on purpose)"
+)
+_ASK_ASTERISK = "see them with `asterisk -rx 'pjsip show {what}'`"
 _APPLY = "run `callbuddy-pbx render --config ... --out /etc/asterisk`, then `asterisk -rx 'pjsip reload'`"
 _REGISTRATION_SECTION = re.compile(r"^\s*type\s*=\s*registration\s*(;.*)?$", re.IGNORECASE | re.MULTILINE)
 _DEFAULT_SIP_PORT = 5060
@@ -166,6 +172,12 @@ def problems(config: Config, status: PbxStatus) -> list[Finding]:
         findings.append(_phone(config, phone, endpoints, status.contacts, why))
     for trunk in pbx.trunks:
         findings.append(_trunk(trunk, pbx.templates_dir, endpoints, status.registrations, why))
+    if endpoints is None and why.get(ENDPOINTS_ACTION) == PERMISSION_DENIED:
+        what = "endpoints"
+        findings.append(
+            Finding("info", "PJSIP endpoints", _NOT_ALLOWED.format(what=what), _ASK_ASTERISK.format(what=what))
+        )
+        return findings
     if endpoints is None:
         reason = why.get(ENDPOINTS_ACTION, "not asked")
         findings.append(
@@ -173,8 +185,7 @@ def problems(config: Config, status: PbxStatus) -> list[Finding]:
                 "warning",
                 "PJSIP endpoints",
                 f"unknown: {ENDPOINTS_ACTION} failed ({reason})",
-                "load res_pjsip (`asterisk -rx 'module load res_pjsip.so'`) and give the AMI user "
-                "`read = system,reporting` in manager.conf",
+                "load res_pjsip (`asterisk -rx 'module load res_pjsip.so'`)",
             )
         )
         return findings
@@ -199,6 +210,9 @@ def _phone(
     why: dict[str, str],
 ) -> Finding:
     subject = f"phone {phone.extension} ({phone.name})"
+    if endpoints is None and why.get(ENDPOINTS_ACTION) == PERMISSION_DENIED:
+        what = "contacts" if why.get(CONTACTS_ACTION) == PERMISSION_DENIED else "endpoints"
+        return Finding("info", subject, _NOT_ALLOWED.format(what=what), _ASK_ASTERISK.format(what=what))
     if endpoints is None:
         return Finding("warning", subject, "unknown (the PBX did not list its endpoints)", "")
     if phone.extension not in endpoints:
@@ -207,6 +221,9 @@ def _phone(
         f"configure the phone with server {sip_server(config)}, user {phone.extension} and its secret "
         "(`callbuddy-pbx render` wrote it to pjsip.conf)"
     )
+    if contacts is None and why.get(CONTACTS_ACTION) == PERMISSION_DENIED:
+        what = "contacts"
+        return Finding("info", subject, _NOT_ALLOWED.format(what=what), _ASK_ASTERISK.format(what=what))
     if contacts is None:
         reason = why.get(CONTACTS_ACTION, "not asked")
         return Finding("warning", subject, f"registration unknown ({CONTACTS_ACTION} failed: {reason})", "")
@@ -236,12 +253,16 @@ def _trunk(
     why: dict[str, str],
 ) -> Finding:
     subject = f"trunk {trunk.name} ({trunk.template})"
-    if endpoints is None:
+    denied = endpoints is None and why.get(ENDPOINTS_ACTION) == PERMISSION_DENIED
+    if endpoints is None and not denied:
         return Finding("warning", subject, "unknown (the PBX did not list its endpoints)", "")
-    if trunk.name not in endpoints:
+    if endpoints is not None and trunk.name not in endpoints:
         return Finding("error", subject, "not on the PBX (no PJSIP endpoint)", _APPLY)
     mine = [r for r in registrations or () if r.endpoint == trunk.name or r.name in (trunk.name, f"{trunk.name}-reg")]
     if not mine and not template_registers(templates_dir / f"{trunk.template}.conf"):
+        if denied:
+            what = "endpoints"
+            return Finding("info", subject, _NOT_ALLOWED.format(what=what), _ASK_ASTERISK.format(what=what))
         return Finding("ok", subject, "endpoint present (no registration: the carrier sends calls to this PBX)", "")
     if registrations is None:
         reason = why.get(REGISTRATIONS_ACTION, "not asked")

@@ -25,14 +25,13 @@ dialplan priorities in the `Newexten` events are the rendered ones.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from callbuddy_pbx.sim.call_steps import (
     answer_in_time,
     caller_cancels,
     caller_hangs_up_bridged,
-    dialplan_hangup,
     ring_legs,
     set_dialstatus,
 )
@@ -80,7 +79,8 @@ class RenderedGroup:
     no_answer: NoAnswer
     noanswer_priority: int
     done_priority: int
-    aliases: tuple[str, ...] = ()  # other extensions that only `Goto(<did>,1)` (the number with a leading +)
+    aliases: tuple[str, ...] = ()  # other extensions that only `Goto(<did>,1)` (with a leading +, or 10 digits)
+    busy_check_priority: int | None = None  # the `GotoIf(...BUSY...?busy)` before Hangup(19) (not after voicemail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +104,8 @@ _CONTACTS = re.compile(r"\$\{PJSIP_DIAL_CONTACTS\(([^()]+)\)\}")
 _SKIP = re.compile(r"^\$\[\$\{LEN\(\$\{STRREPLACE\(CB_DIAL,&,\)\}\)\} = 0\]\?([\w-]+)$")
 _STEP_DIAL = re.compile(r"^\$\{CB_DIAL\},(\d+)$")
 _ANSWERED = '$["${DIALSTATUS}" = "ANSWER"]?done'
+_BUSY = '$["${DIALSTATUS}" = "BUSY"]?busy'
+CAUSE_NO_ANSWER, CAUSE_BUSY = 19, 17  # what an unanswered call ends with: 480 and 486 to the carrier
 _VOICEMAIL = re.compile(r"^([^@,]+)@default,u$")
 _FORWARD = re.compile(r"^PJSIP/([^@,/&]+)@([^,/&]+),(\d+)$")
 _GOTO = re.compile(r"^([^,]+),1$")
@@ -216,10 +218,30 @@ def _group(exten: str, lines: list[_Line]) -> RenderedGroup:
         no_answer = NoAnswer(HANGUP)
     else:
         raise _unexpected(exten, line, "VoiceMail(<ext>@default,u), Dial(PJSIP/<number>@<trunk>,<s>) or NoOp")
+    unanswered = None if no_answer.kind == VOICEMAIL else _unanswered_end(exten, no_answer, take)
     done = take("(done),Hangup()", "Hangup", "done")
     if done.data or queue:
         raise _unexpected(exten, queue[0] if queue else done, "nothing after (done),Hangup()")
-    return RenderedGroup(exten, noop.data, tuple(steps), no_answer, line.priority, done.priority)
+    return RenderedGroup(exten, noop.data, tuple(steps), no_answer, line.priority, done.priority, (), unanswered)
+
+
+def _unanswered_end(exten: str, no_answer: NoAnswer, take: Callable[..., _Line]) -> int:
+    """After a hang-up or forward no-answer action: (a forward answered: GotoIf to done), the GotoIf to busy, then
+    Hangup(19) and (busy) Hangup(17). Returns the priority of the GotoIf to busy."""
+    if no_answer.kind == FORWARD:
+        answered = take("GotoIf to done when the forward is answered", "GotoIf")
+        if answered.data != _ANSWERED:
+            raise _unexpected(exten, answered, f"GotoIf({_ANSWERED})")
+    busy = take("GotoIf to busy", "GotoIf")
+    if busy.data != _BUSY:
+        raise _unexpected(exten, busy, f"GotoIf({_BUSY})")
+    no_answer_hangup = take(f"Hangup({CAUSE_NO_ANSWER})", "Hangup")
+    if no_answer_hangup.data != str(CAUSE_NO_ANSWER):
+        raise _unexpected(exten, no_answer_hangup, f"Hangup({CAUSE_NO_ANSWER})")
+    busy_hangup = take(f"(busy),Hangup({CAUSE_BUSY})", "Hangup", "busy")
+    if busy_hangup.data != str(CAUSE_BUSY):
+        raise _unexpected(exten, busy_hangup, f"(busy),Hangup({CAUSE_BUSY})")
+    return busy.priority
 
 
 def parse_ring_groups(extensions_text: str) -> dict[str, RenderedGroup]:
@@ -241,7 +263,14 @@ def parse_ring_groups(extensions_text: str) -> dict[str, RenderedGroup]:
 
 def _replace_aliases(group: RenderedGroup, aliases: tuple[str, ...]) -> RenderedGroup:
     return RenderedGroup(
-        group.did, group.label, group.steps, group.no_answer, group.noanswer_priority, group.done_priority, aliases
+        group.did,
+        group.label,
+        group.steps,
+        group.no_answer,
+        group.noanswer_priority,
+        group.done_priority,
+        aliases,
+        group.busy_check_priority,
     )
 
 
@@ -374,8 +403,8 @@ def script_ring_steps(
         return ScriptMeta(name, caller, did, "voicemail", None, ch.linkedid)
     if action.kind == HANGUP:
         _at(s, ch, group.noanswer_priority, "NoOp", "nobody answered")
-        dialplan_hangup(s, ch)
-        s.hangup(ch, 16, source="dialplan/builtin")
+        _hangup_unanswered(s, ch, group)
+        s.hangup(ch, CAUSE_NO_ANSWER, source="dialplan/builtin")
         s.device_state("PJSIP/trunk", "NOT_INUSE")
         return ScriptMeta(name, caller, did, "no_answer" if registered else "unavailable", None, ch.linkedid)
     assert action.target is not None and action.trunk is not None and action.ring_seconds is not None
@@ -393,11 +422,20 @@ def script_ring_steps(
     s.wait(action.ring_seconds - (s.t - start))
     s.dial_end(ch, leg, "NOANSWER")
     set_dialstatus(s, ch, "NOANSWER")
-    dialplan_hangup(s, ch)
+    s.exten(ch, "GotoIf", "0?done")
+    _hangup_unanswered(s, ch, group)
     s.hangup(leg, 0, source="")
-    s.hangup(ch, 16, source="dialplan/builtin")
+    s.hangup(ch, CAUSE_NO_ANSWER, source="dialplan/builtin")
     s.device_state("PJSIP/trunk", "NOT_INUSE")
     return ScriptMeta(name, caller, did, "no_answer", None, ch.linkedid)
+
+
+def _hangup_unanswered(s: CallScript, ch: Chan, group: RenderedGroup) -> None:
+    """Not busy (`GotoIf(0?busy)`), so `Hangup(19)`: the carrier hears 480, and the soft hangup it requests."""
+    assert group.busy_check_priority is not None
+    _at(s, ch, group.busy_check_priority, "GotoIf", "0?busy")
+    s.exten(ch, "Hangup", str(CAUSE_NO_ANSWER))
+    s.soft_hangup_request(ch, CAUSE_NO_ANSWER)
 
 
 # ---- the paths ----------------------------------------------------------------------------------------------------
