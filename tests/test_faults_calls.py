@@ -24,8 +24,8 @@ async def test_calls_that_start_and_end_while_the_service_is_down_are_found_and_
         await rig.place(calls[4:10])  # rung, answered or missed, and over, while nobody listened on AMI
         await rig.restart(after_s=0.2)
         await rig.place(calls[10:])
-        await rig.settle(timeout=30)
-        check_exactly_once(rig, calls)
+        await rig.settle(timeout=30, unknown_ok=True)  # a kill during a send leaves it unknown, never sent twice
+        check_exactly_once(rig, calls, unknown_ok=True)
 
 
 async def test_sigkill_at_random_moments_while_calls_ring_and_talk(tmp_path: Path) -> None:
@@ -37,8 +37,8 @@ async def test_sigkill_at_random_moments_while_calls_ring_and_talk(tmp_path: Pat
             await asyncio.sleep(rng.uniform(0.3, 1.2))
             await rig.kill()
             await rig.restart(after_s=rng.uniform(0.1, 1.0))
-        await rig.settle(timeout=40)
-        check_exactly_once(rig, calls)
+        await rig.settle(timeout=40, unknown_ok=True)  # a kill during a send leaves it unknown, never sent twice
+        check_exactly_once(rig, calls, unknown_ok=True)
         assert rig.kills == 3
 
 

@@ -221,6 +221,8 @@ async def test_random_kills_during_a_burst_of_calls(tmp_path: Path) -> None:
             await asyncio.sleep(max(0.0, began + at - time.monotonic()))
             await rig.kill_quietly(restart_after_s=0.3)
         await placing
-        await rig.settle(timeout=20)
-        check_exactly_once(rig, calls)
+        # A kill can land while texts are on the wire: those are `unknown` (never sent again) and settle only if
+        # their receipts reach the new bind; either way each caller must have got exactly one text at the SMSC.
+        await rig.settle(timeout=20, unknown_ok=True)
+        check_exactly_once(rig, calls, unknown_ok=True)
     assert rig.kills == len(kill_at) >= 3
