@@ -449,8 +449,11 @@ class FaultRig:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 message = dict(event.message)
+                now = time.time()
                 if "Timestamp" in message:
-                    message["Timestamp"] = f"{time.time():.6f}"
+                    message["Timestamp"] = f"{now:.6f}"
+                if "EventTime" in message:  # CEL: the row's time is this moment too, as Asterisk would write it
+                    message["EventTime"] = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
                 await self.ami.broadcast([message])
         finally:
             self.open_calls -= 1

@@ -361,9 +361,12 @@ def write_first_cel_rows(recorded: Path, path: Path, count: int) -> None:
     conn.close()
 
 
-async def test_progress_waits_for_a_call_in_progress_but_not_for_one_asterisk_lost(tmp_path: Path) -> None:
+async def test_progress_waits_for_a_call_in_progress_but_not_for_one_asterisk_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A call still going on keeps its rows to be read again; one Asterisk dropped when it crashed (no LINKEDID_END
-    will ever come, no channel is left) does not hold progress back forever."""
+    will ever come, no channel is left) does not hold progress back once AMI's view of it has waited HOLD_S."""
+    monkeypatch.setattr(cel_reconcile, "HOLD_S", 0.3)
     trace = next(t for t in TRACES if t.name.startswith("01-"))
     recorded = trace.path / "master.db"
     async with service_with_cel(tmp_path, recorded) as setup:
@@ -378,6 +381,7 @@ async def test_progress_waits_for_a_call_in_progress_but_not_for_one_asterisk_lo
         setup.server.drop_clients()  # Asterisk crashes: the call is gone with no end in CEL
         setup.server.clear_channels()
         await wait_until(lambda: setup.service.ami.connected and setup.service.tracker.active_calls == 0, 15)
+        await wait_until(lambda: setup.service.cel is not None and setup.service.cel.held == 0, 15)
         await two_more_sweeps(setup.service)
         await two_more_sweeps(setup.service)
         assert await setup.store.cel_progress(source) == 4

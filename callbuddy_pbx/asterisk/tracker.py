@@ -102,6 +102,7 @@ class _Channel:
     hangup_cause: int | None = None
     ended_at: float | None = None
     application: str = ""  # lower-cased dialplan application it is running (from Newexten)
+    generation: int = 0  # the tracker's snapshot generation when it was first seen (see begin_snapshot)
 
     @property
     def live(self) -> bool:
@@ -169,6 +170,7 @@ class CallTracker:
         self._from_cel = from_cel  # fed Asterisk's CEL rows (asterisk.cel), not the AMI stream: records say so
         self._calls: dict[str, _Call] = {}
         self._bridges: dict[str, dict[str, str]] = {}  # bridge id -> {Uniqueid: channel name} of current members
+        self._generation = 0  # bumped when a channel list is asked for: channels seen after may not be in it
         self._handlers: dict[str, Callable[[Mapping[str, str], float], _Call | None]] = {
             "Newchannel": self._on_newchannel,
             "Newstate": self._on_newstate,
@@ -224,7 +226,15 @@ class CallTracker:
         for call in self._calls.values():
             call.awaiting_reconcile = True
 
-    def reconcile(self, live_channels: Iterable[Mapping[str, str]], now: float) -> list[CallRecord]:
+    def begin_snapshot(self) -> int:
+        """Call just before asking Asterisk for its channel list; pass the result to `reconcile` as `asked`. A
+        channel whose Newchannel arrives while the list is on its way may be missing from it without having ended."""
+        self._generation += 1
+        return self._generation
+
+    def reconcile(
+        self, live_channels: Iterable[Mapping[str, str]], now: float, *, asked: int | None = None
+    ) -> list[CallRecord]:
         """After (re)connecting: align with Asterisk's `CoreShowChannels` list.
 
         A tracked call shows what happened while we were away when one of its channels ended, one was answered
@@ -241,6 +251,8 @@ class CallTracker:
         for call in list(self._calls.values()):
             gap = bool(by_call.get(call.linkedid, set()) - call.channels.keys())  # a channel born while away
             for channel in call.channels.values():
+                if asked is not None and channel.generation >= asked:
+                    continue  # first seen after the list was asked for: it may not be in it, it has not ended
                 if channel.live and channel.uniqueid not in live:
                     channel.ended_at = now
                     gap = True
@@ -287,7 +299,9 @@ class CallTracker:
         at = self._time(event, received_at)
         if call is not None:
             if uniqueid not in call.channels:
-                call.channels[uniqueid] = _Channel(event.get("Channel", ""), uniqueid, at, state=_int_state(event))
+                call.channels[uniqueid] = _Channel(
+                    event.get("Channel", ""), uniqueid, at, state=_int_state(event), generation=self._generation
+                )
             return call
         if not uniqueid or uniqueid != linkedid or _int_state(event) != STATE_RING:
             return None
@@ -295,7 +309,7 @@ class CallTracker:
         if not self._matcher.could_be_inbound(name, context):
             return None
         match = self._matcher.match(name, context, event.get("Exten", ""))
-        caller = _Channel(name, uniqueid, at, state=STATE_RING)
+        caller = _Channel(name, uniqueid, at, state=STATE_RING, generation=self._generation)
         call = _Call(linkedid, match, caller, event.get("CallerIDNum", ""), event.get("CallerIDName", ""))
         call.channels[uniqueid] = caller
         self._calls[linkedid] = call
@@ -345,7 +359,9 @@ class CallTracker:
         dest = call.channels.get(dest_id)
         at = self._time(event, received_at)
         if dest is None:
-            dest = call.channels[dest_id] = _Channel(event.get("DestChannel", ""), dest_id, at)
+            dest = call.channels[dest_id] = _Channel(
+                event.get("DestChannel", ""), dest_id, at, generation=self._generation
+            )
         dest.dial_string = event.get("DialString") or dest.dial_string
         dest.dial_status = dest.dial_status_at = None  # a new Dial of the same channel starts afresh
         return call

@@ -153,8 +153,9 @@ class CallService:
             self.devices.feed(event, received_at)
 
     async def _on_connected(self, client: AmiClient) -> None:
+        asked = self.tracker.begin_snapshot()
         _, channels = await client.list_action("CoreShowChannels")
-        self._judged(self.tracker.reconcile(channels, time.time()))
+        self._judged(self.tracker.reconcile(channels, time.time(), asked=asked))
         self._caught_up = True
         if self.cel is not None:
             self.cel.connected()

@@ -175,7 +175,7 @@ class CelReconciler:
         newest = max((rows[-1].time for rows in scan.open_calls.values() if rows), default=None)
         unfollowed: set[str] = set()
         for linkedid, rows in scan.open_calls.items():
-            if link_up and not self._followed(linkedid):
+            if link_up and not self._followed(linkedid) and linkedid not in self._held:
                 unfollowed.add(linkedid)
                 if linkedid in self._unfollowed_open:
                     continue  # gone from Asterisk without an end: nothing more will come
