@@ -4,7 +4,6 @@ stderr naming it, never a traceback, and a non-zero exit code; `--version`; a de
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.metadata
 import signal
 import socket
@@ -17,7 +16,7 @@ import pytest
 
 from callbuddy_pbx.cli import build_parser, main
 from callbuddy_pbx.model import CallRecord, Outcome
-from callbuddy_pbx.store import CallStore
+from tests.test_cli_calls_check import fill
 
 EXE = Path(sys.executable).with_name("callbuddy-pbx")
 GOLDEN_SALON = Path(__file__).resolve().parent / "golden" / "salon" / "callbuddy.yaml"
@@ -89,15 +88,6 @@ def call(linkedid: str, ended_at: float, business: str = "Glow Salon") -> CallRe
         hangup_cause=16,
         legs=(),
     )
-
-
-def fill(path: Path, records: list[CallRecord]) -> Path:
-    async def _fill() -> None:
-        async with await CallStore.open(path) as store:
-            await store.save_calls(records)
-
-    asyncio.run(_fill())
-    return path
 
 
 # -- tracebacks become one line --------------------------------------------------------------------------------------
