@@ -25,7 +25,6 @@ import dataclasses
 import os
 import pwd
 import sys
-import tempfile
 import time
 import unicodedata
 from datetime import datetime
@@ -41,6 +40,7 @@ from callbuddy_pbx.config.pbx import AUTO_SECRET, PbxConfig
 from callbuddy_pbx.message_text import CALLER_NAME_MAX, encoding_of, fields_of, non_gsm_characters, render, segments
 from callbuddy_pbx.service.ari_status import check_ari, password_is_derived, routed_numbers
 from callbuddy_pbx.service.pbx_status import Finding, Level, PbxStatus, fetch_pbx_status, problems
+from callbuddy_pbx.store.db import folder_unwritable
 from callbuddy_pbx.untrusted import printable
 
 SAMPLE_CALLER = "Jane"
@@ -79,12 +79,9 @@ def storage_problems(config: Config) -> list[str]:
     who = _user_name()
     database = config.storage.path
     folder = database.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):  # SQLite writes its journal beside the database
-            pass
-    except OSError as exc:
-        found.append(f"the storage folder {folder} (storage.path) is not writable by {who}: {_os_reason(exc)}")
+    unwritable = folder_unwritable(folder)
+    if unwritable is not None:
+        found.append(f"the storage folder {folder} (storage.path) is not writable by {who}: {_os_reason(unwritable)}")
     else:
         if database.exists():
             try:

@@ -8,7 +8,6 @@ import gc
 import logging
 import signal
 import sys
-import tempfile
 from pathlib import Path
 
 from aiohttp import web
@@ -26,7 +25,7 @@ from callbuddy_pbx.service.metrics import Metrics, store_backlog
 from callbuddy_pbx.service.notify import Notifier, alert_route
 from callbuddy_pbx.service.site import service_site
 from callbuddy_pbx.sms.factory import build_gateways
-from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.store.db import CallStore, folder_unwritable
 from callbuddy_pbx.web.health import config_secrets
 from callbuddy_pbx.web.server import start_web
 
@@ -134,10 +133,7 @@ def storage_problem(database: Path) -> str | None:
     folder = database.parent
     if folder.exists() and not folder.is_dir():
         return f"cannot write the database folder {folder}: it is a file, not a folder"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
+    exc = folder_unwritable(folder)
+    if exc is not None:
         return f"cannot write the database folder {folder}: {(exc.strerror or str(exc)).lower()}"
     return None

@@ -16,6 +16,7 @@ import yaml
 from callbuddy_pbx.config.reader import Reader, shown
 
 DEFAULT_CEL_PATH = Path("/var/log/asterisk/master.db")  # cel_sqlite3_custom's file in Asterisk's log folder
+DEFAULT_TEXT_WITHIN_S = 30 * 60.0  # a missed call found in CEL is texted when it ended less than this long ago
 _KEYS = ("sqlite", "table", "timezone", "text_found_calls_within_minutes", "poll_seconds")
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # the name goes into SQL: an identifier, nothing more
 
@@ -27,7 +28,7 @@ class CelConfig:
     # The PBX's time zone, for `eventtime` written as wall-clock text (a `dateformat` in cel.conf); None: this host's.
     timezone: str | None = None
     # A missed call found in CEL is texted when it ended less than this long ago; older ones are stored, not texted.
-    text_within_s: float = 30 * 60.0
+    text_within_s: float = DEFAULT_TEXT_WITHIN_S
     poll_s: float = 5.0  # how often CEL is read for calls the AMI link did not finish
 
     @property

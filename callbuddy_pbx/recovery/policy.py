@@ -15,12 +15,11 @@ from zoneinfo import ZoneInfo
 import phonenumbers
 
 from callbuddy_pbx.config import Business
+from callbuddy_pbx.config.cel import DEFAULT_TEXT_WITHIN_S
 from callbuddy_pbx.message_text import fields_of, render
 from callbuddy_pbx.model import CallRecord, Outcome
 from callbuddy_pbx.phone import is_withheld
 from callbuddy_pbx.recovery.schedule import is_open, next_allowed
-
-DEFAULT_FOUND_LATE_S = 30 * 60.0  # a missed call found in CEL is texted when it ended less than this long ago
 
 
 class Reason(StrEnum):
@@ -98,7 +97,7 @@ def decide(
     *,
     public_url: str = "",
     link_token: str = "",
-    found_late_s: float = DEFAULT_FOUND_LATE_S,
+    found_late_s: float = DEFAULT_TEXT_WITHIN_S,
 ) -> Decision:
     """Whether this finished call gets a text; the first rule that says no gives the reason.
 

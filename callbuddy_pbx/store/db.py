@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -229,6 +230,18 @@ async def insert_calls(conn: aiosqlite.Connection, records: Sequence[CallRecord]
             rows = [_leg_row(record.linkedid, seq, leg) for seq, leg in enumerate(record.legs)]
             await conn.executemany(_INSERT_LEG, rows)
     return new
+
+
+def folder_unwritable(folder: Path) -> OSError | None:
+    """Why a database cannot be kept in `folder` (None: the folder exists, or was made here, and a file can be
+    written in it, as SQLite writes its journal beside the database). For `run` and `check`, before they start."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return exc
+    return None
 
 
 def _connect_target(path: Path, create: bool) -> str:
