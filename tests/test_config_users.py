@@ -119,6 +119,42 @@ web:
     ]
 
 
+def test_a_business_user_sees_full_numbers_unless_mask_numbers(write: Write) -> None:
+    path = write(
+        HEAD
+        + f"""\
+web:
+  users:
+    - {{name: owner, password_hash: "{HASH}", businesses: [Glow Salon]}}
+    - {{name: desk, password_hash: "{HASH}", businesses: [Glow Salon], mask_numbers: true}}
+    - {{name: old, password_hash: "{HASH}", businesses: [Glow Salon], show_numbers: false}}
+    - {{name: both, password_hash: "{HASH}", businesses: [Glow Salon], mask_numbers: false, show_numbers: true}}
+    - {{name: ann, password_hash: "{HASH}", role: admin, show_numbers: false}}
+"""
+    )
+    shown = {user.name: user.show_numbers for user in load_config(path).web.users}
+    # `show_numbers: false` (the older key) still masks; an admin's old entry keeps full numbers.
+    assert shown == {"owner": True, "desk": False, "old": False, "both": True, "ann": True}
+
+
+def test_mask_numbers_problems(write: Write) -> None:
+    path = write(
+        HEAD
+        + f"""\
+web:
+  users:
+    - {{name: a, password_hash: "{HASH}", businesses: [Glow Salon], mask_numbers: true, show_numbers: true}}
+    - {{name: b, password_hash: "{HASH}", role: admin, mask_numbers: true}}
+    - {{name: c, password_hash: "{HASH}", businesses: [Glow Salon], mask_numbers: sometimes}}
+"""
+    )
+    assert problems_of(path) == [
+        f"{path}:8: web.users[0].show_numbers: contradicts mask_numbers (keep one)",
+        f"{path}:9: web.users[1].mask_numbers: an admin always sees full numbers",
+        f"{path}:10: web.users[2].mask_numbers: 'sometimes' is not true or false",
+    ]
+
+
 def test_missing_password_hash_and_zero_hours(write: Write) -> None:
     path = write(HEAD + "web:\n  users: [{role: admin}]\n  session_hours: 0\n")
     assert problems_of(path) == [
@@ -197,11 +233,12 @@ def test_write_then_read_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "users.yaml"
     users = [
         WebUser("ann", HASH, "admin"),
-        WebUser("bob", OTHER, "business", ("Glow Salon", "Bolt Garage"), show_numbers=True),
-        WebUser("zoë", OTHER, "business", ("Glow Salon",)),
+        WebUser("bob", OTHER, "business", ("Glow Salon", "Bolt Garage")),
+        WebUser("zoë", OTHER, "business", ("Glow Salon",), show_numbers=False),
     ]
     write_users_file(path, users)
     assert read_users_file(path) == users
+    assert path.read_text(encoding="utf-8").count("mask_numbers: true") == 1  # zoë's, in the key people write
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(os.listdir(tmp_path)) == ["users.yaml"]  # no temporary file left behind
     write_users_file(path, [])

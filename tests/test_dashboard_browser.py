@@ -54,6 +54,14 @@ async def server_fixture(filled: tuple[CallStore, Scenario]) -> AsyncIterator[tu
         yield server, store
 
 
+# How many lines each element's text takes on screen (the distinct tops of its text's boxes).
+LINES_OF_TEXT = """elements => elements.filter(e => e.textContent.trim()).map(e => {
+  const range = document.createRange();
+  range.selectNodeContents(e);
+  return new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top))).size;
+})"""
+
+
 async def visit(page: Page, url: str) -> None:
     """Go to a dashboard page; it must come with the service's own security headers."""
     response = await page.goto(url)
@@ -128,6 +136,12 @@ async def test_pages_keep_to_the_csp_and_fit_a_phone(
     assert color == "solid"  # the stylesheet applied
     for path in ("/calls", "/devices", "/system"):
         await visit(page, str(site.make_url(path)))
+    # Short values (times, durations, states) never break over two lines, even in a narrow window.
+    await page.set_viewport_size({"width": 760, "height": 740})
+    for path in ("/calls", "/devices"):
+        await visit(page, str(site.make_url(path)))
+        lines = await page.locator(".time, .duration, .tag").evaluate_all(LINES_OF_TEXT)
+        assert lines and max(lines) == 1, path
     await page.set_viewport_size({"width": 375, "height": 740})
     await visit(page, str(site.make_url("/calls")))
     assert await page.locator("table.calls thead").evaluate("e => getComputedStyle(e).display") == "none"

@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import io
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from aiohttp import web
 from playwright.async_api import BrowserContext, Page, expect
 
 from callbuddy_pbx.config import Business, Config, GatewayConfig, TextBack, WebUser, default_config
+from callbuddy_pbx.config.pbx import Phone
 from callbuddy_pbx.passwords import hash_password
 from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.service.app import CallService
@@ -73,6 +75,10 @@ def site_config(data_dir: Path, ami_port: int) -> Config:
             Business(DENTAL, (DENTAL_DID,), "America/Chicago", text_back=text_back),
         ),
         gateways=(GatewayConfig("sms", "simulated", rate_per_s=0),),
+        # The simulated desks 100 and 101, by the names an owner knows them.
+        pbx=dataclasses.replace(
+            base.pbx, phones=(Phone("100", "Front desk", GLOW, person="Mia"), Phone("101", "Back room", GLOW))
+        ),
     )
 
 
@@ -152,10 +158,15 @@ async def test_an_owner_sees_a_missed_call_arrive_and_follows_it(
     assert len(site.gateway.sent) == 2 and site.gateway.sent[-1].to == "+15557770003"
     await page.screenshot(path=screenshot_path(tmp_path, "missed-calls"), full_page=True)
 
-    # Its detail: which desks rang, the verdict, the text and its receipt.
+    # Its detail: what happened in words, which desks rang (by their names), the verdict, the text and its receipt;
+    # the channels only in the admin's technical details.
     await row.locator("a").first.click()
     await expect(page).to_have_url(f"{site.url}/calls/{linkedid}")
-    await expect(page.locator("#legs + table")).to_contain_text("PJSIP/100")
+    await expect(page.locator('[data-figure="story"]')).to_have_text(
+        re.compile(r"^Rang Mia \(Front desk\) and Back room for \d+(\.\d)?\xa0s; nobody picked up\.$")
+    )
+    await expect(page.locator("#phones + table")).to_contain_text("Mia (Front desk)")
+    await expect(page.locator("details.technical")).to_contain_text("PJSIP/100")
     await expect(page.locator('[data-figure="verdict"]')).to_have_attribute("data-value", "send")
     await expect(page.locator("main")).to_contain_text("Delivered")
     await page.screenshot(path=screenshot_path(tmp_path, "call-detail"), full_page=True)
@@ -186,7 +197,11 @@ async def test_an_owner_sees_a_missed_call_arrive_and_follows_it(
         await expect(page.locator(f'.figure[data-figure="{figure}"]')).to_have_attribute("data-value", str(value))
     await page.screenshot(path=screenshot_path(tmp_path, "overview"), full_page=True)
     await page.goto(site.url + "/devices")
-    await expect(page.locator("main")).to_contain_text("PJSIP/100")
+    desk = page.locator('tr[data-device="PJSIP/100"]')
+    await expect(desk).to_contain_text("Front desk")
+    await expect(desk.locator('td[data-label="Person"]')).to_have_text("Mia")
+    await expect(desk.locator('td[data-label="Connection"]')).to_contain_text("Connected")
+    await expect(desk.locator('td[data-label="Connection"]')).to_contain_text("sip:100@127.0.0.1:5101")
     await page.screenshot(path=screenshot_path(tmp_path, "devices"), full_page=True)
     await page.goto(site.url + "/system")
     await page.screenshot(path=screenshot_path(tmp_path, "system"), full_page=True)
@@ -211,7 +226,7 @@ async def test_a_business_user_cannot_open_another_business_call(
     await log_in(page, site, "glow", OWNER_PASSWORD, "/calls")
     own_row = page.locator(f'tr[id="call-{mine}"]')
     await expect(own_row).to_be_visible()
-    await expect(own_row).not_to_contain_text("+15557770005")  # masked for this owner
+    await expect(own_row).to_contain_text("+15557770005")  # the business's own caller: in full, to call back
     await expect(page.locator(f'tr[id="call-{theirs}"]')).to_have_count(0)
     await expect(page.locator('nav a:has-text("Devices")')).to_have_count(0)
 

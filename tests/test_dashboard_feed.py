@@ -136,6 +136,24 @@ async def test_numbers_as_the_viewer_may_see_them(site: Site) -> None:
     assert "withheld" in masked  # a call without a number
 
 
+ROW_TIME = re.compile(r'<tr id="call-([^"]+)".*?<td data-label="Time" class="time"><a href="[^"]+">([^<]+)</a>', re.S)
+
+
+@pytest.mark.parametrize(("user", "zone"), [("admin", "UTC"), ("glow", "America/New_York"), ("both", "UTC")])
+async def test_one_clock_per_feed_so_rows_read_in_time_order(site: Site, user: str, zone: str) -> None:
+    _, html = await site.page("/calls", user, all="1")
+    assert f"Times in {zone}." in html
+    shown = ROW_TIME.findall(html)
+    assert len(shown) == PAGE_SIZE
+    if user != "glow":  # rows of several businesses (and their clocks) on one page
+        assert len({site.scenario.call(linkedid).record.business for linkedid, _ in shown}) > 1
+    for linkedid, text in shown:  # every row on the page's clock, whichever business it belongs to
+        ended = site.scenario.call(linkedid).record.ended_at
+        assert text == datetime.fromtimestamp(ended, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
+    times = [text for _, text in shown]
+    assert times == sorted(times, reverse=True)  # newest first, as read
+
+
 async def test_hostile_caller_names_are_escaped(site: Site) -> None:
     _, html = await site.page("/calls", "glow", **{"from": "2024-03-01"})
     assert XSS_NAME not in html and "<script>alert" not in html
@@ -164,10 +182,10 @@ async def test_csv_has_the_feeds_rows(site: Site, user: str) -> None:
     scope = VIEWERS[user].scope
     want = feed_expected(site.scenario, scope, missed_only=False)
     assert [row["linkedid"] for row in rows] == want and len(want) > PAGE_SIZE  # every page, not just the first
+    tz = {"admin": "UTC", "glow": "America/New_York"}[user]  # one clock per export: the admin's businesses differ
     for row in rows:
         call = site.scenario.call(row["linkedid"])
         record = call.record
-        tz = {GLOW: "America/New_York", BOLT: "Europe/London"}.get(record.business or "", "UTC")
         shown = VIEWERS[user].number(record.caller)
         assert row["caller"] == ("'" + shown if shown.startswith("+") else shown)  # injection prefix on "+"
         assert row["timezone"] == tz and row["business"] == (record.business or "")

@@ -24,6 +24,7 @@ from aiohttp.typedefs import Middleware
 
 from callbuddy_pbx.asterisk.devices_model import Device
 from callbuddy_pbx.config import Business, WebUser
+from callbuddy_pbx.config.pbx import Phone
 from callbuddy_pbx.model import CallRecord, LegRecord, Outcome
 from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState
 from callbuddy_pbx.store.db import CallStore
@@ -52,9 +53,9 @@ CSRF = "csrf-token-for-tests"
 # Made as the login middleware makes them, from the configured users.
 VIEWERS = {
     "admin": Viewer.of(WebUser("admin", "scrypt$x", ADMIN)),  # every business, full numbers
-    "glow": Viewer.of(WebUser("glow-owner", "scrypt$x", BUSINESS, (GLOW,))),  # numbers masked
-    "bolt": Viewer.of(WebUser("bolt-owner", "scrypt$x", BUSINESS, (BOLT,), show_numbers=True)),
-    "both": Viewer.of(WebUser("both-owner", "scrypt$x", BUSINESS, (GLOW, BOLT), show_numbers=True)),
+    "glow": Viewer.of(WebUser("glow-owner", "scrypt$x", BUSINESS, (GLOW,), show_numbers=False)),  # mask_numbers
+    "bolt": Viewer.of(WebUser("bolt-owner", "scrypt$x", BUSINESS, (BOLT,))),  # full numbers: the default
+    "both": Viewer.of(WebUser("both-owner", "scrypt$x", BUSINESS, (GLOW, BOLT))),
 }
 
 
@@ -307,6 +308,8 @@ DEVICES = (
     Device("PJSIP/102", "102", "UNAVAILABLE", False, (), "", "", None, None),
     Device("PJSIP/103", "103", "UNKNOWN", None),
 )  # fmt: skip
+# The configured phones: 101 and 102 by name (101 with its person), 100 and 103 not configured.
+PHONES = (Phone("101", "Front desk", GLOW, person="Ann"), Phone("102", "Back room", BOLT))
 HEALTH = HealthStatus(
     AmiHealth(False, "connection refused <by> firewall"),
     {"smpp-main": GatewayHealth(True, "bound"), "twilio": GatewayHealth(False, "last send failed: <timeout>")},
@@ -336,6 +339,7 @@ def make_context(store: CallStore, **overrides: object) -> DashboardContext:
         "businesses": BUSINESSES,
         "health": lambda: HEALTH,
         "devices": lambda: DEVICES,
+        "phones": PHONES,
         "ami_last_event_at": lambda: NOW - 12,
         "version": "9.9.9-test",
         "clock": lambda: NOW,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from callbuddy_pbx.model import Outcome
 from callbuddy_pbx.phone import mask
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.messages import MessageStore, NewText, SendUpdate
@@ -64,27 +65,54 @@ async def test_call_detail_shows_the_call_legs_verdict_texts_and_clicks(site: Si
     assert record.caller is not None
     status, html = await site.page(detail(site, record.linkedid), "both")
     assert status == 200
-    assert f"Call from {record.caller}" in html and (record.caller_name or "") in html
-    assert html.count('<td data-label="Endpoint">') == len(record.legs) == 2
-    assert "PJSIP/15557654321@trunk" in html  # a viewer with numbers sees the dial string
+    assert f'Call from <span class="number">{record.caller}</span>' in html and (record.caller_name or "") in html
+    assert '<p class="story" data-figure="story">' in html  # its words: test_dashboard_call_story.py
+    assert html.count("<tr data-phone=") == len(record.legs) == 2  # the desk and the mobile the trunk dialled
+    assert '<tr data-phone="15557654321">' in html  # a viewer with numbers sees the number forwarded to
     assert read_html(html).figures["clicks"] == "3"
     assert "Mozilla/5.0 &lt;img src=x onerror=alert(1)&gt;" in html and "<img" not in html
-    assert "Text the caller: missed call, first text today" in html
-    assert '<span class="tag text-delivered">Delivered</span>' in html and f"m-{record.linkedid}" in html
-    assert "Sorry we missed you" in html
+    assert "CallBuddy chose to text the caller back." in html
+    assert '<span class="tag text-delivered">Delivered</span>' in html and "Sorry we missed you" in html
+    for technical in ("Technical details", "Hang-up cause", "Dial status", "PJSIP/", "Message id", record.linkedid):
+        assert technical not in html.replace(f"/calls/{record.linkedid}", "")  # an owner reads none of it
+
+    status, admin = await site.page(detail(site, record.linkedid), "admin")
+    assert status == 200 and '<details class="technical">' in admin
+    assert admin.count('<td data-label="Endpoint">') == 2 and "PJSIP/15557654321@trunk" in admin
+    assert f"<code>{record.linkedid}</code>" in admin and f"m-{record.linkedid}" in admin
 
     status, masked = await site.page(detail(site, record.linkedid), "glow")
     assert status == 200 and record.caller not in masked and mask(record.caller) in masked
-    assert "15557654321" not in masked and "PJSIP/15*******21@trunk" in masked
+    assert "15557654321" not in masked and '<tr data-phone="15*******21">' in masked
 
     hostile = next(c for c in site.scenario.calls if c.record.caller_name == XSS_NAME)
     _, html = await site.page(detail(site, hostile.record.linkedid), "glow")
     assert XSS_NAME not in html and "&lt;script&gt;alert(1)&lt;/script&gt;&#34;&#39;" in html
-    assert '<span class="tag text-failed">Failed</span>' in html and "rejected by the gateway" in html
+    assert '<span class="tag text-failed">Failed</span>' in html and "rejected by the gateway" not in html
+    _, html = await site.page(detail(site, hostile.record.linkedid), "admin")
+    assert "rejected by the gateway" in html  # the gateway's words are for the admin
 
     answered = next(c for c in site.scenario.calls if not c.record.missed and c.record.business == GLOW)
     _, html = await site.page(detail(site, answered.record.linkedid), "glow")
-    assert "No decision recorded (answered calls are not texted)." in html
+    assert "Answered calls are not texted." in html
+
+
+async def test_call_detail_names_the_configured_phones(site: Site) -> None:
+    """Desk 101 is "Front desk", used by Ann; desk 100 is not in the configuration. The mobile the trunk dialled is
+    a number, masked for this viewer like the caller's."""
+    for desk, name in (("101", "Ann (Front desk)"), ("100", "phone 100")):
+        call = next(
+            c
+            for c in site.scenario.calls
+            if c.record.business == GLOW
+            and c.record.outcome is Outcome.NO_ANSWER
+            and c.record.legs[0].endpoint == f"PJSIP/{desk}"
+        )
+        _, html = await site.page(detail(site, call.record.linkedid), "glow")
+        assert f'<tr data-phone="{name}">' in html
+        story = re.search(r'<p class="story" data-figure="story">([^<]*)</p>', html)
+        assert story is not None
+        assert story.group(1) == f"Rang {name} and 15*******21 for 35\u00a0s; nobody picked up."
 
 
 async def test_devices_page(site: Site) -> None:
@@ -93,10 +121,20 @@ async def test_devices_page(site: Site) -> None:
     page = read_html(html)
     rows = [attrs.get("data-device") for tag, attrs in page.elements if tag == "tr" and "data-device" in attrs]
     assert rows == ["PJSIP/101", "PJSIP/102", "PJSIP/103"]
-    assert re.findall(r'data-figure="registered">(\w+)<', html) == ["yes", "no", "unknown"]
+    cells = re.findall(r'<td data-label="(Phone|Person|Business)" class="name">([^<]*)', html)
+    assert [text.strip() for _, text in cells] == [
+        "Front desk", "Ann", GLOW,  # the configured name and person, not the registry's
+        "Back room", "–", BOLT,
+        "103", "–", "–",  # not configured: its extension
+    ]  # fmt: skip
+    assert re.findall(r'data-value="(\w+)">([\w ]+)</span>', html) == [
+        ("yes", "Connected"), ("no", "Not connected"), ("unknown", "Unknown")
+    ]  # fmt: skip
+    states = re.findall(r'<span class="tag" data-state="(\w+)" title="\w+">([^<]+)</span>', html)
+    assert states == [("NOT_INUSE", "Free"), ("UNAVAILABLE", "Not connected"), ("UNKNOWN", "Unknown")]
     assert "Yealink &lt;b&gt;T46&lt;/b&gt;" in html and "<b>" not in html
-    assert "sip:101@10.0.0.5:5060" in html and "Ann" in html and "NOT_INUSE" in html
-    assert "2024-03-15 14:30" in html  # the state's change, on the shared clock (UTC here: the clocks differ)
+    assert '<code class="contact">sip:101@10.0.0.5:5060</code>' in html  # a connected phone: where it is
+    assert "2024-03-15 14:30" in html and "Times in UTC." in html  # the shared clock (UTC here: the clocks differ)
 
 
 async def test_devices_page_without_devices(filled: tuple[CallStore, Scenario]) -> None:
@@ -127,7 +165,7 @@ async def test_system_page(site: Site) -> None:
     assert got["ami"] == "down" and "connection refused &lt;by&gt; firewall" in html
     assert (got["gateway:smpp-main"], got["gateway:twilio"]) == ("up", "down")
     assert "last send failed: &lt;timeout&gt;" in html
-    assert "2024-03-15 15:29:48 (12.0 s ago)" in html  # the last AMI event
+    assert "2024-03-15 15:29:48 (12\xa0s ago)" in html  # the last AMI event
     assert got["version"] == "9.9.9-test" and str(site.store.path) in html
 
 
@@ -209,7 +247,7 @@ async def test_feed_rows_link_to_their_detail(site: Site) -> None:
     links = re.findall(r'<a href="(/calls/[^"]+)">', html)
     assert links and len(links) == len(read_html(html).row_ids)
     status, page = await site.page(links[0], "glow")
-    assert status == 200 and "Timeline" in page
+    assert status == 200 and "Phones that rang" in page
 
 
 async def test_linkedid_with_odd_characters(filled: tuple[CallStore, Scenario], tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from callbuddy_pbx.config import WebUser
 from callbuddy_pbx.config.web import ApiToken
 from callbuddy_pbx.model import CallRecord, LegRecord, Outcome
 from callbuddy_pbx.passwords import hash_password
+from callbuddy_pbx.phone import mask
 from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.service.metrics import Metrics
 from callbuddy_pbx.service.site import service_site
@@ -90,6 +91,8 @@ async def client_fixture(tmp_path: Path) -> AsyncIterator[TestClient]:
     users = (
         WebUser("admin", hash_password(PASSWORD), role="admin"),
         WebUser("glow", hash_password(PASSWORD), role="business", businesses=(GLOW,)),
+        # `mask_numbers: true` in the users file
+        WebUser("glow-desk", hash_password(PASSWORD), role="business", businesses=(GLOW,), show_numbers=False),
     )
     service = CallService(config, store)
     app = service_site(config, store, service, {}, Metrics(), users=lambda: users)
@@ -158,10 +161,11 @@ async def test_a_business_user_sees_only_their_business(client: TestClient) -> N
     feed = await client.get("/calls")
     text = await feed.text()
     assert feed.status == 200 and "1000.1" in text and "2000.1" not in text
-    assert GLOW_CALLER not in text  # masked: this user may not see numbers
+    assert GLOW_CALLER in text and DENTAL_CALLER not in text  # their own caller in full, to call back; no other
 
     csv_text = await (await client.get("/calls.csv?all=1")).text()
     assert "1000.1" in csv_text and "2000.1" not in csv_text
+    assert GLOW_CALLER in csv_text and DENTAL_CALLER not in csv_text
 
     own, other, unknown = [await client.get(f"/calls/{i}") for i in ("1000.1", "2000.1", "9999.9")]
     assert own.status == 200
@@ -173,6 +177,14 @@ async def test_a_business_user_sees_only_their_business(client: TestClient) -> N
     for page in ("/", "/calls", "/calls.csv"):  # asking for another business by name is refused, not widened
         asked = await client.get(page, params={"business": DENTAL})
         assert asked.status == 403 and "2000.1" not in await asked.text(), page
+
+
+async def test_a_user_with_mask_numbers_sees_no_full_number_anywhere(client: TestClient) -> None:
+    await log_in(client, "glow-desk")
+    for page in ("/calls?all=1", "/calls.csv?all=1", "/calls/1000.1"):
+        response = await client.get(page)
+        text = await response.text()
+        assert response.status == 200 and GLOW_CALLER not in text and mask(GLOW_CALLER) in text, page
 
 
 async def test_an_admin_sees_every_business_and_full_numbers(client: TestClient) -> None:

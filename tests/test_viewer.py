@@ -2,7 +2,8 @@
 export reads from the `Viewer` the login put on the request.
 
 An admin sees every business (calls that reached no business too) and full numbers. A business user sees only their
-own businesses, and callers' numbers masked (country prefix and last two digits) unless `show_numbers` is set.
+own businesses, and callers' full numbers (their own customers, to call back) unless the installer set
+`mask_numbers: true` (read as `show_numbers=False`): then masked, country prefix and last two digits.
 The expected masked forms are written out by hand, not computed by the code under test.
 """
 
@@ -15,12 +16,13 @@ from callbuddy_pbx.web.viewer import ADMIN, BUSINESS, Viewer
 
 GLOW, BOLT, OTHER = "Glow Salon", "Bolt Garage", "Sharp Cuts"
 JANE = "+15557654321"
-JANE_MASKED = "+155******21"  # what a business user without show_numbers reads in place of Jane's number
+JANE_MASKED = "+155******21"  # what a business user with mask_numbers reads in place of Jane's number
 
 # The users of a configuration; each test makes its viewers from them, as the login does for every request.
 ADMIN_ENTRY = WebUser("root", "scrypt$x", ADMIN)
-GLOW_ENTRY = WebUser("glow-owner", "scrypt$x", BUSINESS, (GLOW,))
-BOTH_ENTRY = WebUser("both-owner", "scrypt$x", BUSINESS, (GLOW, BOLT), show_numbers=True)
+GLOW_ENTRY = WebUser("glow-owner", "scrypt$x", BUSINESS, (GLOW,))  # as a users file entry without number settings
+MASKED_ENTRY = WebUser("glow-desk", "scrypt$x", BUSINESS, (GLOW,), show_numbers=False)  # `mask_numbers: true`
+BOTH_ENTRY = WebUser("both-owner", "scrypt$x", BUSINESS, (GLOW, BOLT))
 
 
 def test_the_viewer_is_the_user_who_logged_in() -> None:
@@ -62,21 +64,22 @@ def test_a_user_of_several_businesses_sees_each_of_them_and_no_other() -> None:
     assert not both_owner.may_see(OTHER)
 
 
-def test_a_business_user_sees_callers_numbers_masked() -> None:
-    glow_owner = Viewer.of(GLOW_ENTRY)
-    shown = glow_owner.number(JANE)
+def test_a_business_user_sees_their_callers_full_numbers_by_default() -> None:
+    for entry in (GLOW_ENTRY, BOTH_ENTRY):
+        viewer = Viewer.of(entry)
+        assert viewer.show_numbers and viewer.number(JANE) == JANE  # to call them back
+    assert Viewer.of(GLOW_ENTRY).scope == [GLOW]  # full numbers, still only their business
+
+
+def test_a_business_user_with_mask_numbers_sees_them_masked() -> None:
+    desk = Viewer.of(MASKED_ENTRY)
+    shown = desk.number(JANE)
     assert shown == JANE_MASKED
     assert "7654" not in shown  # the subscriber's digits stay hidden
-    assert glow_owner.number("+442079460018") == "+442*******18"
+    assert desk.number("+442079460018") == "+442*******18"
 
 
-def test_a_business_user_with_show_numbers_sees_them_in_full() -> None:
-    assert Viewer.of(BOTH_ENTRY).number(JANE) == JANE
-    viewer = Viewer.of(WebUser("glow-desk", "scrypt$x", BUSINESS, (GLOW,), show_numbers=True))
-    assert viewer.number(JANE) == JANE and viewer.scope == [GLOW]  # full numbers, still only their business
-
-
-@pytest.mark.parametrize("user", [ADMIN_ENTRY, GLOW_ENTRY, BOTH_ENTRY], ids=["admin", "masked", "full"])
+@pytest.mark.parametrize("user", [ADMIN_ENTRY, MASKED_ENTRY, BOTH_ENTRY], ids=["admin", "masked", "full"])
 @pytest.mark.parametrize("number", [None, ""])
 def test_a_call_without_a_number_reads_withheld_for_everyone(user: WebUser, number: str | None) -> None:
     assert Viewer.of(user).number(number) == "withheld"

@@ -301,7 +301,7 @@ async def run_demo(
     print(f"the simulated Asterisk writes its CEL rows to {cel_db.path} (the service's cel.sqlite)")
     print(f"dashboard: http://{shown_host}:{web_port}/")
     print(f"  log in as admin / {passwords['admin']}  (every business, full numbers)")
-    print(f"  or glow / {passwords['glow']}  (Glow Salon only, numbers masked)")
+    print(f"  or glow / {passwords['glow']}  (Glow Salon only, its callers' numbers in full)")
     howmany = f"{calls} inbound calls" if calls is not None else "calls until Ctrl-C"
     print(
         f"placing {howmany}, scripted calls played {speed:g}x faster (a 20 s ring lasts {20 / speed:.3g} s);"

@@ -1,6 +1,6 @@
 """Dashboard logins in the configuration: `web.users`, `web.users_file`, `web.session_hours`, `web.secure_cookies`.
 
-Users are `{name, password_hash, role, businesses, show_numbers}` entries, inline under `web.users` or in the YAML
+Users are `{name, password_hash, role, businesses, mask_numbers}` entries, inline under `web.users` or in the YAML
 list `web.users_file` names (relative to the configuration's directory), which `callbuddy-pbx user` maintains.
 A users file that does not exist yet means no users; one that cannot be read or has problems is reported with its
 own file and line. Password hashes are never quoted in a message.
@@ -36,7 +36,8 @@ from callbuddy_pbx.passwords import check_hash_format
 
 log = logging.getLogger(__name__)
 
-USER_KEYS = ("name", "password_hash", "role", "businesses", "show_numbers")
+# `show_numbers` is the older key: `show_numbers: false` still masks; full numbers are the default now.
+USER_KEYS = ("name", "password_hash", "role", "businesses", "mask_numbers", "show_numbers")
 SECURE_COOKIES = ("auto", "always", "never")
 MAX_SESSION_HOURS = 720.0  # 30 days
 USER_NAME = re.compile(r"[\w.@+-]{1,64}")
@@ -59,13 +60,13 @@ class WebUser:
     """Someone who may log in to the dashboard.
 
     An admin sees every business and full phone numbers; a business user sees only `businesses`, with callers'
-    numbers masked unless `show_numbers`."""
+    full numbers (the business's own customers, to call back) unless the installer set `mask_numbers: true`."""
 
     name: str
     password_hash: str = field(repr=False)  # "scrypt$..." as written by `callbuddy-pbx user add`
     role: str = "business"  # "admin" | "business"
     businesses: tuple[str, ...] = ()
-    show_numbers: bool = False  # admins always see numbers
+    show_numbers: bool = True  # False: `mask_numbers: true` (ignored for admins: they always see numbers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,11 +198,8 @@ class UsersReader:
         if "businesses" in section:
             businesses = self.business_names(section["businesses"], f"{path}.businesses")
             ok = ok and businesses is not None
-        show_numbers = False
-        if "show_numbers" in section:
-            shown_numbers = self.r.boolean(section["show_numbers"], f"{path}.show_numbers")
-            ok = ok and shown_numbers is not None
-            show_numbers = bool(shown_numbers)
+        show_numbers = self._show_numbers(section, path, role)
+        ok = ok and show_numbers is not None
         if role == "business" and businesses == ():
             where = section.get("businesses", entry)
             self.r.problem(where, path, "a business user needs `businesses` (the businesses whose calls they see)")
@@ -213,7 +211,23 @@ class UsersReader:
             ok = False
         if not ok or name is None or password_hash is None or role is None or businesses is None:
             return None
-        return WebUser(name, password_hash, role, businesses, show_numbers)
+        return WebUser(name, password_hash, role, businesses, bool(show_numbers))
+
+    def _show_numbers(self, section: dict[str, yaml.Node], path: str, role: str | None) -> bool | None:
+        """Whether the user sees callers' full numbers: yes unless `mask_numbers: true` (or the older
+        `show_numbers: false`); None when the keys have a problem."""
+        keys = [key for key in ("mask_numbers", "show_numbers") if key in section]
+        given = {key: self.r.boolean(section[key], f"{path}.{key}") for key in keys}
+        if None in given.values():
+            return None
+        mask = given["mask_numbers"] if "mask_numbers" in given else given.get("show_numbers") is False
+        if given.get("show_numbers") is mask:  # only when both are given and say opposite things
+            self.r.problem(section["show_numbers"], f"{path}.show_numbers", "contradicts mask_numbers (keep one)")
+            return None
+        if role == "admin" and given.get("mask_numbers"):
+            self.r.problem(section["mask_numbers"], f"{path}.mask_numbers", "an admin always sees full numbers")
+            return None
+        return role == "admin" or not mask
 
     def _name(self, node: yaml.Node, path: str) -> str | None:
         name = self.r.non_empty(node, path, "a user name")
@@ -276,8 +290,8 @@ def user_entry(user: WebUser) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": user.name, "password_hash": user.password_hash, "role": user.role}
     if user.businesses:
         entry["businesses"] = list(user.businesses)
-    if user.show_numbers and user.role != "admin":
-        entry["show_numbers"] = True
+    if not user.show_numbers and user.role != "admin":
+        entry["mask_numbers"] = True
     return entry
 
 

@@ -54,6 +54,7 @@ def service_site(
     context = DashboardContext(
         store=store,
         businesses=config.businesses,
+        phones=config.pbx.phones,
         health=health,
         devices=service.devices.snapshot,
         ami_last_event_at=lambda: service.last_event_at,

@@ -1,27 +1,56 @@
 """GET /devices and GET /system : what the installer looks at, for admins only (a business user gets 403).
 
-/devices lists the phones the device registry knows (`ctx.devices()`); /system the AMI link, the SMS gateways
+/devices lists the phones the device registry knows (`ctx.devices()`), each by its configured name and person, its
+state in words (the Asterisk word stays in a tooltip); /system the AMI link, the SMS gateways
 (`ctx.health()`), the outbox backlog and the texts failed in the last hour (counted in the database), the version
 and the database file. Times are on the businesses' shared clock (UTC when they differ).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiohttp import web
 
+from callbuddy_pbx.asterisk.devices_model import Device
 from callbuddy_pbx.store.dashboard_queries import system_counts
 from callbuddy_pbx.web.dashboard_context import DashboardContext
 from callbuddy_pbx.web.page import Handler, admin_only, page, render
+from callbuddy_pbx.web.phone_names import PhoneBook, device_state
 from callbuddy_pbx.web.viewer import Viewer
 
 FAILED_WINDOW_S = 3600.0
+CONNECTIONS = {True: "Connected", False: "Not connected", None: "Unknown"}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """One row of /devices: the device as Asterisk knows it and as the configuration names it."""
+
+    device: Device
+    phone: str  # the configured name ("Front desk"), else what the registry knows of it, else the extension
+    person: str  # who uses it ("" when the configuration names nobody)
+    business: str
+    state: str  # in words ("Free", "On a call")
+    connection: str  # "Connected", "Not connected", "Unknown"
+
+
+def device_row(device: Device, book: PhoneBook) -> DeviceRow:
+    phone = book.phone(device.name)
+    if phone is None:  # a device not in pbx.phones (a phone configured by hand in Asterisk)
+        return DeviceRow(device, device.person or device.endpoint, "", "", device_state(device.state),
+                         CONNECTIONS[device.registered])  # fmt: skip
+    return DeviceRow(device, phone.name, phone.person, phone.business, device_state(device.state),
+                     CONNECTIONS[device.registered])  # fmt: skip
 
 
 def devices_handler(ctx: DashboardContext) -> Handler:
     async def devices(request: web.Request, viewer: Viewer) -> web.StreamResponse:
         admin_only(viewer)
+        book = ctx.phone_book
         found = sorted(ctx.devices(), key=lambda device: (device.name, device.endpoint))
-        return render(request, "devices.html", devices=found, timezone=ctx.common_timezone(None))
+        rows = [device_row(device, book) for device in found]
+        return render(request, "devices.html", rows=rows, timezone=ctx.common_timezone(None))
 
     return page(devices)
 

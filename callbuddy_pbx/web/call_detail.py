@@ -1,8 +1,10 @@
 """GET /calls/{linkedid} : one call with its legs, the text-back verdict, its texts and the visits to its link.
 
 A call the viewer may not see is the same 404 as a call never stored: the page never tells that it exists.
-Numbers in leg endpoints (a dial string through a trunk names a mobile) are masked like the caller's for a viewer
-without `show_numbers`.
+Everyone reads what happened in words (web/call_story.py) and which of the configured phones rang; the technical
+record (channels, dial statuses, hang-up causes, the call id) is for admins, in a collapsed block. Numbers in leg
+endpoints (a dial string through a trunk names a mobile) are masked like the caller's for a viewer who sees masked
+numbers.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from callbuddy_pbx.phone import redact
 from callbuddy_pbx.store.dashboard_queries import call_clicks
 from callbuddy_pbx.store.messages import MessageStore
 from callbuddy_pbx.web import labels
+from callbuddy_pbx.web.call_story import call_story, device_label, leg_result, phone_legs
 from callbuddy_pbx.web.dashboard_context import DashboardContext
 from callbuddy_pbx.web.page import NOT_FOUND, Handler, PageError, page, render
 from callbuddy_pbx.web.viewer import Viewer
@@ -32,6 +35,7 @@ def call_handler(ctx: DashboardContext) -> Handler:
         if not found or not viewer.may_see(found[0].business):
             raise PageError(404, NOT_FOUND)
         record = found[0]
+        book = ctx.phone_book
 
         def private(text: str | None) -> str:
             """Free text that may hold a number (an endpoint, a dial string) as this viewer may see it."""
@@ -41,6 +45,11 @@ def call_handler(ctx: DashboardContext) -> Handler:
             request,
             "call.html",
             call=record,
+            story=call_story(record, book, viewer.number),
+            answered_by=device_label(record.answered_by, book, viewer.number) if record.answered_by else "",
+            phones=[
+                (device_label(leg.endpoint, book, viewer.number), leg, leg_result(leg)) for leg in phone_legs(record)
+            ],
             timezone=ctx.timezone_of(record.business),
             verdict=await messages.verdict(linkedid),
             texts=await messages.list_messages(linkedid=linkedid, businesses=viewer.scope, limit=MAX_TEXTS),

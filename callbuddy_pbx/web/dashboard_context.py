@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from callbuddy_pbx.asterisk.devices_model import Device
 from callbuddy_pbx.config import Business
+from callbuddy_pbx.config.pbx import Phone
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.web.health import HealthStatus
+from callbuddy_pbx.web.phone_names import PhoneBook
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,11 @@ class DashboardContext:
     version: str
     clock: Callable[[], float] = time.time
     live_poll_s: float = 1.0  # how often a live feed asks the database for changes
+    phones: tuple[Phone, ...] = ()  # the configured phones (pbx.phones): their names and people on every page
+
+    @property
+    def phone_book(self) -> PhoneBook:
+        return PhoneBook(self.phones)
 
     def timezone_of(self, business: str | None) -> str:
         """The business's time zone (UTC for a call without a business, or a business no longer configured)."""
@@ -35,7 +42,8 @@ class DashboardContext:
         return "UTC"
 
     def common_timezone(self, businesses: Sequence[str] | None) -> str:
-        """The time zone shared by these businesses (None: every configured one); UTC when they differ."""
+        """The one clock of a view of these businesses (None: every configured one): theirs when they share one,
+        else UTC (the page says which)."""
         names = [b.name for b in self.businesses] if businesses is None else list(businesses)
         zones = {self.timezone_of(name) for name in names}
         return zones.pop() if len(zones) == 1 else "UTC"

@@ -1,8 +1,9 @@
 """GET /calls.csv?<the feed's filters> : the feed's rows as a CSV download (UTF-8 with a BOM, for spreadsheets).
 
 The same rows as the page (every page of them, newest first, at most MAX_ROWS), with numbers as the viewer may see
-them. A cell that a spreadsheet would read as a formula (starting with = + - @, a tab or a carriage return) is
-prefixed with an apostrophe: a caller ID name such as `=HYPERLINK(...)` stays text.
+them and times on the page's one clock (named in the `timezone` column). A cell that a spreadsheet would read as a
+formula (starting with = + - @, a tab or a carriage return) is prefixed with an apostrophe: a caller ID name such
+as `=HYPERLINK(...)` stays text.
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def export_handler(ctx: DashboardContext) -> Handler:
             )
             if not rows:
                 break
-            await response.write(_encode(csv_row(row, viewer, ctx.timezone_of(row.business)) for row in rows))
+            await response.write(_encode(csv_row(row, viewer, query.timezone) for row in rows))
             written += len(rows)
             before = rows[-1].cursor
         await response.write_eof()

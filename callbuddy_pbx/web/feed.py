@@ -22,14 +22,15 @@ PAGE_SIZE = 50
 ROW_TEMPLATE = "_call_row.html"
 
 
-def row_values(ctx: DashboardContext) -> dict[str, Any]:
-    """What the row partial needs besides the row and the viewer: each business's clock, the words for codes."""
-    return {"zone_of": ctx.timezone_of, "labels": labels}
+def row_values(timezone: str) -> dict[str, Any]:
+    """What the row partial needs besides the row and the viewer: the view's one clock (every row on it, so a list
+    of several businesses reads in order), the words for codes."""
+    return {"zone": timezone, "labels": labels}
 
 
-def render_row(ctx: DashboardContext, viewer: Viewer, row: FeedRow) -> str:
+def render_row(viewer: Viewer, row: FeedRow, timezone: str) -> str:
     """One `<tr id="call-LINKEDID">` on a single line (the live stream sends it as one SSE data line)."""
-    html = environment().get_template(ROW_TEMPLATE).render(row=row, viewer=viewer, **row_values(ctx))
+    html = environment().get_template(ROW_TEMPLATE).render(row=row, viewer=viewer, **row_values(timezone))
     return " ".join(line.strip() for line in html.splitlines() if line.strip())
 
 
@@ -55,8 +56,7 @@ def feed_handler(ctx: DashboardContext) -> Handler:
             choices=business_choices(ctx, viewer),
             outcomes=[(o.value, labels.outcome(o.value)) for o in Outcome],
             text_filters=[(code, labels.text_state(code)) for code in TEXT_FILTERS],
-            timezone=query.timezone,
-            **row_values(ctx),
+            **row_values(query.timezone),
         )
 
     return page(calls)

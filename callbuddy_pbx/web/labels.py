@@ -29,7 +29,7 @@ TEXT_STATES: dict[str, str] = {
 # Why a caller was (or was not) texted, by the policy's reason codes (recovery.policy.Reason values).
 TEXT_REASONS: dict[str, str] = {
     "send": "texted",
-    "deferred_quiet_hours": "texted when the quiet hours end",
+    "deferred_quiet_hours": "when the quiet hours end",
     "answered": "the call was answered",
     "no_business": "the number called belongs to no business",
     "text_back_disabled": "text-back is off for this business",
@@ -58,3 +58,13 @@ def text_reason(code: str) -> str:
 
 def text_state(code: str | None) -> str:
     return TEXT_STATES.get(code or "none", code or "")
+
+
+def verdict(send: bool, reason: str) -> str:
+    """The text-back decision as a sentence ("No text: the caller asked not to be texted."); how the text went is
+    its state, shown beside it."""
+    if send and reason == "deferred_quiet_hours":
+        return f"CallBuddy will text the caller back {text_reason(reason)}."
+    if send:
+        return "CallBuddy chose to text the caller back."
+    return f"No text: {text_reason(reason)}."

@@ -108,7 +108,9 @@ class _Stream:
         for row in rows:
             if self.sent.get(row.linkedid) != row.changed_at:
                 self.sent[row.linkedid] = row.changed_at
-                events.append(sse_event("row", render_row(self.ctx, self.viewer, row), repr(self.position[0])))
+                events.append(
+                    sse_event("row", render_row(self.viewer, row, self.query.timezone), repr(self.position[0]))
+                )
         return events
 
 

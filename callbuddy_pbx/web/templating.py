@@ -24,16 +24,24 @@ def when(epoch: float | None, timezone: str = "UTC", fmt: str = "%Y-%m-%d %H:%M:
     return datetime.datetime.fromtimestamp(epoch, tz=zoneinfo.ZoneInfo(timezone)).strftime(fmt)
 
 
+NBSP = "\u00a0"  # between a number and its unit: "12 s" never breaks over two lines
+
+
 def seconds(value: float | None) -> str:
-    """A duration for people: 850 ms, 12.4 s, 3 min 5 s ("" for none)."""
+    """A duration for people, in the one unit that fits: 0.5 s, 8 s, 12 s, 2 min 5 s, 1 h 3 min ("" for none)."""
     if value is None:
         return ""
-    if value < 1:
-        return f"{value * 1000:.0f} ms"
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, rest = divmod(round(value), 60)
-    return f"{minutes} min {rest} s"
+    if value < 9.95:
+        tenths = round(max(value, 0.0), 1)
+        return f"{tenths:g}{NBSP}s"
+    total = round(value)
+    if total < 60:
+        return f"{total}{NBSP}s"
+    if total < 3600:
+        minutes, rest = divmod(total, 60)
+        return f"{minutes}{NBSP}min" + (f"{NBSP}{rest}{NBSP}s" if rest else "")
+    hours, rest = divmod(round(value / 60), 60)
+    return f"{hours}{NBSP}h" + (f"{NBSP}{rest}{NBSP}min" if rest else "")
 
 
 def clip(text: str | None, limit: int = 80) -> str:

@@ -25,6 +25,8 @@ class Viewer:
 
     @classmethod
     def of(cls, user: WebUser) -> Viewer:
+        """Full numbers for admins, and for business users unless their entry says `mask_numbers: true`: they are
+        the business's own customers, whom the owner calls back."""
         admin = user.role == ADMIN
         return cls(user.name, user.role, () if admin else user.businesses, admin or user.show_numbers)
 
