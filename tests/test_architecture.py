@@ -18,15 +18,16 @@ VALUES = {"phone", "periods", "model", "serialize", "passwords", "untrusted", "m
 ALLOWED: dict[str, set[str]] = {
     "values": set(),
     "config": set(),
-    "asterisk": {"config"},
+    "push": {"config"},  # push wake-up: bindings, the APNs and FCM clients
+    "asterisk": {"config", "push"},  # the device registry keeps each contact's push binding
     "sms": {"config"},
     "store": {"sms"},  # the receipt types it stores
-    "routing": {"config", "asterisk"},
+    "routing": {"config", "asterisk", "push"},
     "recovery": {"config", "sms", "store"},
-    "web": {"config", "asterisk", "sms", "store"},
-    "service": {"config", "asterisk", "sms", "store", "routing", "recovery", "web"},
+    "web": {"config", "asterisk", "push", "sms", "store"},
+    "service": {"config", "asterisk", "push", "sms", "store", "routing", "recovery", "web"},
     "sim": {"asterisk", "sms"},  # the wire formats it speaks, nothing of the service
-    "commands": {"config", "asterisk", "sms", "store", "routing", "recovery", "web", "service", "sim"},
+    "commands": {"config", "asterisk", "push", "sms", "store", "routing", "recovery", "web", "service", "sim"},
     "cli": {"config", "commands"},
     "healthcheck": {"config"},  # the container's HEALTHCHECK
     "__main__": {"cli"},
@@ -44,6 +45,7 @@ PURE = (
     "recovery/keys.py",
     "recovery/pacing.py",
     "routing/plan.py",
+    "push/binding.py",
     "message_text.py",
     "phone.py",
     "model.py",

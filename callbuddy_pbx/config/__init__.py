@@ -23,6 +23,7 @@ from callbuddy_pbx.config.loader import (
     load_config,
 )
 from callbuddy_pbx.config.pbx import PbxConfig
+from callbuddy_pbx.config.push import ApnsConfig, FcmConfig, PushConfig
 from callbuddy_pbx.config.texting import (
     DEFAULT_HELP_TEXT,
     DEFAULT_OPT_OUT_TEXT,
@@ -47,6 +48,7 @@ __all__ = [
     "SECRET_ENV_VAR",
     "AlertsConfig",
     "ApiToken",
+    "ApnsConfig",
     "AriConfig",
     "AsteriskConfig",
     "Business",
@@ -54,11 +56,13 @@ __all__ = [
     "Config",
     "ConfigError",
     "DigestConfig",
+    "FcmConfig",
     "GatewayConfig",
     "InboundConfig",
     "LoggingConfig",
     "OutboxConfig",
     "PbxConfig",
+    "PushConfig",
     "QuietHours",
     "StorageConfig",
     "TextBack",

@@ -17,6 +17,7 @@ from callbuddy_pbx.config.businesses import Business, BusinessesReader
 from callbuddy_pbx.config.cel import CelConfig, CelReader
 from callbuddy_pbx.config.gateways import GatewayConfig, GatewayReader
 from callbuddy_pbx.config.pbx import PbxConfig, PbxReader
+from callbuddy_pbx.config.push import PushConfig, PushReader
 from callbuddy_pbx.config.reader import NULL, Reader, compose_bounded, is_null, read_bounded
 from callbuddy_pbx.config.texting import TextingReader
 from callbuddy_pbx.config.web import WebConfig, WebReader
@@ -56,6 +57,7 @@ class Config:
     ari: AriConfig = field(default_factory=AriConfig)  # for `routing: callbuddy` ring groups
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     cel: CelConfig = field(default_factory=CelConfig)  # Asterisk's call records, read to fill gaps in what AMI saw
+    push: PushConfig = field(default_factory=PushConfig)  # APNs and FCM credentials that wake mobile softphones
     default_region: str = "US"  # for callers' numbers when no business applies
     source: str | None = None  # the file this came from, for messages
 
@@ -77,6 +79,7 @@ _TOP_KEYS = (
     "ari",
     "outbox",
     "cel",
+    "push",
 )
 _STORAGE_KEYS = ("path",)
 _OUTBOX_KEYS = ("max_age_hours", "resend_unknown_after_minutes")
@@ -167,6 +170,7 @@ class _Reader(Reader):
             logging=self.logging(top.get("logging", empty)),
             outbox=self.outbox(top.get("outbox", empty)),
             cel=CelReader(self).cel(top.get("cel", empty), base_dir),
+            push=PushReader(self).push(top.get("push", empty), base_dir),
             gateways=gateways,
             web=web,
             pbx=pbx,
