@@ -94,16 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--config", "-c", required=True, help="YAML configuration file")
     render.add_argument("--out", required=True, help="directory for the .conf files (e.g. /etc/asterisk)")
     render.add_argument("--force", action="store_true", help="also overwrite files callbuddy-pbx did not write")
+    render.add_argument(
+        "--owner",
+        metavar="USER:GROUP",
+        help="owner and group of every file (default: a replaced file keeps its own, a new one gets the folder's)",
+    )
 
     replay = _command(commands, "replay", "classify the calls in a recorded AMI stream (ami.raw)")
     replay.add_argument("file", help="recorded AMI stream, as read from the socket")
     replay.add_argument("--config", "-c", help="YAML configuration (businesses and inbound rules)")
 
-    secrets = _command(commands, "secrets", "print strong random secrets for SIP phones and pbx.secret_key")
-    secrets.add_argument("--count", "-n", type=int, default=1, help="how many secrets, one per line (default 1)")
+    secrets = _command(commands, "secrets", "print strong random secrets, or a phone's SIP login and voicemail PIN")
+    secrets.add_argument("--count", "-n", type=int, help="how many secrets, one per line (default 1)")
     secrets.add_argument(
-        "--length", type=int, default=32, help="characters per secret, at least 12 (default 32: enough for secret_key)"
+        "--length", type=int, help="characters per secret, at least 12 (default 32: enough for secret_key)"
     )
+    secrets.add_argument("--phone", metavar="EXTENSION", help="print this phone's SIP user name, secret and PIN")
+    secrets.add_argument("--config", "-c", help="YAML configuration file (with --phone)")
 
     user = _command(commands, "user", "add, list or remove who may log in to the dashboard")
     user_actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -116,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     user_add.add_argument("--config", "-c", required=True, help="YAML configuration file (with web.users_file)")
     user_add.add_argument("--role", choices=("admin", "business"), default="business", help="default business")
     user_add.add_argument("--business", action="append", help="a business whose calls they see (repeatable)")
-    user_add.add_argument("--show-numbers", action="store_true", help="show callers' full numbers (else masked)")
+    user_add.add_argument(
+        "--mask-numbers", action="store_true", help="hide callers' full numbers (a business user sees them by default)"
+    )
+    user_add.add_argument("--show-numbers", action="store_true", help=argparse.SUPPRESS)  # the default now; kept
     user_add.add_argument("--password-stdin", action="store_true", help="read the password from stdin's first line")
     user_add.add_argument("--replace", action="store_true", help="replace the user of that name (new password)")
     user_list = user_actions.add_parser(

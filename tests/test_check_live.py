@@ -52,9 +52,9 @@ businesses:
 pbx:
   secret_key: kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk
   phones:
-    - {{extension: "100", name: Front desk, business: Glow Salon}}
-    - {{extension: "101", name: Back office, business: Glow Salon}}
-    - {{extension: "102", name: Stylist, business: Glow Salon}}
+    - {{extension: "100", name: Front desk, business: Glow Salon, location: "12 Main St, Springfield IL"}}
+    - {{extension: "101", name: Back office, business: Glow Salon, location: "12 Main St, Springfield IL"}}
+    - {{extension: "102", name: Stylist, business: Glow Salon, location: "12 Main St, Springfield IL"}}
   trunks:
     - name: trunk
       template: {template}

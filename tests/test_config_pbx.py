@@ -190,7 +190,7 @@ def test_numbers_are_read_in_the_regions_of_the_businesses(write):
     businesses:
       - {name: Cafe, numbers: ["020 7946 0000"], default_region: GB}
     pbx:
-      phones: [{extension: "10", name: Till, business: Cafe, secret: till-secret-01}]
+      phones: [{extension: "10", name: Till, business: Cafe, secret: till-secret-01, voicemail: false}]
       ring_groups: [{number: "020 7946 0000", members: ["10"]}]
     """
     [group] = load_config(write(text)).pbx.ring_groups

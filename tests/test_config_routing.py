@@ -188,10 +188,11 @@ def test_ari_password_from_the_environment_is_never_quoted(write, monkeypatch: p
 
 
 def own_secrets(text: str) -> str:
-    """BASE without pbx.secret_key: every phone with its own SIP secret (same line numbers)."""
+    """BASE without pbx.secret_key: every phone with its own SIP secret and no mailbox, whose PIN would need the
+    key (same line numbers)."""
     text = replace_line(text, 5, "  sip_port: 5060")
     for end in ("person: Ana Ruiz}", '"  Ana   Ruiz "}', "business: Glow Salon}"):
-        text = text.replace(end, end[:-1] + ", secret: own-desk-secret-1}")
+        text = text.replace(end, end[:-1] + ", secret: own-desk-secret-1, voicemail: false}")
     return text
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
+from callbuddy_pbx.asterisk.render import render_all
 from callbuddy_pbx.cli import main
+from callbuddy_pbx.config import load_config
 from callbuddy_pbx.config.derived_secrets import DERIVED_CHARS, derive_secret, generate_secret
 
 KEY = "0123456789abcdef0123456789abcdef-key"
@@ -79,3 +82,58 @@ def test_command_rejects_bad_arguments(capsys: pytest.CaptureFixture[str], argv:
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.strip() == message
+
+
+# -- `secrets --phone`: what the installer types into one phone ------------------------------------------------------
+
+INSTALLER = Path(__file__).resolve().parent / "golden" / "installer" / "callbuddy.yaml"
+
+
+def test_phone_prints_the_login_render_writes_and_the_pin(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["secrets", "--phone", "300", "--config", str(INSTALLER)]) == 0
+    shown = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
+    shown = {label: value.strip() for label, value in shown.items()}
+    config = load_config(INSTALLER)
+    assert shown["SIP user name"] == "300"
+    assert shown["SIP secret"] == derive_secret(config.pbx.secret_key, "300")
+    files = render_all(config)
+    assert f"username = 300\npassword = {shown['SIP secret']}\n" in files["pjsip.conf"]
+    assert f"300 => {shown['voicemail PIN']},Spa desk" in files["voicemail.conf"]
+    assert re.fullmatch(r"\d{6}", shown["voicemail PIN"])
+
+
+def test_phone_with_its_own_secret_and_no_mailbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = INSTALLER.read_text().replace(
+        '{extension: "301", name: Spa manager, business: Serene Med Spa}',
+        '{extension: "301", name: Spa manager, business: Serene Med Spa, secret: own-secret-0301, voicemail: false}',
+    )
+    config = tmp_path / "callbuddy.yaml"
+    config.write_text(text)
+    assert main(["secrets", "--phone", "301", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "SIP secret:     own-secret-0301\n" in out
+    assert "voicemail PIN:  none (voicemail: false)\n" in out
+
+
+@pytest.mark.parametrize(("extension", "closest"), [("105", "100"), ("299", "300"), ("302", "301"), ("abc", "100")])
+def test_an_unknown_phone_names_the_closest_extension(
+    capsys: pytest.CaptureFixture[str], extension: str, closest: str
+) -> None:
+    assert main(["secrets", "--phone", extension, "--config", str(INSTALLER)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"callbuddy-pbx secrets: no phone {extension} in pbx.phones (the closest is {closest})\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--phone", "100"], "--phone needs --config (the YAML file whose pbx.phones lists it)"),
+        (["--config", "x.yaml"], "--config is only read with --phone EXTENSION"),
+        (["--phone", "100", "--config", "x.yaml", "--count", "2"], "--count and --length make random secrets; "
+         "leave them out with --phone"),
+    ],
+)  # fmt: skip
+def test_phone_arguments_go_together(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    assert main(["secrets", *argv]) == 2
+    assert capsys.readouterr().err == f"callbuddy-pbx secrets: {message}\n"

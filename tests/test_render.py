@@ -104,8 +104,8 @@ def test_render_writes_files_then_reports_them_unchanged(tmp_path: Path, capsys:
     out = tmp_path / "asterisk"
     assert main(["render", "--config", str(config), "--out", str(out)]) == 0
     first = capsys.readouterr().out
-    expected = len(render_all(load_config(config)))  # 9 rendered files + the shipped dialplan library
-    assert first.count("written") == expected == 10
+    expected = len(render_all(load_config(config)))  # 10 rendered files + the shipped dialplan library
+    assert first.count("written") == expected == 11
     assert (out / "callbuddy-library.conf").read_text().startswith(MARKER)
     assert stat.S_IMODE((out / "pjsip.conf").stat().st_mode) == 0o640  # it holds the SIP secrets
     assert main(["render", "--config", str(config), "--out", str(out)]) == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,6 +112,10 @@ def _substitute(data: str, variables: dict[str, str], channel: Channel) -> str:
             return channel.contacts.get(args, "")
         if name == "LEN":
             return str(len(args))
+        if name == "IF":  # the condition is already 1 or 0: expressions are read inside out
+            condition, _, choices = args.partition("?")
+            yes, _, no = choices.partition(":")
+            return yes if condition.strip() not in ("", "0") else no
         if name == "STRREPLACE":
             var, find, replace = args.split(",")
             return variables.get(var, "").replace(find, replace)
@@ -175,7 +180,7 @@ def recorded_trace_32() -> list[tuple[str, str, str]]:
 # -- the Stasis entry and its fail-open path -----------------------------------------------------------------------
 
 
-def test_stasis_entry_with_its_args(config: Config):
+def test_stasis_entry_with_its_args(config: Config) -> None:
     text = render_all(config)["extensions_callbuddy.conf"]
     lines = extension(text, "from-trunk", "15550001013")
     assert lines[:3] == STASIS_ENTRY
@@ -183,13 +188,13 @@ def test_stasis_entry_with_its_args(config: Config):
     assert "exten => +15550001013,1,Goto(15550001013,1)" in context(text, "from-trunk")  # with a leading +
 
 
-def test_the_app_name_comes_from_ari_app(config: Config):
+def test_the_app_name_comes_from_ari_app(config: Config) -> None:
     custom = replace(config, ari=AriConfig(app="salon-router", password="an-ari-password-1"))
     text = render_all(custom)["extensions_callbuddy.conf"]
     assert " same => n,Stasis(salon-router,inbound,15550001013)" in text
 
 
-def test_fail_open_path_is_the_dialplan_ring_group(config: Config):
+def test_fail_open_path_is_the_dialplan_ring_group(config: Config) -> None:
     text = render_all(config)["extensions_callbuddy.conf"]
     routed = extension(text, "from-trunk", "15550001013")
     plain = extension(text, "from-trunk", "15550001000")
@@ -200,7 +205,7 @@ def test_fail_open_path_is_the_dialplan_ring_group(config: Config):
     assert failed[3:] == run(plain, Channel("FAILED", contacts))[1:]
 
 
-def test_fail_open_runs_what_asterisk_ran_in_trace_32(config: Config):
+def test_fail_open_runs_what_asterisk_ran_in_trace_32(config: Config) -> None:
     """The same priorities and data (as Newexten shows them) for Stasis and the NoOp, then the same Dial of the
     registered contacts of desks 100 and 101 for 15 s as the recorded
     `Dial(${PJSIP_DIAL_CONTACTS(100)}&${PJSIP_DIAL_CONTACTS(101)},15)`. (The recording PBX had a `GotoIf` on
@@ -218,7 +223,7 @@ def test_fail_open_runs_what_asterisk_ran_in_trace_32(config: Config):
     assert dial == recorded[-1][1:] == ("Dial", "PJSIP/100/sip:100@127.0.0.1:5101&PJSIP/101/sip:101@127.0.0.1:5102,15")
 
 
-def test_a_call_the_service_hands_back_rings_as_well(config: Config):
+def test_a_call_the_service_hands_back_rings_as_well(config: Config) -> None:
     """Stasis() returning SUCCESS with the caller still in the extension: the router continued it without a target
     (routing/router.py hands calls back that way); it must ring, not hang up."""
     text = render_all(config)["extensions_callbuddy.conf"]
@@ -230,14 +235,14 @@ def test_a_call_the_service_hands_back_rings_as_well(config: Config):
     assert ("Dial", "PJSIP/100/sip:100@127.0.0.1:5101&PJSIP/101/sip:101@127.0.0.1:5102,15") in handed_back
 
 
-def test_fail_open_with_nobody_registered_goes_to_the_no_answer_action(config: Config):
+def test_fail_open_with_nobody_registered_goes_to_the_no_answer_action(config: Config) -> None:
     text = render_all(config)["extensions_callbuddy.conf"]
     ran = run(extension(text, "from-trunk", "15550001014"), Channel("FAILED", {}))
     assert not [step for step in ran if step[0] == "Dial"]
     assert ran[-2:] == [("VoiceMail", "100@default,u"), ("Hangup", "")]
 
 
-def test_last_active_first_fails_open_in_order_and_says_so(config: Config):
+def test_last_active_first_fails_open_in_order_and_says_so(config: Config) -> None:
     text = render_all(config)["extensions_callbuddy.conf"]
     lines = extension(text, "from-trunk", "15550001014")
     assert "; last_active_first has no dialplan equivalent: without the service it rings in_order" in lines
@@ -253,7 +258,7 @@ def test_last_active_first_fails_open_in_order_and_says_so(config: Config):
 # -- [callbuddy-fallback] ------------------------------------------------------------------------------------------
 
 
-def test_fallback_context_has_each_routed_number_with_its_no_answer_action(config: Config):
+def test_fallback_context_has_each_routed_number_with_its_no_answer_action(config: Config) -> None:
     text = render_all(config)["extensions_callbuddy.conf"]
     lines = context(text, FALLBACK_CONTEXT)
     contract = ";   POST /ari/channels/{id}/continue?context=callbuddy-fallback&extension=<number without +>&priority=1"
@@ -265,8 +270,10 @@ def test_fallback_context_has_each_routed_number_with_its_no_answer_action(confi
         " same => n(busy),Hangup(17)",
         " same => n(done),Hangup()",
         "exten => 15550001014,1,NoOp(CallBuddy Glow Salon: nobody answered)",
-        " same => n,VoiceMail(100@default,u)",
+        ' same => n,VoiceMail(100@default,${IF($["${DIALSTATUS}" = "BUSY"]?b:u)})',
         " same => n(done),Hangup()",
+        " same => n(busy),VoiceMail(100@default,b)",  # the service continues here when every phone was busy
+        " same => n,Hangup()",
         "exten => 15550001015,1,NoOp(CallBuddy Glow Salon: nobody answered)",
         " same => n,Dial(PJSIP/+15559876543@trunk,30)",
         ' same => n,GotoIf($["${DIALSTATUS}" = "ANSWER"]?done)',
@@ -277,7 +284,7 @@ def test_fallback_context_has_each_routed_number_with_its_no_answer_action(confi
     ]  # not 15550001000: that number is not routed by the service; unanswered: 480 (cause 19) or 486 (cause 17)
 
 
-def test_fallback_runs_the_same_action_as_the_fail_open_path(config: Config):
+def test_fallback_runs_the_same_action_as_the_fail_open_path(config: Config) -> None:
     text = render_all(config)["extensions_callbuddy.conf"]
     # hang up and an unanswered forward: cause 19 (480 to the carrier); after voicemail answered: a normal Hangup()
     for did, cause in (("15550001013", "19"), ("15550001014", ""), ("15550001015", "19")):
@@ -288,7 +295,7 @@ def test_fallback_runs_the_same_action_as_the_fail_open_path(config: Config):
         assert fallback[-1] == ("Hangup", cause), did
 
 
-def test_no_fallback_context_without_routed_numbers(config: Config):
+def test_no_fallback_context_without_routed_numbers(config: Config) -> None:
     groups = tuple(replace(group, routing="dialplan", strategy="in_order") for group in config.pbx.ring_groups)
     plain = replace(config, pbx=replace(config.pbx, ring_groups=groups))
     text = render_all(plain)["extensions_callbuddy.conf"]
@@ -296,18 +303,18 @@ def test_no_fallback_context_without_routed_numbers(config: Config):
     assert "Stasis(" not in text
 
 
-def test_rendered_routing_dialplan_passes_asterisklint(config: Config, tmp_path: Path):
+def test_rendered_routing_dialplan_passes_asterisklint(config: Config, tmp_path: Path) -> None:
     assert_asterisklint_passes(render_all(config), tmp_path)
 
 
 # -- http.conf and ari.conf ----------------------------------------------------------------------------------------
 
 
-def _with_ari(config: Config, **values: str) -> Config:
+def _with_ari(config: Config, **values: Any) -> Config:
     return replace(config, ari=replace(config.ari, **values))
 
 
-def test_http_conf_binds_where_a_loopback_ari_url_points(config: Config):
+def test_http_conf_binds_where_a_loopback_ari_url_points(config: Config) -> None:
     assert "bindaddr = 127.0.0.1\nbindport = 8088\n" in render_all(config)["http.conf"]
     http = render_all(_with_ari(config, url="http://localhost:8090/asterisk/ari"))["http.conf"]
     assert "bindaddr = 127.0.0.1\nbindport = 8090\nprefix = asterisk\n" in http
@@ -315,20 +322,20 @@ def test_http_conf_binds_where_a_loopback_ari_url_points(config: Config):
     assert "bindaddr = ::1\nbindport = 8091\n" in http
 
 
-def test_http_conf_stays_on_loopback_when_ari_url_points_elsewhere(config: Config):
+def test_http_conf_stays_on_loopback_when_ari_url_points_elsewhere(config: Config) -> None:
     http = render_all(_with_ari(config, url="http://192.168.1.5:8088"))["http.conf"]
     assert "bindaddr = 127.0.0.1\nbindport = 8088\n" in http
     assert "; ari.url is not plain http on this machine's loopback, so ARI stays on loopback here" in http
     assert "192.168.1.5" not in http
 
 
-def test_ari_conf_has_the_user_and_password_of_ari(config: Config):
+def test_ari_conf_has_the_user_and_password_of_ari(config: Config) -> None:
     ari = render_all(_with_ari(config, username="router", password="an-explicit-ari-pw"))["ari.conf"]
     assert "[router]\ntype = user\nread_only = no\npassword = an-explicit-ari-pw\n" in ari
     assert "[callbuddy]" not in ari
 
 
-def test_ari_conf_without_any_password_is_a_render_error(config: Config):
+def test_ari_conf_without_any_password_is_a_render_error(config: Config) -> None:
     keyless = replace(config, pbx=replace(config.pbx, secret_key=""), ari=AriConfig())
     with pytest.raises(RenderError, match=re.escape("ari.conf needs a password: set pbx.secret_key")):
         render_all(keyless)

@@ -131,15 +131,19 @@ def test_every_unanswered_inbound_call_ends_with_cause_19_or_busy_17(config: Con
                 label = f"{ctx} {did} {status} {'registered' if contacts else 'none registered'}"
                 if kind == "voicemail":
                     assert ran[-2][0] == "VoiceMail" and ran[-1] == ("Hangup", ""), label  # answered by voicemail
+                    # busy phones: the mailbox's busy greeting (b); else "unavailable" (u). No Dial ran in the
+                    # fallback: the service picks the busy greeting there by continuing at label `busy`.
+                    busy = status == "BUSY" and contacts and ctx != FALLBACK_CONTEXT
+                    assert ran[-2][1].endswith(",b" if busy else ",u"), label
                 elif ctx == FALLBACK_CONTEXT and kind == "hangup":
                     # The service rang the phones over ARI: no Dial here set DIALSTATUS, so 480 (cause 19).
                     assert ran[-1] == ("Hangup", "19"), label
                 else:
                     assert ran[-1] == ("Hangup", cause), label
                 checked += 1
-            # A bare Hangup() only where the call was answered (label `done`).
-            for line in lines:
-                if "Hangup()" in line:
+            # A bare Hangup() only where the call was answered: label `done`, or right after voicemail took it.
+            for before, line in zip(["", *lines], lines, strict=False):
+                if "Hangup()" in line and "VoiceMail(" not in before:
                     assert line.strip() == "same => n(done),Hangup()", f"{ctx} {did}: {line}"
     assert checked
 
@@ -166,12 +170,18 @@ def test_internal_calls_to_an_unanswered_desk_end_with_19_or_busy_17(case: str) 
     files = render_all(_config(case, routed=False))
     assert "Gosub(callbuddy-desk,s,1(" in files["extensions_callbuddy.conf"]
     library = files["callbuddy-library.conf"]
-    for status, cause in (("NOANSWER", "19"), ("BUSY", "17"), ("CHANUNAVAIL", "19")):
-        ran = _until_return(run(_desk(library, 0), Channel("FAILED", {}, status)))
+    registered = {"100": "PJSIP/100/sip:100@127.0.0.1:5101"}
+    for status, cause, greeting in (("NOANSWER", "19", "u"), ("BUSY", "17", "b"), ("CHANUNAVAIL", "19", "u")):
+        ran = _until_return(run(_desk(library, 0), Channel("FAILED", registered, status)))
+        assert ("Dial", "PJSIP/100/sip:100@127.0.0.1:5101,20") in ran, status
         assert ran[-1] == ("Hangup", cause), status
-        with_mailbox = _until_return(run(_desk(library, 1), Channel("FAILED", {}, status)))
-        assert with_mailbox[-2:] == [("VoiceMail", "100@default,u"), ("Return", "")], status
-    assert _until_return(run(_desk(library, 0), Channel("FAILED", {}, "ANSWER")))[-1] == ("Return", "")
+        with_mailbox = _until_return(run(_desk(library, 1), Channel("FAILED", registered, status)))
+        assert with_mailbox[-2:] == [("VoiceMail", f"100@default,{greeting}"), ("Return", "")], status
+    assert _until_return(run(_desk(library, 0), Channel("FAILED", registered, "ANSWER")))[-1] == ("Return", "")
+    # Not registered: no Dial at all (an empty one would end the call at once), 480 or the mailbox.
+    unregistered = _until_return(run(_desk(library, 0), Channel("FAILED", {}, "ANSWER")))
+    assert not any(app == "Dial" for app, _ in unregistered) and unregistered[-1] == ("Hangup", "19")
+    assert _until_return(run(_desk(library, 1), Channel("FAILED", {})))[-2] == ("VoiceMail", "100@default,u")
 
 
 # -- DIDs in every form --------------------------------------------------------------------------------------------

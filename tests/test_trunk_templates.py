@@ -3,8 +3,9 @@
 The convention (see sip_trunks/README.md):
 
     line 1   ; CallBuddy SIP trunk template: <provider / kind>
-    line 2   ; fields: NAME1 NAME2 ...
-    line 3.. ; NAME1: what to put here (where to find it), e.g. EXAMPLE      <- one line per field, same order
+    line 2   ; fields: NAME1 NAME2=default ...                          <- a default makes a field optional
+    line 3   ; hosts: NAME1:PORT_NAME ...                               <- optional: fields holding a bare host
+    next     ; NAME1: what to put here (where to find it), e.g. EXAMPLE      <- one line per field, same order
     body     pjsip.conf sections with ${NAME} placeholders and the literal ${TRUNK} (the endpoint name)
 
 Each template, rendered with the examples of its own description lines, must parse as an Asterisk config file
@@ -19,12 +20,16 @@ from pathlib import Path
 
 import pytest
 
+from callbuddy_pbx.config.trunk_templates import read_template_header
+
 TRUNKS_DIR = Path(__file__).resolve().parent.parent / "sip_trunks"
 TEMPLATES = sorted(TRUNKS_DIR.glob("*.conf"))
 TRUNK_SAMPLE = "acme-trunk"  # what an installer might call the endpoint
 
 HEADER_RE = re.compile(r"; CallBuddy SIP trunk template: \S.*")
-FIELDS_RE = re.compile(r"; fields: ([A-Z][A-Z0-9_]*(?: [A-Z][A-Z0-9_]*)*)")
+FIELD_TOKEN = r"[A-Z][A-Z0-9_]*(?:=\S+)?"
+FIELDS_RE = re.compile(rf"; fields: ({FIELD_TOKEN}(?: {FIELD_TOKEN})*)")
+HOSTS_RE = re.compile(r"; hosts: ([A-Z][A-Z0-9_]*(?::[A-Z][A-Z0-9_]*)?(?: [A-Z][A-Z0-9_]*(?::[A-Z][A-Z0-9_]*)?)*)")
 # "; NAME: what to put here (where to find it), e.g. EXAMPLE": the example is the last ", e.g. " item
 DESCRIPTION_RE = re.compile(r"; (?P<name>[A-Z][A-Z0-9_]*): (?P<what>.*\(.+\).*), e\.g\. (?P<example>\S+)")
 PLACEHOLDER_RE = re.compile(r"\$\{([^}]*)\}")
@@ -114,6 +119,8 @@ class Template:
     fields: tuple[str, ...]
     examples: dict[str, str]
     header_lines: int  # lines 1..header_lines are the machine-readable header
+    defaults: dict[str, str] = field(default_factory=dict)
+    hosts: dict[str, str] = field(default_factory=dict)  # host field -> its port field ("" for none)
 
     @property
     def lines(self) -> list[str]:
@@ -138,12 +145,17 @@ def read_template(path: Path) -> Template:
     assert HEADER_RE.fullmatch(lines[0]), f"{path.name}: line 1 must be '; CallBuddy SIP trunk template: <kind>'"
     fields_line = FIELDS_RE.fullmatch(lines[1])
     assert fields_line, f"{path.name}: line 2 must be '; fields: NAME1 NAME2 ...' (UPPER_SNAKE_CASE names)"
-    fields = tuple(fields_line.group(1).split())
+    tokens = [token.partition("=") for token in fields_line.group(1).split()]
+    fields = tuple(name for name, _, _ in tokens)
+    defaults = {name: default for name, equals, default in tokens if equals}
     assert len(set(fields)) == len(fields), f"{path.name}: a field is listed twice in {fields}"
     assert "TRUNK" not in fields, f"{path.name}: TRUNK is always available and must not be listed in fields"
+    hosts_line = HOSTS_RE.fullmatch(lines[2])
+    hosts = dict(entry.partition(":")[::2] for entry in hosts_line.group(1).split()) if hosts_line else {}
+    first = 4 if hosts_line else 3
     examples: dict[str, str] = {}
     for offset, name in enumerate(fields):
-        lineno = 3 + offset
+        lineno = first + offset
         line = lines[lineno - 1] if lineno <= len(lines) else ""
         description = DESCRIPTION_RE.fullmatch(line)
         assert description, (
@@ -152,10 +164,12 @@ def read_template(path: Path) -> Template:
         )
         assert description["name"] == name, f"{path.name} line {lineno}: describes {description['name']}, not {name}"
         examples[name] = description["example"]
-    header_lines = 2 + len(fields)
+        if name in defaults:
+            assert description["what"].startswith("optional, "), f"{path.name} line {lineno}: say 'optional, ...'"
+    header_lines = first - 1 + len(fields)
     extra = re.match(r"; [A-Z][A-Z0-9_]*: ", lines[header_lines]) if len(lines) > header_lines else None
     assert extra is None, f"{path.name} line {header_lines + 1}: a description of a field not in the fields line"
-    return Template(path, lines[0].split(": ", 1)[1], fields, examples, header_lines)
+    return Template(path, lines[0].split(": ", 1)[1], fields, examples, header_lines, defaults, hosts)
 
 
 @pytest.fixture(params=TEMPLATES, ids=lambda p: p.name)
@@ -292,3 +306,34 @@ def test_the_parser_rejects_what_it_should() -> None:
     for bad in ("type = aor\n", "[a]\nregister => u:p@host\n", "[a]\njust words\n", "[a b]\ntype = aor\n"):
         with pytest.raises(ValueError):
             parse_asterisk_config(bad)
+
+
+# -------------------------------------------------------------------- defaults, host fields, outbound identity
+
+HOST_USES = re.compile(
+    r"^(?:from_domain = |(?:contact|server_uri|client_uri) = sips?:(?:[^@\s]*@)?)\$\{(\w+)\}(?=$|[:;])"
+)
+
+
+def test_the_header_reads_the_same_in_the_service(template: Template) -> None:
+    header = read_template_header(template.path)
+    assert header.fields == template.fields
+    assert dict(header.defaults) == template.defaults
+    assert dict(header.hosts) == template.hosts
+
+
+def test_every_field_put_in_a_uri_or_from_domain_is_a_host_field(template: Template) -> None:
+    # A field missing from `hosts:` would let `check` pass 127.0.0.1:5090, which makes an invalid From domain.
+    for line in template.body_lines():
+        used = HOST_USES.match(line)
+        if used and used.group(1) != "TRUNK":
+            assert used.group(1) in template.hosts, f"{template.path.name}: {used.group(1)} is not on the hosts line"
+    for host, port in template.hosts.items():
+        assert port == "" or template.defaults.get(port) == "5060", f"{template.path.name}: {host}'s port field"
+
+
+def test_every_trunk_asserts_the_caller_id_to_the_carrier(template: Template) -> None:
+    [endpoint] = [s for s in parse_asterisk_config(template.render(template.examples)) if s.type == "endpoint"]
+    assert endpoint.get("send_pai") == "yes", f"{template.path.name}: no P-Asserted-Identity on outbound calls"
+    assert endpoint.get("trust_id_outbound") == "yes", f"{template.path.name}: a withheld caller ID sends no PAI"
+    assert endpoint.get("from_user") is None, f"{template.path.name}: from_user would replace the caller ID"

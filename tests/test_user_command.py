@@ -81,14 +81,18 @@ def test_add_an_admin_and_a_business_user(run: Run, config: Path, tmp_path: Path
     code, out, err = add(run, config, "ann", "--role", "admin")
     assert (code, err) == (0, "")
     assert "added admin 'ann' (every business)" in out
-    code, out, _ = add(run, config, "bob", "--business", "Glow Salon", "--business", "Bolt Garage", "--show-numbers")
+    code, out, _ = add(run, config, "bob", "--business", "Glow Salon", "--business", "Bolt Garage")
     assert code == 0 and "added business 'bob' (Glow Salon, Bolt Garage)" in out
+    code, out, _ = add(run, config, "cy", "--business", "Glow Salon", "--mask-numbers")
+    assert code == 0 and "added business 'cy' (Glow Salon)" in out
     users_file = tmp_path / "users.yaml"
     assert stat.S_IMODE(users_file.stat().st_mode) == 0o600
     assert PASSWORD not in users_file.read_text(encoding="utf-8")
-    ann, bob = load_config(config).web.users  # the file the command wrote is a valid part of the configuration
+    ann, bob, cy = load_config(config).web.users  # the file the command wrote is a valid part of the configuration
     assert (ann.name, ann.role, ann.businesses) == ("ann", "admin", ())
+    # A business's own users see its callers' numbers unless the installer masks them for that user.
     assert (bob.role, bob.businesses, bob.show_numbers) == ("business", ("Glow Salon", "Bolt Garage"), True)
+    assert (cy.name, cy.show_numbers) == ("cy", False)
     assert verify_password(PASSWORD, ann.password_hash) and verify_password(PASSWORD, bob.password_hash)
 
 
@@ -168,7 +172,7 @@ def test_list_shows_users_without_their_hashes(run: Run, config: Path) -> None:
     assert out.splitlines() == [
         "NAME  ROLE      BUSINESSES  NUMBERS  FROM",
         "ann   admin     all         full     users file",
-        "bob   business  Glow Salon  masked   users file",
+        "bob   business  Glow Salon  full     users file",
     ]
     assert "scrypt" not in out
 

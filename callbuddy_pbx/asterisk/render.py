@@ -2,9 +2,10 @@
 
 Every file starts with MARKER so `render` can tell its own files from an installer's. The installer's own additions
 go in `*_custom.conf` files, which the rendered files include with `#tryinclude` and which are never written.
-This module renders the loopback-only links (manager.conf, http.conf, ari.conf) and CEL (cel.conf,
+This module renders the loopback-only links (manager.conf, http.conf, ari.conf), CEL (cel.conf,
 cel_sqlite3_custom.conf: Asterisk's own record of every call, in SQLite, where the service reads the calls it did
-not see over AMI); `render_pjsip` the phones and trunks; `render_dialplan` the dialplan and voicemail.
+not see over AMI) and logger.conf (with the security log fail2ban reads); `render_pjsip` the phones and trunks;
+`render_dialplan` the dialplan and voicemail.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from callbuddy_pbx.asterisk.render_base import RenderError as RenderError
+from callbuddy_pbx.asterisk.render_base import custom_include
 from callbuddy_pbx.asterisk.render_dialplan import FALLBACK_CONTEXT as FALLBACK_CONTEXT
 from callbuddy_pbx.asterisk.render_dialplan import render_dialplan, render_extensions, render_voicemail
 from callbuddy_pbx.asterisk.render_pjsip import render_pjsip
@@ -48,6 +50,7 @@ def render_all(config: Config) -> dict[str, str]:
         "voicemail.conf": render_voicemail(config),
         "cel.conf": render_cel(),
         CEL_SQLITE_CONF: render_cel_sqlite(),
+        "logger.conf": render_logger(),
         **library,
     }
     return {name: header(name) + text for name, text in files.items()}
@@ -59,6 +62,11 @@ def dialplans_dir() -> Path:
         if place.is_dir():
             return place
     raise RenderError(f"the dialplan library ({DIALPLANS_DIR.name}/{LIBRARY_GLOB}) was not found")
+
+
+def _custom(name: str) -> str:
+    """The end of a rendered file: the installer's custom file, included so it cannot join a rendered section."""
+    return "\n".join(custom_include(name))
 
 
 # ---- AMI, HTTP, ARI: loopback only ------------------------------------------------------------------------------
@@ -97,7 +105,7 @@ eventfilter = !Event: RTCP
 eventfilter = !Event: CEL
 eventfilter = !Event: Cdr
 
-#tryinclude manager_custom.conf
+{_custom("manager_custom.conf")}
 """
 
 
@@ -114,7 +122,7 @@ def render_http(config: Config) -> str:
             "; ari.url is not plain http on this machine's loopback, so ARI stays on loopback here: bind where the",
             "; service reaches it (a private address, TLS) in http_custom.conf, never on a public address.",
         ]
-    lines += ["", "#tryinclude http_custom.conf", ""]
+    lines += ["", *custom_include("http_custom.conf"), ""]
     return "\n".join(lines)
 
 
@@ -133,7 +141,7 @@ type = user
 read_only = no
 password = {password}
 
-#tryinclude ari_custom.conf
+{_custom("ari_custom.conf")}
 """
 
 
@@ -160,7 +168,7 @@ events = ALL
 ; No dateformat on purpose: eventtime is then unix seconds with microseconds (1796543878.250289), exact and in no
 ; time zone. A dateformat (e.g. %F %T) makes it local wall-clock text to the second; then set cel.timezone.
 
-#tryinclude cel_custom.conf
+{_custom("cel_custom.conf")}
 """
 
 
@@ -174,4 +182,25 @@ def render_cel_sqlite() -> str:
 table = cel
 columns = {CEL_COLUMNS}
 fields = {CEL_FIELDS}
+"""
+
+
+# ---- logs: the security log fail2ban reads ---------------------------------------------------------------------------
+
+SECURITY_LOG = "security"  # a file in Asterisk's log folder (astlogdir, /var/log/asterisk by default)
+
+
+def render_logger() -> str:
+    """Asterisk's usual logs, plus its security events (failed registrations and authentications, requests from no
+    known endpoint) in a file of their own, which fail2ban's stock `asterisk` filter reads (see the README)."""
+    return f"""
+[general]
+; No dateformat: Asterisk's default timestamp ([Dec  6 14:13:41]) is the one fail2ban's asterisk filter reads.
+
+[logfiles]
+console => notice,warning,error
+messages => notice,warning,error
+{SECURITY_LOG} => security
+
+{_custom("logger_custom.conf")}
 """

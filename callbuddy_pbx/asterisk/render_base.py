@@ -1,5 +1,5 @@
-"""What every rendered Asterisk file shares: the error type, quoting for config values, and the secrets a phone
-gets from `pbx.secret_key` (its SIP password and voicemail PIN)."""
+"""What every rendered Asterisk file shares: the error type, quoting for config values, the include of the
+installer's custom file, and the secrets a phone gets from `pbx.secret_key` (its SIP password and voicemail PIN)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,22 @@ class RenderError(ValueError):
 def quoted(text: str) -> str:
     """Text safe inside a quoted caller ID name or a comment: no quotes, backslashes, comment marks or line breaks."""
     return re.sub(r'["\\\r\n;]', "", text)
+
+
+# Asterisk reads an #include'd file as if it were pasted in: a line of the custom file before its first [section]
+# would join the section above it, e.g. a rendered phone or the AMI user. An empty section right before the include
+# catches such lines instead: a template, marked (!), which no module loads (ast_category_browse skips templates);
+# in the dialplan an empty context that nothing includes or dials (asterisklint, which checks it, reads no templates).
+CUSTOM_SECTION = "callbuddy-custom"
+
+
+def custom_include(name: str, *, dialplan: bool = False) -> list[str]:
+    """The lines that end a rendered file: the installer's `name` (e.g. pjsip_custom.conf), included safely."""
+    return [
+        f"; {name}: start it with a [section] line ([name](+) adds to a section above); lines before it land here.",
+        f"[{CUSTOM_SECTION}]" if dialplan else f"[{CUSTOM_SECTION}](!)",
+        f"#tryinclude {name}",
+    ]
 
 
 def phone_secret(config: Config, phone: Phone) -> str:

@@ -1,5 +1,12 @@
 """The dialplan: extensions.conf (includes), extensions_callbuddy.conf ([from-trunk], [from-internal],
-[callbuddy-fallback]) and voicemail.conf. The shipped library (dialplans/callbuddy-*.conf) holds the subroutines.
+[callbuddy-phones], [callbuddy-dial-<region>], [callbuddy-fallback]) and voicemail.conf. The shipped library
+(dialplans/callbuddy-*.conf) holds the subroutines.
+
+Calls out: [from-internal] has the emergency numbers as extensions of their own (always dialled, see
+callbuddy-emergency); any other number runs callbuddy-caller (which phone calls, and its settings from
+[callbuddy-phones]: caller ID, region, what it may dial, its limit) and then the numbering plan of its business's
+region, [callbuddy-dial-<region>] (config/dialing.py), whose rules make the number E.164 and name its kind for
+callbuddy-outbound to allow or refuse.
 
 Numbers with `routing: callbuddy` enter the service's Stasis application: `Stasis(<ari.app>,inbound,<DID without +>)`.
 Fail open: whenever Stasis() returns with the caller still there and still in this extension, the next priorities
@@ -17,19 +24,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from pathlib import Path
 
-from callbuddy_pbx.asterisk.render_base import quoted, voicemail_pin
+from callbuddy_pbx.asterisk.render_base import custom_include, quoted, voicemail_pin
+from callbuddy_pbx.asterisk.render_pjsip import _trunk_text  # the trunk as pjsip.conf has it: its contact's host
 from callbuddy_pbx.config import Business, Config
+from callbuddy_pbx.config.dialing import NumberingPlan, plan_for
 from callbuddy_pbx.config.pbx import CALLBUDDY_ONLY_STRATEGIES, NoAnswer, Phone, RingGroup, Trunk
 
 FALLBACK_CONTEXT = "callbuddy-fallback"  # where the service continues an unanswered `routing: callbuddy` call
 CAUSE_NO_ANSWER = 19  # Q.850 no answer from user: Asterisk sends 480 Temporarily Unavailable
 CAUSE_BUSY = 17  # Q.850 user busy: 486 Busy Here
+CAUSE_UNALLOCATED = 1  # Q.850 unallocated number: 404 Not Found (a number no phone may dial)
 NANP_DID = re.compile(r"1\d{10}")  # a North American (+1) number without +: carriers may send its last 10 digits
 
 
 def render_extensions(library: list[str]) -> str:
     includes = "".join(f"#include {name}\n" for name in library)
+    custom = "\n".join(custom_include("extensions_custom.conf", dialplan=True))
     return f"""
 [general]
 static=yes
@@ -38,7 +50,7 @@ writeprotect=yes
 [globals]
 
 {includes}#include extensions_callbuddy.conf
-#tryinclude extensions_custom.conf
+{custom}
 """
 
 
@@ -50,18 +62,12 @@ def render_dialplan(config: Config) -> str:
     groups = sorted(pbx.ring_groups, key=lambda g: g.number)
     for group in groups:
         out += _ring_group(group, business_of.get(group.number), phones, _first_trunk(pbx.trunks), config.ari.app)
-    out += ["", "[from-internal]", "; Desk phones: extensions, voicemail, and calls out through the trunk."]
-    for phone in sorted(pbx.phones, key=lambda p: p.extension):
-        mailbox = int(phone.voicemail)
-        out.append(f"exten => {phone.extension},1,Gosub(callbuddy-desk,s,1({phone.extension},{mailbox},20))")
-        out.append(" same => n,Hangup()")
-    if any(p.voicemail for p in pbx.phones):
-        out.append("exten => *97,1,VoiceMailMain(${CALLERID(num)}@default)")
     trunk = _first_trunk(pbx.trunks)
-    if trunk:
-        for pattern in ("_+X.", "_1NXXNXXXXXX"):
-            out.append(f"exten => {pattern},1,Gosub(callbuddy-outbound,s,1(${{EXTEN}},{trunk}))")
-            out.append(" same => n,Hangup()")
+    out += _from_internal(config, trunk)
+    if pbx.phones:
+        out += _phone_settings(config)  # *97 reads it too, with or without a trunk
+    if trunk and pbx.phones:
+        out += _dial_plans(config, trunk)
     routed = [group for group in groups if group.routing == "callbuddy"]
     if routed:
         out += _fallback_context(routed, business_of, phones, trunk)
@@ -72,13 +78,154 @@ def _first_trunk(trunks: Iterable[Trunk]) -> str:
     return next((t.name for t in trunks), "")
 
 
+# ---- [from-internal]: what desk phones dial (config/dialing.py has the numbering plans) ---------------------------
+
+
+def _from_internal(config: Config, trunk: str) -> list[str]:
+    """The phones' extensions, *97, the emergency numbers, and every other number through the calling phone's
+    numbering plan. Emergency numbers are extensions of their own here, so no rule of a plan, a phone or the
+    concurrency limit stands in their way."""
+    phones = sorted(config.pbx.phones, key=lambda p: p.extension)
+    out = ["", "[from-internal]", "; Desk phones: extensions, voicemail, emergency numbers, and calls out."]
+    for phone in phones:
+        mailbox = int(phone.voicemail)
+        out.append(f"exten => {phone.extension},1,Gosub(callbuddy-desk,s,1({phone.extension},{mailbox},20))")
+        out.append(" same => n,Hangup()")
+    if any(p.voicemail for p in phones):
+        out += _voicemail_main()
+    if not (trunk and phones):
+        return out
+    out.append("; Emergency: any phone, no prefix, never refused nor limited (see [callbuddy-emergency]).")
+    for number in emergency_numbers(config):
+        direct, through_aor = _emergency_targets(config, number)
+        out.append(f"exten => {number},1,Gosub(callbuddy-emergency,s,1({number},{direct},{through_aor}))")
+        out.append(" same => n,Hangup()")
+    return [*out, *_by_numbering_plan()]
+
+
+def _voicemail_main() -> list[str]:
+    """*97 for a phone with a mailbox; any other phone hears the number does not exist (cause 1, 404)."""
+    return [
+        "exten => *97,1,Gosub(callbuddy-caller,s,1)",
+        ' same => n,GotoIf($["${CB_MAILBOX}" = "1"]?mailbox)',
+        " same => n,NoOp(CallBuddy: phone ${CB_PHONE} has no mailbox)",
+        f" same => n,Hangup({CAUSE_UNALLOCATED})",
+        " same => n(mailbox),VoiceMailMain(${CB_PHONE}@default)",
+        " same => n,Hangup()",
+    ]
+
+
+def _by_numbering_plan() -> list[str]:
+    """Every other number: the calling phone's settings, then its business's plan, [callbuddy-dial-<region>]."""
+    plan = "callbuddy-dial-${CB_REGION}"
+    return [
+        "; Any other number: the calling phone's settings ([callbuddy-phones]), then its business's numbering plan.",
+        "exten => _[0-9+].,1,Gosub(callbuddy-caller,s,1)",
+        f" same => n,GotoIf(${{DIALPLAN_EXISTS({plan},${{EXTEN}},1)}}?{plan},${{EXTEN}},1)",
+        " same => n,NoOp(CallBuddy: ${EXTEN} is no number phone ${CB_PHONE} can dial)",
+        f" same => n,Hangup({CAUSE_UNALLOCATED})",
+    ]
+
+
+def emergency_numbers(config: Config) -> list[str]:
+    """The emergency numbers of the plans of the businesses that have phones, in plan order."""
+    numbers: dict[str, None] = {}
+    for plan in _plans(config).values():
+        numbers.update(dict.fromkeys(plan.emergency))
+    return list(numbers)
+
+
+def _plans(config: Config) -> dict[str, NumberingPlan]:
+    """Region (lower case, as in context names) -> plan, for the regions of businesses that have phones."""
+    used = {phone.business for phone in config.pbx.phones}
+    regions = sorted({b.default_region for b in config.businesses if b.name in used})
+    return {region.lower(): plan for region in regions if (plan := plan_for(region)) is not None}
+
+
+def _emergency_targets(config: Config, number: str) -> tuple[str, str]:
+    """(the trunk's own SIP address with `number`, the same through the trunk's AOR) as Dial strings.
+
+    `PJSIP/<trunk>/sip:<number>@<host>` sends the INVITE to that URI with the endpoint's settings (auth, outbound
+    proxy) and looks no contact up, so it does not depend on qualify: a contact that OPTIONS marks Unavailable is
+    left out when Asterisk picks the AOR's contacts (`PJSIP/<number>@<trunk>`), which then fails with CHANUNAVAIL.
+    A template without a `contact = sip:` line only gets the AOR form."""
+    trunk = config.pbx.trunks[0]
+    through_aor = f"PJSIP/{number}@{trunk.name}"
+    host = _trunk_contact_host(trunk, config.pbx.templates_dir)
+    return (f"PJSIP/{trunk.name}/sip:{number}@{host}" if host else through_aor), through_aor
+
+
+_CONTACT = re.compile(r"^contact\s*=\s*sips?:(?:[^@\s;]*@)?([^\s;]+)", re.MULTILINE)
+
+
+def _trunk_contact_host(trunk: Trunk, templates_dir: Path) -> str:
+    """host[:port] of the first `contact = sip:...` of the trunk's rendered template ("" when it has none)."""
+    found = _CONTACT.search(_trunk_text(trunk, templates_dir))
+    return found.group(1) if found else ""
+
+
+def _phone_settings(config: Config) -> list[str]:
+    """[callbuddy-phones]: per phone, what callbuddy-caller sets before any call out (read by the library)."""
+    businesses = {business.name: business for business in config.businesses}
+    out = [
+        "",
+        "[callbuddy-phones]",
+        "; Each phone's settings for calls out: caller ID (its business's first number, E.164), numbering plan,",
+        "; international and premium-rate numbers allowed (1) or not (0), calls out at once, mailbox, location.",
+    ]
+    for phone in sorted(config.pbx.phones, key=lambda p: p.extension):
+        business = businesses.get(phone.business)
+        if business is None:
+            continue
+        values = phone_settings(phone, business)
+        first, *rest = [f"Set({name}={value})" for name, value in values.items()]
+        out += [f"exten => {phone.extension},1,{first}", *(f" same => n,{line}" for line in rest)]
+        out.append(" same => n,Return()")
+    return out
+
+
+def phone_settings(phone: Phone, business: Business) -> dict[str, str]:
+    """The channel variables of a phone's calls out (a phone's own `outbound` wins over its business's)."""
+    international = phone.outbound.international
+    premium = phone.outbound.premium
+    return {
+        "CB_CALLERID": business.numbers[0] if business.numbers else "",
+        "CB_REGION": business.default_region.lower(),
+        "CB_INTERNATIONAL": str(int(business.allow_international if international is None else international)),
+        "CB_PREMIUM": str(int(business.allow_premium if premium is None else premium)),
+        "CB_MAX_OUT": str(phone.max_outbound_calls),
+        "CB_MAILBOX": str(int(phone.voicemail)),
+        "CB_LOCATION": phone.location or "not given",
+    }
+
+
+def _dial_plans(config: Config, trunk: str) -> list[str]:
+    """[callbuddy-dial-<region>] per numbering plan in use: each rule makes the number E.164 and names its kind;
+    callbuddy-outbound decides whether the phone may dial it."""
+    out: list[str] = []
+    for region, plan in _plans(config).items():
+        out += ["", f"[callbuddy-dial-{region}]", f"; {plan.name} numbering plan (region {region.upper()})."]
+        if plan.note:
+            out.append(f"; Not covered: {plan.note}.")
+        for rule in plan.rules:
+            number = rule.prefix + ("${EXTEN}" if rule.strip == 0 else f"${{EXTEN:{rule.strip}}}")
+            out.append(f"exten => {rule.pattern},1,Gosub(callbuddy-outbound,s,1({number},{rule.kind},{trunk}))")
+            out.append(" same => n,Hangup()")
+    return out
+
+
 def _contacts(extensions: Iterable[str]) -> str:
     # Only the phones registered at this moment: an unregistered one gives an empty item, which Dial skips.
     return "&".join(f"${{PJSIP_DIAL_CONTACTS({ext})}}" for ext in extensions)
 
 
-def _voicemail(extension: str) -> str:
-    return f"VoiceMail({extension}@default,u)"
+# The mailbox greeting: "busy" (b) when the last Dial found the phones busy, else "unavailable" (u).
+_GREETING = '${IF($["${DIALSTATUS}" = "BUSY"]?b:u)}'
+BUSY_LABEL = "busy"  # the fallback priority where the service continues a caller whose phones were all busy
+
+
+def _voicemail(extension: str, greeting: str = _GREETING) -> str:
+    return f"VoiceMail({extension}@default,{greeting})"
 
 
 def _ring_group(
@@ -176,7 +323,8 @@ def _fallback_context(
         f"[{FALLBACK_CONTEXT}]",
         "; Calls to numbers with routing: callbuddy that nobody answered. The CallBuddy service continues them with",
         f";   POST /ari/channels/{{id}}/continue?context={FALLBACK_CONTEXT}&extension=<number without +>&priority=1",
-        "; and the number's extension runs its ring group's no-answer action. A call the service never had",
+        "; and the number's extension runs its ring group's no-answer action (voicemail: with label=busy instead of",
+        "; priority=1 when every phone was busy, for the busy greeting). A call the service never had",
         "; (Stasis() failed) does not come here: its extension in [from-trunk] rings the phones, then does the same.",
     ]
     for group in groups:
@@ -189,6 +337,9 @@ def _fallback_context(
             out.append(f" same => n,{app}")
         out += _unanswered_end(app)
         out.append(" same => n(done),Hangup()")
+        if app.startswith("VoiceMail("):  # no Dial ran here: the service says busy by continuing at this label
+            out.append(f" same => n({BUSY_LABEL}),{_voicemail(group.no_answer.extension, 'b')}")
+            out.append(" same => n,Hangup()")
     return out
 
 
@@ -200,5 +351,5 @@ def render_voicemail(config: Config) -> str:
     for phone in sorted(config.pbx.phones, key=lambda p: p.extension):
         if phone.voicemail:
             lines.append(f"{phone.extension} => {voicemail_pin(config, phone)},{quoted(phone.name)}")
-    lines += ["", "#tryinclude voicemail_custom.conf", ""]
+    lines += ["", *custom_include("voicemail_custom.conf"), ""]
     return "\n".join(lines)

@@ -1,21 +1,54 @@
-"""pjsip.conf: one transport, the phones (endpoint + auth + aor each) and the trunks from their templates."""
+"""pjsip.conf: how requests are identified (no guests), one transport, the phones (endpoint + auth + aor each) and
+the trunks from their templates."""
 
 from __future__ import annotations
 
-import re
+import ipaddress
 from pathlib import Path
 
-from callbuddy_pbx.asterisk.render_base import RenderError, phone_secret, quoted
+from callbuddy_pbx.asterisk.render_base import RenderError, custom_include, phone_secret, quoted
 from callbuddy_pbx.config import Config
 from callbuddy_pbx.config.pbx import Phone, Trunk
+from callbuddy_pbx.config.trunk_templates import PLACEHOLDER
 
 CODECS = "ulaw,alaw,g722"
-_PLACEHOLDER = re.compile(r"\$\{([A-Z][A-Z0-9_]*)\}")
+# How PJSIP finds the endpoint of a request: a trunk by the address it comes from (identify), a phone by its name
+# in From (username). Without `anonymous` no request falls through to a guest endpoint: anything else is refused
+# and written to the security log (logger.conf), where fail2ban sees it.
+IDENTIFIER_ORDER = ("ip", "username")
 
 
 def render_pjsip(config: Config, templates_dir: Path) -> str:
+    lines = [*_global_section(), *_transport(config)]
+    for phone in sorted(config.pbx.phones, key=lambda p: p.extension):
+        lines += _phone_sections(config, phone)
+    for trunk in config.pbx.trunks:
+        lines += ["", f"; trunk {trunk.name} ({trunk.template})", _trunk_text(trunk, templates_dir).strip()]
+    lines += ["", *custom_include("pjsip_custom.conf"), ""]
+    return "\n".join(lines)
+
+
+def _global_section() -> list[str]:
+    return [
+        "",
+        "; No guests: a request is a trunk's (by source address) or a phone's (by user name), never anonymous.",
+        "[global]",
+        "type = global",
+        f"endpoint_identifier_order = {','.join(IDENTIFIER_ORDER)}",
+    ]
+
+
+def _transport(config: Config) -> list[str]:
     pbx = config.pbx
-    lines = ["", "[transport-udp]", "type = transport", "protocol = udp", f"bind = 0.0.0.0:{pbx.sip_port}"]
+    host = f"[{pbx.sip_bind}]" if ipaddress.ip_address(pbx.sip_bind).version == 6 else pbx.sip_bind
+    lines = [
+        "",
+        "[transport-udp]",
+        "type = transport",
+        "protocol = udp",
+        "; pbx.sip_bind: the address phones and trunks reach; 0.0.0.0 is every IPv4 address of this host",
+        f"bind = {host}:{pbx.sip_port}",
+    ]
     for net in pbx.local_net:
         lines.append(f"local_net = {net}")
     if pbx.external_address:
@@ -23,12 +56,7 @@ def render_pjsip(config: Config, templates_dir: Path) -> str:
             f"external_media_address = {pbx.external_address}",
             f"external_signaling_address = {pbx.external_address}",
         ]
-    for phone in sorted(pbx.phones, key=lambda p: p.extension):
-        lines += _phone_sections(config, phone)
-    for trunk in pbx.trunks:
-        lines += ["", f"; trunk {trunk.name} ({trunk.template})", _trunk_text(trunk, templates_dir).strip()]
-    lines += ["", "#tryinclude pjsip_custom.conf", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def _phone_sections(config: Config, phone: Phone) -> list[str]:
@@ -59,14 +87,15 @@ def _phone_sections(config: Config, phone: Phone) -> list[str]:
 
 
 def _trunk_text(trunk: Trunk, templates_dir: Path) -> str:
+    """The template's body with the trunk's values (the config reader filled in the optional fields' defaults)."""
     path = templates_dir / f"{trunk.template}.conf"
     try:
         template = path.read_text()
     except OSError as exc:
         raise RenderError(f"trunk {trunk.name}: template {path} cannot be read ({exc.strerror})") from None
     values = {"TRUNK": trunk.name, **dict(trunk.fields)}
-    missing = sorted({m.group(1) for m in _PLACEHOLDER.finditer(template)} - values.keys())
+    body = "\n".join(line for line in template.splitlines() if not line.startswith(";"))
+    missing = sorted({m.group(1) for m in PLACEHOLDER.finditer(body)} - values.keys())
     if missing:
         raise RenderError(f"trunk {trunk.name}: template {trunk.template} needs {', '.join(missing)}")
-    body = "\n".join(line for line in template.splitlines() if not line.startswith(";"))
-    return _PLACEHOLDER.sub(lambda m: values[m.group(1)], body)
+    return PLACEHOLDER.sub(lambda m: values[m.group(1)], body)

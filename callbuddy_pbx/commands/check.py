@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo
 
 from callbuddy_pbx.asterisk.ami import AmiAuthError, AmiClient, AmiConnectError, AmiError, AmiMessage
 from callbuddy_pbx.asterisk.cel_sqlite import CelSourceError, CelSqlite
+from callbuddy_pbx.asterisk.render_dialplan import emergency_numbers, phone_settings
 from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.config import SECRET_ENV_VAR, Business, Config, GatewayConfig, WebConfig, load_config
 from callbuddy_pbx.config.pbx import AUTO_SECRET, PbxConfig
@@ -58,7 +59,7 @@ _STATE_WIDTH = 80
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(summary(config))
-    warnings = texting_warnings(config)
+    warnings = texting_warnings(config) + dialling_warnings(config)
     if not config.asterisk.secret:
         warnings.insert(0, f"no AMI secret (set asterisk.secret or {SECRET_ENV_VAR}); `run` cannot log in")
     for warning in warnings:
@@ -269,6 +270,7 @@ def summary(config: Config) -> str:
     if config.inbound.trunk_endpoints:
         lines.append(f"            trunks {', '.join(config.inbound.trunk_endpoints)}")
     lines += pbx_lines(config.pbx)
+    lines += dialling_lines(config)
     if routed_numbers(config):
         lines.append(f"ARI:        {ari_line(config)}")
     lines.append(f"Database:   {config.storage.path}")
@@ -309,6 +311,41 @@ def pbx_lines(pbx: PbxConfig) -> list[str]:
     for trunk in pbx.trunks:
         lines.append(f"  trunk {trunk.name} ({trunk.template}): {', '.join(trunk.dids) or 'no numbers'}")
     return lines
+
+
+def dialling_lines(config: Config) -> list[str]:
+    """What each phone may dial out, as its caller ID, and where an emergency call says it is."""
+    if not config.pbx.phones or not config.pbx.trunks:
+        return []
+    emergency = ", ".join(emergency_numbers(config))
+    trunk = config.pbx.trunks[0].name
+    lines = [f"Dialling:   emergency {emergency} from every phone, straight to trunk {trunk}'s carrier address"]
+    businesses = {business.name: business for business in config.businesses}
+    for phone in config.pbx.phones:
+        business = businesses.get(phone.business)
+        if business is None:
+            continue
+        settings = phone_settings(phone, business)
+        kinds = ["national"] + [kind for kind in ("international", "premium") if settings[f"CB_{kind.upper()}"] == "1"]
+        location = phone.location or "NOT SET"
+        lines.append(
+            f"  phone {phone.extension}: caller ID {settings['CB_CALLERID']}; {', '.join(kinds)}; "
+            f"at most {phone.max_outbound_calls} calls out; location {location}"
+        )
+    return lines
+
+
+def dialling_warnings(config: Config) -> list[str]:
+    """Phones that cannot reach the emergency services, or whose caller's address the dispatcher would not get."""
+    pbx = config.pbx
+    if pbx.phones and not pbx.trunks:
+        return ["pbx: phones but no trunk: no phone can call out, not even the emergency services"]
+    return [
+        f"phone {phone.extension} has no location (pbx.phones[].location): emergency calls from it carry no "
+        "dispatchable address; set it, and register the address of its caller ID with the carrier"
+        for phone in pbx.phones
+        if not phone.location
+    ]
 
 
 def ari_line(config: Config) -> str:

@@ -75,7 +75,7 @@ def _add(config: Config, args: argparse.Namespace) -> int:
     password = _password(name, from_stdin=args.password_stdin)
     if password is None:
         return 2
-    user = WebUser(name, hash_password(password), role, businesses, args.show_numbers and role != "admin")
+    user = WebUser(name, hash_password(password), role, businesses, role == "admin" or not args.mask_numbers)
     if path is None:
         print(
             f"{PROG}: {config.source} has no web.users_file for this command to keep users in: add "

@@ -13,7 +13,16 @@ from callbuddy_pbx.config.reader import NULL, Reader, shown
 from callbuddy_pbx.config.texting import BUSINESS_TEXTING_KEYS, TextBack, TextingReader, WeeklyHours
 from callbuddy_pbx.phone import to_e164
 
-_BUSINESS_KEYS = ("name", "numbers", "timezone", "default_region", *BUSINESS_TEXTING_KEYS, "digest")
+_BUSINESS_KEYS = (
+    "name",
+    "numbers",
+    "timezone",
+    "default_region",
+    *BUSINESS_TEXTING_KEYS,
+    "digest",
+    "allow_international",
+    "allow_premium",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +36,9 @@ class Business:
     hours: WeeklyHours | None = None  # None: always "business hours" (the after-hours template is never used)
     holidays: tuple[date, ...] = ()  # whole days treated as after hours
     digest: DigestConfig | None = None  # the owner's daily digest (None: none is sent)
+    # Whether its desk phones may call abroad / premium-rate numbers (config/dialing.py; a phone's `outbound` wins).
+    allow_international: bool = False
+    allow_premium: bool = False
 
 
 class BusinessesReader:
@@ -77,6 +89,7 @@ class BusinessesReader:
             digest = None
             if "digest" in section:
                 digest = notices.digest(entry, section["digest"], f"{path}.digest", region)
+            allow = {key: self._allowed(section, path, key) for key in ("allow_international", "allow_premium")}
             if name is not None:
                 result.append(
                     Business(
@@ -89,9 +102,13 @@ class BusinessesReader:
                         hours=extra.hours,
                         holidays=extra.holidays,
                         digest=digest,
+                        **allow,
                     )
                 )
         return tuple(result)
+
+    def _allowed(self, section: dict[str, yaml.Node], path: str, key: str) -> bool:
+        return key in section and self.r.boolean(section[key], f"{path}.{key}") is True
 
     def numbers(
         self, node: yaml.Node, path: str, region: str, owner: str, owners: dict[str, tuple[str, int]]

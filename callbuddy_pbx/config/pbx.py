@@ -14,7 +14,17 @@ from typing import Protocol
 
 import yaml
 
+from callbuddy_pbx.config.dialing import PLANS, plan_for
 from callbuddy_pbx.config.reader import NULL, Reader, did_you_mean, is_null, join, key_node, kind_of, line_of, shown
+from callbuddy_pbx.config.trunk_templates import (
+    TemplateHeader,
+    TemplateHeaderError,
+    host_problem,
+    port_problem,
+    read_template_header,
+    with_defaults,
+)
+from callbuddy_pbx.config.trunk_templates import is_host_name as is_host_name  # re-exported: used beside the PBX
 from callbuddy_pbx.phone import to_e164
 from callbuddy_pbx.shipped import shipped_dir
 
@@ -22,11 +32,20 @@ RING_STRATEGIES: tuple[str, ...] = ("ring_all", "in_order", "last_active_first")
 # Only the service knows which device was active last: the dialplan has no equivalent (fail-open hunts in order).
 CALLBUDDY_ONLY_STRATEGIES: tuple[str, ...] = ("last_active_first",)
 ROUTINGS: tuple[str, ...] = ("dialplan", "callbuddy")
+DEFAULT_MAX_OUTBOUND_CALLS = 2  # a phone's calls out at once: a call and a consult call for a transfer
 NO_ANSWER_ACTIONS: tuple[str, ...] = ("hangup", "voicemail", "forward")
 ASTERISK_VERSIONS: tuple[int, ...] = (20, 22)
 # The provider templates: inside the installed package, or beside it in a checkout (shipped.py says where else);
 # `pbx.templates_dir` overrides it (relative to the configuration file).
 DEFAULT_TEMPLATES_DIR = shipped_dir("sip_trunks")
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """What a phone may dial beyond national numbers; None: as its business allows (allow_international, ...)."""
+
+    international: bool | None = None
+    premium: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +58,10 @@ class Phone:
     secret: str = field(default="auto", repr=False)  # "auto": derived from pbx.secret_key (stable across renders)
     voicemail: bool = True  # a mailbox <extension>@default exists
     person: str = ""  # who uses it; a person's phones ring together under `routing: callbuddy` ("": its own person)
+    location: str = ""  # the dispatchable location for emergency calls, one line of free text ("": not given)
+    outbound: Outbound = Outbound()  # may it dial international / premium numbers (None: as its business)
+    max_outbound_calls: int = DEFAULT_MAX_OUTBOUND_CALLS  # calls out at once; emergency calls are never counted
+    push: bool = False  # a mobile softphone woken by push (also detected from its registration's Contact URI)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +105,7 @@ class PbxConfig:
     asterisk_version: int = 22
     secret_key: str = field(default="", repr=False)  # derives "auto" SIP secrets: HMAC(secret_key, extension)
     sip_port: int = 5060
+    sip_bind: str = "0.0.0.0"  # noqa: S104 (SIP must reach the phones and the carrier: all IPv4 addresses unless set)
     local_net: tuple[str, ...] = ()  # e.g. ("192.168.1.0/24",): NAT settings on the transport
     external_address: str = ""  # the public address when behind NAT
     phones: tuple[Phone, ...] = ()
@@ -101,6 +125,7 @@ _PBX_KEYS = (
     "asterisk_version",
     "secret_key",
     "sip_port",
+    "sip_bind",
     "local_net",
     "external_address",
     "templates_dir",
@@ -108,7 +133,12 @@ _PBX_KEYS = (
     "ring_groups",
     "trunks",
 )
-_PHONE_KEYS = ("extension", "name", "business", "secret", "voicemail", "person")
+_PHONE_KEYS = ("extension", "name", "business", "secret", "voicemail", "person", "location", "outbound",
+               "max_outbound_calls", "push")  # fmt: skip
+_OUTBOUND_KEYS = ("international", "premium")
+MAX_LOCATION_CHARS = 120  # a street address with suite and floor; the dispatcher reads it, keep it on one line
+# Letters, digits and the punctuation of addresses; nothing Asterisk reads as syntax (`;`, `$`, brackets, `\`).
+_LOCATION = re.compile(r"[\w ,.#/'&:+-]+")
 _RING_GROUP_KEYS = ("number", "members", "strategy", "ring_seconds", "total_seconds", "no_answer", "routing")
 _NO_ANSWER_KEYS = ("action", "extension", "number")
 _TRUNK_KEYS = ("name", "template", "fields", "dids")
@@ -116,10 +146,10 @@ _TRUNK_KEYS = ("name", "template", "fields", "dids")
 _EXTENSION = re.compile(r"\d{2,6}")
 _PJSIP_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _TEMPLATE_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-_FIELDS_HEADER = re.compile(r";\s*fields:(.*)")
-_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _SECRET_FIELD = re.compile(r"PASSWORD|SECRET", re.IGNORECASE)
+# Endpoint names render must never write: `anonymous` is the endpoint PJSIP hands every unidentified request to (a
+# guest), `global` and `transport-udp` are sections render writes itself.
+RESERVED_TRUNK_NAMES = ("anonymous", "global", "transport-udp")
 AUTO_SECRET = "auto"  # noqa: S105 (the word that asks for a derived secret, not a secret)
 _MAKE_ONE = "`callbuddy-pbx secrets` prints strong ones"
 
@@ -138,21 +168,8 @@ class BusinessLike(Protocol):
 
 
 def template_fields(path: Path) -> tuple[str, ...]:
-    """The placeholders a trunk template declares in its `; fields: NAME1 NAME2 ...` header line(s), in order."""
-    names: list[str] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        found = _FIELDS_HEADER.match(line.strip())
-        if found:
-            names.extend(name for name in found.group(1).split() if name not in names)
-    return tuple(names)
-
-
-def is_host_name(text: str) -> bool:
-    """A DNS host name (RFC 1123 labels); an all-numeric dotted name is an (invalid) address, not a name."""
-    labels = text.removesuffix(".").split(".")
-    if len(text) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
-        return False
-    return not labels[-1].isdigit()
+    """The placeholders a trunk template declares in its `; fields: NAME1 NAME2=default ...` header line(s)."""
+    return read_template_header(path).fields
 
 
 def public_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -178,6 +195,7 @@ class PbxReader:
         # once), and the first `routing: callbuddy` (node, key path), which needs an ARI password.
         self.secret_key_given = False
         self.callbuddy_routing: tuple[yaml.Node, str] | None = None
+        self._without_plan: set[str] = set()  # businesses whose region has no numbering plan, already reported
 
     def pbx(self, node: yaml.Node, base_dir: Path) -> PbxConfig:
         section = self.r.mapping(node, "pbx", _PBX_KEYS)
@@ -188,6 +206,7 @@ class PbxReader:
         version = self._version(section["asterisk_version"]) if "asterisk_version" in section else None
         secret_key = self._secret_key(section["secret_key"]) if "secret_key" in section else ""
         sip_port = self.r.integer(section["sip_port"], "pbx.sip_port", 1, 65535) if "sip_port" in section else None
+        sip_bind = self._sip_bind(section["sip_bind"]) if "sip_bind" in section else None
         local_net = self._local_net(section["local_net"]) if "local_net" in section else ()
         external = self._external_address(section["external_address"]) if "external_address" in section else ""
         templates_dir: Path | None = base.templates_dir
@@ -205,6 +224,7 @@ class PbxReader:
             asterisk_version=version or base.asterisk_version,
             secret_key=secret_key or "",
             sip_port=sip_port or base.sip_port,
+            sip_bind=sip_bind or base.sip_bind,
             local_net=local_net,
             external_address=external,
             phones=phones,
@@ -231,6 +251,17 @@ class PbxReader:
             )
             return None
         return value
+
+    def _sip_bind(self, node: yaml.Node) -> str | None:
+        value = self.r.non_empty(node, "pbx.sip_bind", "the IP address the SIP transport listens on")
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            expected = "expected one of this host's IP addresses, e.g. 192.168.1.10, or 0.0.0.0 for all"
+            self.r.problem(node, "pbx.sip_bind", f"{shown(value)} is not an IP address ({expected})")
+            return None
 
     def _local_net(self, node: yaml.Node) -> tuple[str, ...]:
         networks: list[str] = []
@@ -313,11 +344,79 @@ class PbxReader:
             voicemail = True
             if "voicemail" in section:
                 voicemail = self.r.boolean(section["voicemail"], f"{path}.voicemail") is not False
+            if voicemail and not has_secret_key and secret not in (AUTO_SECRET, None):
+                self._mailbox_needs_key(entry, section, path)
             # A wrong person is reported; the phone is kept so its ring groups are not reported as well.
             person = self._person(section["person"], f"{path}.person") if "person" in section else ""
+            if extension is not None and business is not None:
+                extension = self._dialling(section, path, extension, business)
+            calling = self._calling(section, path)
             if extension is not None and name is not None and business is not None and secret is not None:
-                phones.append(Phone(extension, name, business, secret, voicemail, person or ""))
+                push = "push" in section and self.r.boolean(section["push"], f"{path}.push") is True
+                phones.append(Phone(extension, name, business, secret, voicemail, person or "", *calling, push=push))
         return tuple(phones)
+
+    # -- what a phone may dial (config/dialing.py) ---------------------------------------------------------------------
+
+    def _dialling(self, section: dict[str, yaml.Node], path: str, extension: str, business: str) -> str | None:
+        """The extension, unless it is an emergency number (which every phone must reach) or its business's region
+        has no numbering plan (reported on `business`; the phone is kept)."""
+        region = self._businesses[business].default_region
+        if plan_for(region) is None and business not in self._without_plan:
+            self._without_plan.add(business)  # said once, on its first phone
+            known = ", ".join(sorted(PLANS))
+            self.r.problem(
+                section["business"],
+                f"{path}.business",
+                f"{business!r} is in region {region}, which has no numbering plan for calls out (known: {known})",
+            )
+        plans = [plan_for(other.default_region) for other in self._businesses.values()]
+        emergency = {number for plan in plans if plan is not None for number in plan.emergency}
+        if extension in emergency:
+            self.r.problem(
+                section["extension"], f"{path}.extension", f"{extension} is an emergency number: use another extension"
+            )
+            return None
+        return extension
+
+    def _calling(self, section: dict[str, yaml.Node], path: str) -> tuple[str, Outbound, int]:
+        """(location, outbound, max_outbound_calls); a wrong value is reported and its default kept."""
+        location = self._location(section["location"], f"{path}.location") if "location" in section else ""
+        outbound = self._outbound(section["outbound"], f"{path}.outbound") if "outbound" in section else Outbound()
+        limit: int | None = DEFAULT_MAX_OUTBOUND_CALLS
+        if "max_outbound_calls" in section:
+            limit = self.r.integer(section["max_outbound_calls"], f"{path}.max_outbound_calls", 1, 30)
+        return location or "", outbound, limit or DEFAULT_MAX_OUTBOUND_CALLS
+
+    def _location(self, node: yaml.Node, path: str) -> str | None:
+        value = self.r.non_empty(node, path, "the phone's address for emergency calls (street, suite, city)")
+        if value is None:
+            return None
+        value = " ".join(value.split())
+        if len(value) > MAX_LOCATION_CHARS:
+            self.r.problem(node, path, f"too long: at most {MAX_LOCATION_CHARS} characters ({len(value)} given)")
+            return None
+        if not _LOCATION.fullmatch(value):
+            allowed = "letters, digits, spaces and , . # / ' & : + -"
+            self.r.problem(node, path, f"{shown(value)}: use only {allowed} (one line, e.g. Suite 4, 12 Main St)")
+            return None
+        return value
+
+    def _outbound(self, node: yaml.Node, path: str) -> Outbound:
+        section = self.r.mapping(node, path, _OUTBOUND_KEYS)
+        if not section:
+            return Outbound()
+        allowed = {key: self.r.boolean(section[key], f"{path}.{key}") for key in _OUTBOUND_KEYS if key in section}
+        return Outbound(allowed.get("international"), allowed.get("premium"))
+
+    def _mailbox_needs_key(self, entry: yaml.Node, section: dict[str, yaml.Node], path: str) -> None:
+        """Voicemail PINs are always derived from the key (an `auto` secret without one is reported already)."""
+        self.r.problem(
+            section.get("voicemail", entry),
+            f"{path}.voicemail" if "voicemail" in section else path,
+            f"a mailbox needs pbx.secret_key for its voicemail PIN (at least {MIN_SECRET_KEY_CHARS} characters; "
+            f"{_MAKE_ONE}), or set voicemail: false",
+        )
 
     def _required(self, entry: yaml.Node, section: dict[str, yaml.Node], path: str, key: str, what: str) -> str | None:
         if key not in section:
@@ -559,7 +658,7 @@ class PbxReader:
             if name is not None:
                 name = self._trunk_name(section["name"], f"{path}.name", name, names, extensions)
             template: str | None = None
-            declared: tuple[str, ...] | None = None
+            declared: TemplateHeader | None = None
             if "template" not in section:
                 self.r.problem(entry, path, "missing required key 'template' (a file name in the templates folder)")
             elif templates_dir is not None:
@@ -582,6 +681,9 @@ class PbxReader:
         if not _PJSIP_NAME.fullmatch(name):
             self.r.problem(node, path, f"{shown(name)} is not a PJSIP name (use letters, digits, - and _)")
             return None
+        if name.lower() in RESERVED_TRUNK_NAMES:
+            self.r.problem(node, path, f"{name!r} is reserved (PJSIP or render uses it): choose another name")
+            return None
         if name in names:
             self.r.problem(node, path, f"{name!r} is already used (line {names[name]})")
             return None
@@ -593,7 +695,7 @@ class PbxReader:
 
     def _template(
         self, node: yaml.Node, path: str, folder: Path, overridden: bool
-    ) -> tuple[str, tuple[str, ...]] | None:
+    ) -> tuple[str, TemplateHeader] | None:
         stem = self.r.non_empty(node, path, "a template name from the templates folder")
         if stem is None:
             return None
@@ -609,15 +711,19 @@ class PbxReader:
             self.r.problem(node, path, f"no template {shown(stem)} in {where} ({hint})")
             return None
         try:
-            return stem, template_fields(file)
+            return stem, read_template_header(file)
         except (OSError, UnicodeDecodeError) as exc:
             self.r.problem(node, path, f"cannot read template {file}: {exc}")
-            return None
+        except TemplateHeaderError as exc:
+            self.r.problem(node, path, f"template {file} has a broken header: {exc}")
+        return None
 
     def _fields(
-        self, node: yaml.Node, where: yaml.Node, path: str, template: str, declared: tuple[str, ...]
+        self, node: yaml.Node, where: yaml.Node, path: str, template: str, header: TemplateHeader
     ) -> tuple[tuple[str, str], ...] | None:
-        """The template's placeholders → values; `where` is the node a missing field is reported on."""
+        """The template's placeholders → values (optional ones from their defaults); `where` is the node a missing
+        field is reported on."""
+        declared = header.fields
         if is_null(node):
             pairs = []
         elif isinstance(node, yaml.MappingNode):
@@ -636,31 +742,44 @@ class PbxReader:
                 self.r.problem(key_at, field_path, f"unknown field ({hint})")
                 ok = False
                 continue
-            secret = bool(_SECRET_FIELD.search(key))
-            value = self.r.text(value_node, field_path, secret=secret)
+            value = self._field_value(value_node, field_path, key, header)
             if value is None:
-                ok = False
-                continue
-            if "\n" in value or "\r" in value:
-                self.r.problem(value_node, field_path, "the value must be on one line (it contains a line break)")
-                ok = False
-                continue
-            if secret and len(value) < MIN_SIP_SECRET_CHARS:
-                self.r.problem(
-                    value_node, field_path, f"too short: use at least {MIN_SIP_SECRET_CHARS} characters ({_MAKE_ONE})"
-                )
                 ok = False
                 continue
             values[key] = value
         given = {key for key, _, _ in pairs} | suggested
-        missing = [name for name in declared if name not in values and name not in given]
+        missing = [name for name in declared if name not in given and header.default(name) is None]
         if missing:
             said = ", ".join(missing)
             self.r.problem(
                 where, path, f"template {template!r} needs {'field' if len(missing) == 1 else 'fields'} {said}"
             )
             ok = False
-        return tuple((name, values[name]) for name in declared) if ok else None
+        return tuple(with_defaults(header, values).items()) if ok else None
+
+    def _field_value(self, node: yaml.Node, path: str, key: str, header: TemplateHeader) -> str | None:
+        """One field's value: on one line; a password long enough; a host bare (its port in the port field)."""
+        secret = bool(_SECRET_FIELD.search(key))
+        value = self.r.text(node, path, secret=secret)
+        if value is None:
+            return None
+        port_field = header.port_field(key)
+        if "\n" in value or "\r" in value:
+            problem: str | None = "the value must be on one line (it contains a line break)"
+        elif secret and len(value) < MIN_SIP_SECRET_CHARS:
+            problem = f"too short: use at least {MIN_SIP_SECRET_CHARS} characters ({_MAKE_ONE})"
+        elif port_field is not None:
+            problem = host_problem(value, port_field)
+            problem = problem and f"{shown(value)} {problem}"
+        elif key in header.port_fields:
+            problem = port_problem(value)
+            problem = problem and f"{shown(value)} {problem}"
+        else:
+            problem = None
+        if problem:
+            self.r.problem(node, path, problem)
+            return None
+        return value
 
     def _dids(self, node: yaml.Node, path: str, seen: dict[str, int]) -> tuple[str, ...] | None:
         items = self.r.items(node, path)

@@ -106,7 +106,8 @@ _STEP_DIAL = re.compile(r"^\$\{CB_DIAL\},(\d+)$")
 _ANSWERED = '$["${DIALSTATUS}" = "ANSWER"]?done'
 _BUSY = '$["${DIALSTATUS}" = "BUSY"]?busy'
 CAUSE_NO_ANSWER, CAUSE_BUSY = 19, 17  # what an unanswered call ends with: 480 and 486 to the carrier
-_VOICEMAIL = re.compile(r"^([^@,]+)@default,u$")
+# The greeting follows the last Dial's status (b when busy); the simulated groups are never all busy: "u".
+_VOICEMAIL = re.compile(r'^([^@,]+)@default,(?:u|\$\{IF\(\$\["\$\{DIALSTATUS\}" = "BUSY"\]\?b:u\)\})$')
 _FORWARD = re.compile(r"^PJSIP/([^@,/&]+)@([^,/&]+),(\d+)$")
 _GOTO = re.compile(r"^([^,]+),1$")
 
@@ -217,7 +218,7 @@ def _group(exten: str, lines: list[_Line]) -> RenderedGroup:
     elif line.app == "NoOp":
         no_answer = NoAnswer(HANGUP)
     else:
-        raise _unexpected(exten, line, "VoiceMail(<ext>@default,u), Dial(PJSIP/<number>@<trunk>,<s>) or NoOp")
+        raise _unexpected(exten, line, "VoiceMail(<ext>@default,<greeting>), Dial(PJSIP/<number>@<trunk>,<s>) or NoOp")
     unanswered = None if no_answer.kind == VOICEMAIL else _unanswered_end(exten, no_answer, take)
     done = take("(done),Hangup()", "Hangup", "done")
     if done.data or queue:
