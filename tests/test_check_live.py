@@ -42,6 +42,8 @@ DESK_PASSWORD = "desk100-secret"  # the SIP password in the recorded AuthDetail 
 CONFIGURE_100 = "configure the phone with server the PBX's address, user 100 and its secret"
 
 YAML = """\
+web:
+  users: [{{name: ann, password_hash: "scrypt$16384$8$1$ME7SorPw3iFGcaDxNdnOEQ==$ZH8wc64iri/u05JgfK7/2vm87H1VdJktsKYazEH/Sqc=", role: admin}}]
 asterisk:
   host: {host}
   port: {port}

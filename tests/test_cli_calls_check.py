@@ -31,6 +31,8 @@ inbound:
   contexts: [from-trunk, from-pstn]
 storage:
   path: data/calls.sqlite3
+web:
+  users: [{name: ann, password_hash: "scrypt$16384$8$1$ME7SorPw3iFGcaDxNdnOEQ==$ZH8wc64iri/u05JgfK7/2vm87H1VdJktsKYazEH/Sqc=", role: admin}]
 """
 
 
@@ -118,6 +120,18 @@ def test_check_warns_when_no_secret(tmp_path, capsys):
     assert code == 0
     assert "secret NOT set" in out
     assert "CALLBUDDY_AMI_SECRET" in err
+
+
+def test_check_warns_when_nobody_can_log_in_to_the_dashboard(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AMI_SECRET", "very-secret-pw")
+    config = tmp_path / "site.yaml"
+    config.write_text(CONFIG.split("web:\n")[0], encoding="utf-8")  # the same site with no dashboard user
+    code, _, err = run(capsys, "check", "--config", str(config))
+    assert code == 0  # a warning: the service runs, only the dashboard is unusable
+    assert err.splitlines() == [
+        "warning: nobody can log in to the dashboard yet: add a user with "
+        f"`callbuddy-pbx user add NAME --config {config} --role admin`"
+    ]
 
 
 def test_check_lists_every_problem_one_per_line(tmp_path, capsys):

@@ -62,6 +62,11 @@ def main(args: argparse.Namespace) -> int:
     warnings = texting_warnings(config) + dialling_warnings(config)
     if not config.asterisk.secret:
         warnings.insert(0, f"no AMI secret (set asterisk.secret or {SECRET_ENV_VAR}); `run` cannot log in")
+    if not config.web.users:
+        warnings.append(
+            f"nobody can log in to the dashboard yet: add a user with `callbuddy-pbx user add NAME --config "
+            f"{config.source or 'callbuddy.yaml'} --role admin`"
+        )
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     unusable = storage_problems(config)
