@@ -43,7 +43,10 @@ CONFIGURE_100 = "configure the phone with server the PBX's address, user 100 and
 
 YAML = """\
 web:
-  users: [{{name: ann, password_hash: "scrypt$16384$8$1$ME7SorPw3iFGcaDxNdnOEQ==$ZH8wc64iri/u05JgfK7/2vm87H1VdJktsKYazEH/Sqc=", role: admin}}]
+  users:
+    - name: ann
+      password_hash: "scrypt$16384$8$1$ME7SorPw3iFGcaDxNdnOEQ==$ZH8wc64iri/u05JgfK7/2vm87H1VdJktsKYazEH/Sqc="
+      role: admin
 asterisk:
   host: {host}
   port: {port}

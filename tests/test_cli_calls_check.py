@@ -32,7 +32,10 @@ inbound:
 storage:
   path: data/calls.sqlite3
 web:
-  users: [{name: ann, password_hash: "scrypt$16384$8$1$ME7SorPw3iFGcaDxNdnOEQ==$ZH8wc64iri/u05JgfK7/2vm87H1VdJktsKYazEH/Sqc=", role: admin}]
+  users:
+    - name: ann
+      password_hash: "scrypt$16384$8$1$ME7SorPw3iFGcaDxNdnOEQ==$ZH8wc64iri/u05JgfK7/2vm87H1VdJktsKYazEH/Sqc="
+      role: admin
 """
 
 

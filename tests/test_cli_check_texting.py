@@ -47,7 +47,13 @@ gateways:
     body_format: json
     body: {to: "{to}", message: "{text}"}
     headers: {Authorization: "Bearer ${TOKEN}"}
-web: {public_url: "https://cb.example.com", webhook_token: "${WEBHOOK_TOKEN}", users: [{name: ann, password_hash: "scrypt$16384$8$1$ME7SorPw3iFGcaDxNdnOEQ==$ZH8wc64iri/u05JgfK7/2vm87H1VdJktsKYazEH/Sqc=", role: admin}]}
+web:
+  public_url: "https://cb.example.com"
+  webhook_token: "${WEBHOOK_TOKEN}"
+  users:
+    - name: ann
+      password_hash: "scrypt$16384$8$1$ME7SorPw3iFGcaDxNdnOEQ==$ZH8wc64iri/u05JgfK7/2vm87H1VdJktsKYazEH/Sqc="
+      role: admin
 """
 
 
