@@ -25,7 +25,7 @@ import jwt
 
 from callbuddy_pbx.config.push import ApnsConfig
 from callbuddy_pbx.push.binding import Provider, PushBinding
-from callbuddy_pbx.push.quiet_logs import hide_push_secrets
+from callbuddy_pbx.push.http2 import http2_client
 from callbuddy_pbx.push.sender import (
     CallPush,
     CancelReason,
@@ -62,11 +62,7 @@ class ApnsSender:
         self._clock = clock
         self._team_id = credentials.team_id
         self._token: tuple[str, float] | None = None  # (provider token, issued at)
-        hide_push_secrets()
-        # HTTP/2 connections kept open and shared by all calls: Apple asks providers not to open one per push.
-        self._client = httpx.AsyncClient(
-            http2=True, verify=verify, timeout=httpx.Timeout(timeout_s), limits=httpx.Limits(max_connections=4)
-        )
+        self._client = http2_client(verify, timeout_s)
 
     @property
     def provider(self) -> Provider:

@@ -20,7 +20,7 @@ import jwt
 
 from callbuddy_pbx.config.push import FcmConfig
 from callbuddy_pbx.push.binding import Provider, PushBinding
-from callbuddy_pbx.push.quiet_logs import hide_push_secrets
+from callbuddy_pbx.push.http2 import http2_client
 from callbuddy_pbx.push.sender import (
     CallPush,
     CancelReason,
@@ -62,10 +62,7 @@ class FcmSender:
         self._base_url = base_url
         self._clock = clock
         self._access: tuple[str, float] | None = None  # (access token, renew at)
-        hide_push_secrets()
-        self._client = httpx.AsyncClient(
-            http2=True, verify=verify, timeout=httpx.Timeout(timeout_s), limits=httpx.Limits(max_connections=4)
-        )
+        self._client = http2_client(verify, timeout_s)
 
     @property
     def provider(self) -> Provider:
