@@ -265,6 +265,22 @@ async def test_a_caller_whose_phones_were_all_busy_hears_busy(sim: SimulatedAriS
         assert hangups(sim)[caller] == heard
 
 
+@pytest.mark.parametrize(("second", "where"), [("busy", {"label": "busy"}), ("rings out", {"priority": "1"})])
+async def test_a_voicemail_caller_whose_phones_were_all_busy_hears_the_busy_greeting(
+    sim: SimulatedAriServer, second: str, where: dict[str, str]
+) -> None:
+    """The fallback's `busy` label plays the mailbox's busy greeting; one phone rang out: the usual start."""
+    sim.phone_busy("100")
+    if second == "busy":
+        sim.phone_busy("101")
+    async with routing(sim, ring_group(ring_s=1, no_answer=NoAnswer("voicemail", extension="100"))):
+        caller = sim.inbound_call(DID)
+        await wait_until(lambda: bool(sim.continued), within=5)
+        assert sim.continued == [(caller, {"context": FALLBACK_CONTEXT, "extension": DID, **where})]
+        sim.caller_hangs_up(caller)
+        await wait_until(lambda: not sim.pbx.channels)
+
+
 @pytest.mark.parametrize(
     ("no_answer", "continued"),
     [

@@ -20,6 +20,11 @@ The same registry can be fed from ARI (`feed_ari`, `seed_ari_endpoints`; the cal
 EndpointStateChange (online/offline), PeerStatusChange, ContactStatusChange and DeviceStateChanged carry the same
 facts as their AMI namesakes (trace 33) and are applied the same way. ARI cannot tell a trunk from a phone (its
 endpoint list has no `Auths`), so it only updates devices already known (from AMI) or configured (pbx.phones).
+
+Push bindings: a contact whose URI carries RFC 8599 push parameters (push/binding.parse_contact) gives its device a
+push binding. The binding outlives the contact: a sleeping softphone lets its registration expire (ContactStatus
+Removed) and that is exactly when the router needs the binding to wake it. A later registration with another binding
+replaces it; only the push service saying the token is dead (`end_binding`) ends it.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ from typing import Any
 from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
 from callbuddy_pbx.asterisk.devices_model import Device
 from callbuddy_pbx.config import Config
+from callbuddy_pbx.push.binding import PushBinding, parse_contact
 
 MAX_DEVICES = 2000  # a small business has tens; a PBX listing thousands is not one we can show usefully anyway
 MAX_CONTACTS = 10  # per device (a phone registers one or two; max_contacts on an aor is usually 1-5)
 MAX_NAME_CHARS = 80
-MAX_URI_CHARS = 200
+MAX_URI_CHARS = 512  # Asterisk's limit; a push softphone's Contact URI with its token gets near it
 MAX_USER_AGENT_CHARS = 120
 
 # The channel technologies whose devices are phones (or softphones). Queue:, MWI:, Custom:, Local/, confbridge:,
@@ -91,6 +97,7 @@ def is_phone_device(name: str) -> bool:
 class _Contact:
     reachable: bool | None  # None: listed by the endpoint, status not known yet
     user_agent: str = ""
+    binding: PushBinding | None = None  # the push binding in its URI
 
 
 @dataclass(slots=True)
@@ -104,6 +111,7 @@ class _State:
     contacts: dict[str, _Contact] = field(default_factory=dict)  # URI -> contact, in arrival order
     state_changed_at: float | None = None
     last_call_at: float | None = None
+    binding: PushBinding | None = None  # the last push binding a contact carried (kept while it sleeps)
 
 
 class DeviceRegistry:
@@ -120,9 +128,11 @@ class DeviceRegistry:
         trunks: Iterable[str] = (),
         *,
         max_devices: int = MAX_DEVICES,
+        push_phones: Iterable[str] = (),
     ) -> None:
         self._people = dict(people or {})
         self._trunks = set(trunks)
+        self._push_phones = frozenset(push_phones)  # devices configured `push: true`
         self._max = max_devices
         self._devices: dict[str, _State] = {}
         self.dropped = 0  # devices not kept because the registry was full
@@ -132,7 +142,8 @@ class DeviceRegistry:
         """People from pbx.phones; trunks from inbound.trunk_endpoints and pbx.trunks."""
         people = {f"PJSIP/{phone.extension}": phone.name for phone in config.pbx.phones if phone.name}
         trunks = {*config.inbound.trunk_endpoints, *(f"PJSIP/{trunk.name}" for trunk in config.pbx.trunks)}
-        return cls(people, trunks)
+        push_phones = (f"PJSIP/{phone.extension}" for phone in config.pbx.phones if phone.push)
+        return cls(people, trunks, push_phones=push_phones)
 
     def __len__(self) -> int:
         return len(self._devices)
@@ -157,12 +168,13 @@ class DeviceRegistry:
             if device is None:
                 continue
             listed.add(name)
-            uris = [_bounded(part.split("/", 1)[-1], MAX_URI_CHARS) for part in item.get("Contacts", "").split(",")]
+            raw_uris = [part.split("/", 1)[-1].strip() for part in item.get("Contacts", "").split(",")]
             previous = device.contacts
             device.contacts = {}
-            for uri in filter(None, uris):
+            for raw in filter(None, raw_uris):
+                uri = _bounded(raw, MAX_URI_CHARS)
                 if len(device.contacts) < MAX_CONTACTS:
-                    device.contacts[uri] = previous.get(uri) or _Contact(reachable=None)
+                    device.contacts[uri] = previous.get(uri) or self._new_contact(device, raw, None)
             self._set_state(device, normalise_state(item.get("DeviceState", "")), at, from_list=True)
             self._recompute(device)
         for name in [name for name in self._devices if name.startswith("PJSIP/") and name not in listed]:
@@ -182,11 +194,15 @@ class DeviceRegistry:
             contacts = seen.setdefault(name, {})
             if len(contacts) < MAX_CONTACTS:
                 status = item.get("Status", "").strip().lower()
-                contacts[uri] = _Contact(status not in _CONTACT_DOWN, _bounded(item.get("UserAgent", ""), None))
+                agent = _bounded(item.get("UserAgent", ""), None)
+                contacts[uri] = _Contact(status not in _CONTACT_DOWN, agent, parse_contact(item.get("Uri", "").strip()))
         for name, contacts in seen.items():
             device = self._device(name)
             if device is None:
                 continue
+            for contact in contacts.values():
+                if contact.binding is not None:
+                    device.binding = contact.binding
             # Contacts the endpoint listed but PJSIPShowContacts did not are static (an aor's `contact =`): kept
             # with their unknown status, which follows the device state.
             for uri, contact in device.contacts.items():
@@ -242,16 +258,42 @@ class DeviceRegistry:
         device = self._device(name)
         if device is None:
             return False
-        before = (device.registered, tuple(device.contacts))
+        before = (device.registered, tuple(device.contacts), device.binding)
         status = event.get("ContactStatus", "").strip().lower()
-        if status == "removed":
+        if status == "removed":  # the contact ends; its device's binding stays (a sleeping phone is woken by it)
             device.contacts.pop(uri, None)
         elif uri in device.contacts:
             device.contacts[uri].reachable = status not in _CONTACT_DOWN
         elif len(device.contacts) < MAX_CONTACTS:
-            device.contacts[uri] = _Contact(status not in _CONTACT_DOWN)
+            reachable = status not in _CONTACT_DOWN
+            device.contacts[uri] = self._new_contact(device, event.get("URI", "").strip(), reachable)
         self._recompute(device, contact_event=True)
-        return before != (device.registered, tuple(device.contacts))
+        return before != (device.registered, tuple(device.contacts), device.binding)
+
+    @staticmethod
+    def _new_contact(device: _State, raw_uri: str, reachable: bool | None) -> _Contact:
+        """A contact first seen; its binding (read from the URI as Asterisk gave it, never a cut one) becomes the
+        device's. A contact without one leaves the device's last binding alone."""
+        binding = parse_contact(raw_uri)
+        if binding is not None:
+            device.binding = binding
+        return _Contact(reachable, binding=binding)
+
+    # -- push bindings -------------------------------------------------------------------------------------------------
+
+    def end_binding(self, name: str, binding: PushBinding) -> bool:
+        """The push service said this binding's token is dead (APNs 410, FCM UNREGISTERED): forget it, unless the
+        device has registered with a new binding meanwhile. True when a binding was ended."""
+        device = self._devices.get(name)
+        if device is None:
+            return False
+        for contact in device.contacts.values():
+            if contact.binding == binding:
+                contact.binding = None
+        if device.binding != binding:
+            return False
+        device.binding = None
+        return True
 
     def _peer_status(self, event: AmiMessage) -> bool:
         name = event.get("Peer", "")
@@ -361,6 +403,8 @@ class DeviceRegistry:
             person=self._people.get(device.name, ""),
             state_changed_at=device.state_changed_at,
             last_call_at=device.last_call_at,
+            push_binding=device.binding,
+            push=device.binding is not None or device.name in self._push_phones,
         )
 
     # -- internals -----------------------------------------------------------------------------------------------------

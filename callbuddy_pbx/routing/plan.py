@@ -13,6 +13,10 @@ ring (`why_unusable`). Strategies:
 
 Steps are capped by `total_s` (the last one is shortened, the rest dropped). A person with no usable device is left
 out without using up time; nobody usable gives an empty plan, and the caller goes to the fallback at once.
+
+A sleeping softphone (a push binding, no live contact: `Device.sleeping`) that the router can push to (`wakeable`)
+counts as usable: it goes into its person's step as one to wake (`RingStep.wake`), beside the devices that ring at
+once. A busy one or one in do-not-disturb is not woken.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ class RingStep:
     endpoints: tuple[str, ...]
     ring_s: int
     persons: tuple[str, ...]  # whose devices these are (for logs: extensions or person names from the config)
+    wake: tuple[str, ...] = ()  # sleeping devices to wake by push; each rings once it registers again
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,10 @@ class RingPlan:
     @property
     def endpoints(self) -> tuple[str, ...]:
         return tuple(endpoint for step in self.steps for endpoint in step.endpoints)
+
+    @property
+    def wake(self) -> tuple[str, ...]:
+        return tuple(endpoint for step in self.steps for endpoint in step.wake)
 
     @property
     def ring_s(self) -> int:
@@ -133,34 +142,49 @@ def ring_plan(
     *,
     dnd: Collection[str] = (),
     people: Sequence[Person] | None = None,
+    wakeable: Collection[str] = (),
 ) -> RingPlan:
     """The plan for one call to `group`. `devices`: what the registry knows, by device name ("PJSIP/100"; a device
     missing is unknown, so unusable); `activity`: extra last-activity times by device name (epoch seconds);
-    `people`: people_of(group, phones) worked out beforehand (it only changes with the configuration)."""
+    `people`: people_of(group, phones) worked out beforehand (it only changes with the configuration);
+    `wakeable`: sleeping devices the router can send a push to."""
     people = people_of(group, phones) if people is None else people
     skipped: list[tuple[str, str]] = []
-    usable: dict[str, tuple[str, ...]] = {}
+    usable: dict[str, _Usable] = {}
     for person in people:
-        ringable = []
+        ringable: list[str] = []
+        waking: list[str] = []
         for name in person.devices:
-            why = why_unusable(devices.get(name), dnd=name in dnd)
+            device = devices.get(name)
+            why = why_unusable(device, dnd=name in dnd)
             if why is None:
                 ringable.append(name)
+            elif device is not None and _wakes(device, name, dnd, wakeable):
+                waking.append(name)
             else:
                 skipped.append((name, why))
-        if ringable:
-            usable[person.key] = tuple(ringable)
+        if ringable or waking:
+            usable[person.key] = (tuple(ringable), tuple(waking))
     ringing = [person for person in people if person.key in usable]
     if not ringing:
         return RingPlan((), tuple(skipped))
     if group.strategy == "ring_all":
-        endpoints = tuple(name for person in ringing for name in usable[person.key])
-        groups = [(endpoints, tuple(person.label for person in ringing))]
+        endpoints = tuple(name for person in ringing for name in usable[person.key][0])
+        wake = tuple(name for person in ringing for name in usable[person.key][1])
+        groups = [(endpoints, wake, tuple(person.label for person in ringing))]
     else:
         if group.strategy == "last_active_first":
             ringing = _most_recent_first(ringing, devices, activity or {})
-        groups = [(usable[person.key], (person.label,)) for person in ringing]
+        groups = [(*usable[person.key], (person.label,)) for person in ringing]
     return RingPlan(_capped(groups, group.ring_s, group.total_s), tuple(skipped))
+
+
+_Usable = tuple[tuple[str, ...], tuple[str, ...]]  # (devices that ring at once, devices to wake first)
+
+
+def _wakes(device: Device, name: str, dnd: Collection[str], wakeable: Collection[str]) -> bool:
+    """A sleeping device worth a push: the router can reach its push service, and nothing says it is taken."""
+    return device.sleeping and name in wakeable and name not in dnd and device.state not in BUSY_STATES
 
 
 def _most_recent_first(
@@ -185,14 +209,16 @@ def _recent_key(item: tuple[float, int, Person]) -> tuple[float, int]:
     return -item[0], item[1]  # most recent first; ties keep member order
 
 
-def _capped(groups: list[tuple[tuple[str, ...], tuple[str, ...]]], ring_s: int, total_s: int) -> tuple[RingStep, ...]:
+def _capped(
+    groups: list[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]], ring_s: int, total_s: int
+) -> tuple[RingStep, ...]:
     steps: list[RingStep] = []
     left = total_s
-    for endpoints, persons in groups:
+    for endpoints, wake, persons in groups:
         seconds = min(ring_s, left)
         if seconds <= 0:
             break
-        steps.append(RingStep(endpoints, seconds, persons))
+        steps.append(RingStep(endpoints, seconds, persons, wake))
         left -= seconds
     return tuple(steps)
 

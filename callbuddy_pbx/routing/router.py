@@ -19,6 +19,11 @@ routed call looks like those traces and the AMI observer judges it as it judges 
    elsewhere", trace 29). When either side leaves, the other is hung up and the bridge destroyed (trace 12).
 4. The caller leaving first (StasisEnd / ChannelDestroyed, trace 31) hangs up every leg at once.
 5. Nobody answered, or nobody could be rung: the group's no-answer action (below).
+6. A sleeping softphone in a step (plan.py; wake.py): while the step's other phones ring, one call push, then a wait
+   for its new registration (ARI ContactStatusChange) of at most min(push_wait_s, step time / 2); registered, it is
+   originated like any other leg for the rest of the step. Answered elsewhere, the caller gone or the step over: a
+   cancel push to every pushed phone that did not answer. A push refused (service down, throttled, token dead) or a
+   phone that never wakes leaves the call as if the phone were not there.
 
 The router never judges a call and never texts: the AMI observer (app.CallService) stays the single judge, so one
 outcome and one text per Linkedid holds by construction. Each call is one task; an exception in it is logged and the
@@ -34,10 +39,11 @@ Contract with the rendered dialplan (written by `render`; this module relies on 
   service has no ring group for, too many calls at once, an internal error, or the service stopping before anyone
   answered.
 - Context `callbuddy-fallback` (FALLBACK_CONTEXT), extension = the ring group's number without `+`, priority 1: the
-  group's no-answer action: `VoiceMail(<extension>@default,u)` for `voicemail` (then Hangup()), the Dial through the
-  trunk for `forward` (unanswered: Hangup(19), 480; Hangup(17), 486, when the mobile was busy). The router
+  group's no-answer action: `VoiceMail(<extension>@default,...)` for `voicemail` (then Hangup()), the Dial through
+  the trunk for `forward` (unanswered: Hangup(19), 480; Hangup(17), 486, when the mobile was busy). The router
   continues the caller there (context, extension, priority 1) when nobody answered and the action is `voicemail` or
-  `forward`; for `hangup` it hangs the caller up itself: reason `no_answer` (cause
+  `forward`; a voicemail caller whose phones were all busy goes to label `busy` instead (the busy greeting,
+  `VoiceMail(<extension>@default,b)`); for `hangup` it hangs the caller up itself: reason `no_answer` (cause
   19, as traces 11 and 30; the carrier hears 480), or `busy` (cause 17, 486) when every phone that could ring was
   busy (`plan.all_busy`). No channel variables are set: the extension alone says what to do.
 """
@@ -57,11 +63,15 @@ from callbuddy_pbx.asterisk.ari import AriClient, AriConflict, AriError, AriEven
 from callbuddy_pbx.asterisk.devices_model import Device
 from callbuddy_pbx.config.pbx import Phone, RingGroup
 from callbuddy_pbx.phone import mask
+from callbuddy_pbx.push.binding import PushBinding
+from callbuddy_pbx.push.sender import CallPush, CancelReason
 from callbuddy_pbx.routing.plan import RingPlan, RingStep, all_busy, people_of, ring_plan
+from callbuddy_pbx.routing.wake import CallWakes, PushWake, Wakeups, Woken, contact_came_up
 
 log = logging.getLogger(__name__)
 
 FALLBACK_CONTEXT = "callbuddy-fallback"
+BUSY_LABEL = "busy"  # in a voicemail fallback: the busy greeting (asterisk/render_dialplan.py renders it)
 BRIDGE_NAME = "callbuddy"
 LEG_MARK = "-cb-"  # in every leg's channel id: <caller id>-cb-<router token>-<n>
 FREED_S = 10.0  # how long a phone rung by a stray leg of ours is taken as free whatever the registry says
@@ -117,6 +127,7 @@ class Router:
         clock: Callable[[], float] = time.time,
         on_timing: TimingHook | None = None,
         max_calls: int = MAX_CALLS,
+        wake: PushWake | None = None,
     ) -> None:
         self.client = client
         self.app = client.app
@@ -148,6 +159,9 @@ class Router:
         # Devices that were ringing only for our own stray legs (hung up by a rebuild): the registry may still say
         # RINGING for a moment, and they must not look busy to the call routed afresh. Device name -> until when.
         self._freed: dict[str, float] = {}
+        self.wake = wake  # None: no push service configured, sleeping softphones are skipped
+        self.wakeups = Wakeups()
+        self.woken = 0  # phones that registered after a call's push and were rung
 
     @property
     def active(self) -> int:
@@ -171,6 +185,10 @@ class Router:
             if call is not None and isinstance(channel_id, str):
                 cause = event.get("cause")
                 call.post(_Signal(False, channel_id, cause if isinstance(cause, int) else None))
+        elif kind == "ContactStatusChange":
+            endpoint = contact_came_up(event)
+            if endpoint is not None:
+                self.wakeups.registered(endpoint)
 
     def _stasis_start(self, event: AriEvent, received_at: float) -> None:
         channel = event.get("channel")
@@ -215,14 +233,29 @@ class Router:
         for name, device in known.items():
             if device.state in _OUR_RINGING and self._freed.get(name, 0.0) > now:
                 known[name] = replace(device, state="NOT_INUSE")  # ringing for our own old leg, now hung up
-        plan = ring_plan(group, self._phones, known, self._activity, people=self._people[group.number])
+        wakeable = self._wakeable(known)
+        people = self._people[group.number]
+        plan = ring_plan(group, self._phones, known, self._activity, people=people, wakeable=wakeable)
         decided_at = self._clock()
         found = channel.get("caller")
         caller: dict[str, Any] = found if isinstance(found, dict) else {}
         call = _Call(self, channel_id, group, plan, _caller_id(caller), received_at=received_at, decided_at=decided_at)
+        if plan.wake:
+            call.push = CallPush(channel_id, str(caller.get("number", "")), str(caller.get("name", "")))
         self._calls[channel_id] = self._owners[channel_id] = call
         self.routed += 1
         call.start()
+
+    def _wakeable(self, known: dict[str, Device]) -> tuple[str, ...]:
+        """The sleeping devices a push can reach (a binding for a configured push service)."""
+        if self.wake is None:
+            return ()
+        service = self.wake.service
+        return tuple(
+            name
+            for name, device in known.items()
+            if device.sleeping and device.push_binding is not None and service.can_push(device.push_binding)
+        )
 
     # -- calls' bookkeeping -------------------------------------------------------------------------------------------
 
@@ -382,7 +415,9 @@ class _Call:
         self.caller_alive = True
         self.connecting = False  # answering and bridging a winner right now
         self.state = "ringing"
-        self._inbox: asyncio.Queue[_Signal] = asyncio.Queue()
+        self.push: CallPush | None = None  # set when the plan wakes a phone: what its call push says
+        self._wakes: CallWakes | None = None
+        self._inbox: asyncio.Queue[_Signal | Woken] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._ring_task: asyncio.Task[None] | None = None
 
@@ -391,7 +426,7 @@ class _Call:
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"route {self.caller_id}")
 
-    def post(self, signal: _Signal) -> None:
+    def post(self, signal: _Signal | Woken) -> None:
         self._inbox.put_nowait(signal)
 
     def cancel(self) -> None:
@@ -417,6 +452,7 @@ class _Call:
 
     async def hand_back(self) -> None:
         """Fail open: hang up the legs still ringing and continue the caller at the dialplan's next priority."""
+        self._end_wakes()
         await self._drop_legs()
         if self.winner is None and self.caller_alive:
             self.caller_alive = False
@@ -440,6 +476,8 @@ class _Call:
         finally:
             if self._ring_task is not None and not self._ring_task.done():
                 self._ring_task.cancel()
+            if self._wakes is not None:
+                self._wakes.stop()
             self.router._forget(self)
 
     async def _route(self) -> None:
@@ -461,16 +499,26 @@ class _Call:
             log.debug("call %s: ringback not started: %s", self.caller_id, exc)
 
     async def _ring_step(self, number: int, step: RingStep) -> str:
-        legs = [self._new_leg(endpoint) for endpoint in step.endpoints]
-        if not legs:
+        try:
+            outcome = await self._ring_step_legs(number, step)
+        finally:
+            self._end_wakes()
+        return outcome
+
+    async def _ring_step_legs(self, number: int, step: RingStep) -> str:
+        waking, awake = self._sleeping(step)
+        legs = [self._new_leg(endpoint) for endpoint in (*step.endpoints, *awake)]
+        if not legs and not waking:
             return "no answer"
         # The first request starts inline, before this call yields: in a burst of calls every call's first phone is
         # asked for before anyone's second phone or ringback (a task per request would queue them behind all of
         # those; Python 3.11 has no eager tasks). The caller's ringback follows the first step's requests.
         others = [asyncio.create_task(self._originate(leg, step.ring_s)) for leg in legs[1:]]
+        self._start_wakes(waking, step)
         if self._ring_task is None:
             self._ring_task = asyncio.create_task(self._ring_caller())
-        await self._originate(legs[0], step.ring_s)
+        if legs:
+            await self._originate(legs[0], step.ring_s)
         await asyncio.gather(*others)
         if number == 1:
             self._log_plan()  # not before the first request: logging costs time the phones should be ringing
@@ -480,7 +528,7 @@ class _Call:
                 return "answered"
             if not self.caller_alive:
                 return "caller gone"
-            if not any(leg.alive for leg in legs):
+            if not any(leg.alive for leg in legs) and not (self._wakes is not None and self._wakes.waiting):
                 return "no answer"
             try:
                 async with asyncio.timeout_at(deadline):
@@ -491,7 +539,60 @@ class _Call:
                 )
                 await self._drop_legs("no_answer")
                 return "no answer"
-            await self._handle(signal)
+            if isinstance(signal, Woken):
+                await self._woken(signal, legs, deadline)
+            else:
+                await self._handle(signal)
+
+    # -- waking sleeping phones (wake.py) ------------------------------------------------------------------------------
+
+    def _sleeping(self, step: RingStep) -> tuple[list[tuple[str, PushBinding]], list[str]]:
+        """The step's phones to wake, as the registry knows them now: (still asleep: with their binding, awake
+        meanwhile: rung at once). A phone whose binding ended since the plan was made is left out."""
+        asleep: list[tuple[str, PushBinding]] = []
+        awake: list[str] = []
+        for endpoint in step.wake:
+            device = self.router._devices(endpoint)
+            if device is None:
+                continue
+            if device.registered is True:
+                awake.append(endpoint)
+            elif device.push_binding is not None:
+                asleep.append((endpoint, device.push_binding))
+        return asleep, awake
+
+    def _start_wakes(self, waking: list[tuple[str, PushBinding]], step: RingStep) -> None:
+        wake = self.router.wake
+        if not waking or wake is None or self.push is None:
+            return
+        if self._wakes is None:
+            self._wakes = CallWakes(wake, self.router.wakeups, self.push, self.post, self.router._spawn)
+        for endpoint, binding in waking:
+            self._wakes.start(endpoint, binding, wake.wait_for(step.ring_s))
+
+    async def _woken(self, signal: Woken, legs: list[_Leg], deadline: float) -> None:
+        """A phone woken for this step registered (ring it for the rest of the step), or will not ring."""
+        if self._wakes is not None:
+            self._wakes.settled(signal.endpoint)
+        if not signal.woke:  # (the step loop only hands it over while the call still rings)
+            return
+        left = deadline - STEP_GRACE_S - asyncio.get_running_loop().time()
+        log.info("call %s: %s woke; ringing it for %.1f s", self.caller_id, signal.endpoint, left)
+        self.router.woken += 1
+        leg = self._new_leg(signal.endpoint)
+        legs.append(leg)
+        await self._originate(leg, max(1, round(left)))
+
+    def _end_wakes(self) -> None:
+        """The step is over: stop waiting, and cancel the pushes of phones that did not answer."""
+        if self._wakes is None:
+            return
+        self._wakes.stop()
+        winner = self.legs.get(self.winner) if self.winner is not None else None
+        if winner is not None:
+            self._wakes.cancel_pushes(CancelReason.ANSWERED_ELSEWHERE, keep=winner.endpoint)
+        else:
+            self._wakes.cancel_pushes(CancelReason.CALLER_HUNG_UP)
 
     def _new_leg(self, endpoint: str) -> _Leg:
         leg = _Leg(self.router._new_leg_id(self.caller_id), endpoint)
@@ -520,7 +621,9 @@ class _Call:
             log.warning("call %s: originate to %s uncertain: %s", self.caller_id, leg.endpoint, exc)
         leg.created_at = asyncio.get_running_loop().time()
 
-    async def _handle(self, signal: _Signal) -> None:
+    async def _handle(self, signal: _Signal | Woken) -> None:
+        if isinstance(signal, Woken):  # too late: the step it was for is over
+            return
         leg = self.legs.get(signal.channel_id)
         if signal.answered:
             if leg is None:
@@ -590,15 +693,15 @@ class _Call:
         self.router.fallbacks += 1
         action = self.group.no_answer.action
         log.info("call %s: nobody answered; %s", self.caller_id, action)
+        busy = all_busy(self.plan, (leg.cause for leg in self.legs.values()))
         if action in ("voicemail", "forward"):
-            where: dict[str, str | int] = {
-                "context": FALLBACK_CONTEXT,
-                "extension": self.group.number.lstrip("+"),
-                "priority": 1,
-            }
+            where: dict[str, str | int] = {"context": FALLBACK_CONTEXT, "extension": self.group.number.lstrip("+")}
+            if action == "voicemail" and busy:
+                where["label"] = BUSY_LABEL  # the mailbox's busy greeting
+            else:
+                where["priority"] = 1
             await continue_in_dialplan(self.client, self.caller_id, where)
         else:  # busy (486) when every phone that could ring was busy, else no answer (480)
-            busy = all_busy(self.plan, (leg.cause for leg in self.legs.values()))
             await hang_up(self.client, self.caller_id, "busy" if busy else "no_answer")
         self.caller_alive = False
 
@@ -609,7 +712,7 @@ class _Call:
         number = self.caller_text.rsplit("<", 1)[-1].rstrip(">")
         who = mask(number) if number else "a withheld number"
         if self.plan.steps:
-            steps = " then ".join(f"{'+'.join(step.endpoints)} {step.ring_s} s" for step in self.plan.steps)
+            steps = " then ".join(_step_text(step) for step in self.plan.steps)
             log.info("call %s from %s to %s (%s): %s", self.caller_id, who, group.number, group.strategy, steps)
         else:
             log.info("call %s from %s to %s: no device can ring now", self.caller_id, who, group.number)
@@ -652,6 +755,12 @@ async def continue_in_dialplan(client: AriClient, channel_id: str, where: dict[s
 
 
 # -- small pure helpers ------------------------------------------------------------------------------------------------
+
+
+def _step_text(step: RingStep) -> str:
+    """ "PJSIP/100+PJSIP/101 20 s", with "(waking PJSIP/102)" for the phones woken by push."""
+    waking = f" (waking {'+'.join(step.wake)})" if step.wake else ""
+    return f"{'+'.join(step.endpoints) or 'nothing at once'}{waking} {step.ring_s} s"
 
 
 def _digits(number: str) -> str:

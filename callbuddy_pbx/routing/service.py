@@ -5,6 +5,10 @@ has `routing: callbuddy`. The app subscribes explicitly to `endpoint:PJSIP` and 
 configured phone: an app connected without those gets no endpoint events, and `subscribeAll=true` never delivers
 EndpointStateChange (trace 33). After every (re)connect the registry is seeded from `GET /ari/endpoints` and the
 router rebuilt from `GET /ari/channels` (see Router.rebuild: nothing missed while the socket was down is replayed).
+
+With push credentials configured (`push:`), the router is handed the push services (push.senders.PushSenders) to
+wake sleeping softphones; a ContactStatusChange goes to the registry first (it keeps the binding) and then to the
+router (a call waiting for that phone rings it). The push clients are closed when the service stops.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ from callbuddy_pbx.asterisk.ari import AriClient, AriError, AriEvent
 from callbuddy_pbx.asterisk.devices import ARI_DEVICE_EVENTS, DeviceRegistry
 from callbuddy_pbx.config import Config
 from callbuddy_pbx.config.pbx import RingGroup
+from callbuddy_pbx.config.push import PushConfig
+from callbuddy_pbx.push.senders import PushSenders
 from callbuddy_pbx.routing.router import Router, TimingHook
+from callbuddy_pbx.routing.wake import PushWake
 
 log = logging.getLogger(__name__)
 
 ClientFactory = Callable[..., AriClient]  # called like AriClient(config.ari, app, on_event, ..., event_sources=...)
+PushFactory = Callable[[PushConfig], PushSenders]  # PushSenders.from_config; tests point it at simulated services
 
 
 def routed_groups(config: Config) -> tuple[RingGroup, ...]:
@@ -40,6 +48,7 @@ class RoutingService:
         client_factory: ClientFactory = AriClient,
         clock: Callable[[], float] = time.time,
         on_timing: TimingHook | None = None,
+        push_factory: PushFactory = PushSenders.from_config,
     ) -> None:
         self.registry = registry
         self._clock = clock
@@ -53,7 +62,11 @@ class RoutingService:
             self._on_disconnected,
             event_sources=sources,
         )
-        self.router = Router(self.client, routed_groups(config), phones, registry.get, clock=clock, on_timing=on_timing)
+        self.push: PushSenders | None = push_factory(config.push) if config.push.enabled else None
+        wake = None if self.push is None else PushWake(self.push, config.push.push_wait_s, registry.end_binding)
+        self.router = Router(
+            self.client, routed_groups(config), phones, registry.get, clock=clock, on_timing=on_timing, wake=wake
+        )
 
     @staticmethod
     def wanted(config: Config) -> bool:
@@ -82,17 +95,24 @@ class RoutingService:
         try:
             await self.client.run()
         finally:
-            await self.router.shutdown()
+            await self.router.shutdown()  # the push clients stay open: the supervisor may run this again
 
     async def stop(self) -> None:
         """Hand unanswered calls back to the dialplan while ARI still answers, then close the link."""
         await self.router.shutdown()
         await self.client.close()
+        await self._close_push()
+
+    async def _close_push(self) -> None:
+        if self.push is not None:
+            await self.push.close()
 
     # The hot path: one call per ARI event, synchronous, no I/O.
     def _on_event(self, event: AriEvent, received_at: float) -> None:
         if event["type"] in ARI_DEVICE_EVENTS:
             self.registry.feed_ari(event, received_at)
+            if event["type"] == "ContactStatusChange":  # after the registry: it keeps the new contact's binding
+                self.router.on_event(event, received_at)
         else:
             self.router.on_event(event, received_at)
 

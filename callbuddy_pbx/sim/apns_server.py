@@ -14,6 +14,7 @@ import re
 import ssl
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,7 @@ class ApnsServer:
     delay_s: float = 0.0  # an answer this late, for timeout tests
     pushes: list[ReceivedPush] = field(default_factory=list)
     provider_tokens: list[str] = field(default_factory=list)  # every authorization token seen, in order
+    on_push: Callable[[ReceivedPush], None] | None = None  # the device side: a simulated phone receiving its pushes
     _failures: list[_Failure] = field(default_factory=list)
     _server: H2Server | None = None
 
@@ -114,7 +116,10 @@ class ApnsServer:
             return H2Response(410, body, (("content-type", "application/json"),))
         if token not in self.known_tokens:
             return _error(400, "BadDeviceToken")
-        self.pushes.append(ReceivedPush(token, request.headers, payload))
+        push = ReceivedPush(token, request.headers, payload)
+        self.pushes.append(push)
+        if self.on_push is not None:
+            self.on_push(push)
         apns_id = request.headers.get("apns-id") or str(uuid.uuid4()).upper()
         return H2Response(200, b"", (("apns-id", apns_id),))
 

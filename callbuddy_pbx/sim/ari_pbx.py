@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from callbuddy_pbx.sim.ari_apps import StasisApps
+from callbuddy_pbx.sim.ari_mobile import MobilePhones, MobileSoftphone
 from callbuddy_pbx.sim.ari_model import (
     ALL_DEVICES,
     ASTERISK_ID,
@@ -65,6 +66,7 @@ class AriPbx:
         for number in ("100", "101"):  # registered before the recordings started
             self.endpoints[number].contacts.append(SimContact(_default_contact(number)))
             self.device_states[f"PJSIP/{number}"] = "NOT_INUSE"
+        self.mobiles = MobilePhones(self.register, self.unregister)
 
     # -- publishing -------------------------------------------------------------------------------------------------
 
@@ -193,6 +195,12 @@ class AriPbx:
 
     def set_phone(self, resource: str, behaviour: PhoneBehaviour) -> None:
         self.endpoint(resource).phone = behaviour
+
+    def add_mobile(self, phone: MobileSoftphone, caller_name: str | None = None) -> MobileSoftphone:
+        """A mobile softphone on its own endpoint (made if missing), registered with its push Contact URI."""
+        if phone.resource not in self.endpoints:
+            self.add_endpoint(phone.resource, caller_name or f"Mobile {phone.resource}")
+        return self.mobiles.add(phone)
 
     # -- apps and subscriptions -------------------------------------------------------------------------------------
 
@@ -753,6 +761,7 @@ class AriPbx:
         for endpoint in self.endpoints.values():
             endpoint.channel_ids.clear()
             self.device_states[endpoint.name] = self._device_state(endpoint)
+        self.mobiles.cancel_all()
         self.started = time.time()
 
     async def stop(self) -> None:

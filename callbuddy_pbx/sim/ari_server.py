@@ -28,6 +28,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from callbuddy_pbx.sim.apns_server import ApnsServer, ReceivedPush
+from callbuddy_pbx.sim.ari_mobile import MobileSoftphone
 from callbuddy_pbx.sim.ari_model import ASTERISK_VERSION, AriRestError, PhoneBehaviour, asterisk_info
 from callbuddy_pbx.sim.ari_pbx import AriPbx, split_list
 
@@ -198,6 +200,31 @@ class SimulatedAriServer:
 
     def unregister(self, endpoint: str, uri: str | None = None) -> None:
         self.pbx.unregister(endpoint, uri)
+
+    def mobile_softphone(
+        self,
+        endpoint: str,
+        token: str,
+        param: str,
+        *,
+        wake_after_s: float | None = 0.05,
+        padding: str = "",
+    ) -> MobileSoftphone:
+        """A mobile softphone registers with RFC 8599 push parameters (see sim/ari_mobile.py); `mobile_sleeps`
+        removes its registration, and a VoIP push for its token (`wake_on`) makes it register again from a new port
+        after `wake_after_s` (None: never)."""
+        phone = MobileSoftphone(endpoint, token, param, wake_after_s, padding)
+        return self.pbx.add_mobile(phone)
+
+    def mobile_sleeps(self, phone: MobileSoftphone) -> None:
+        self.pbx.mobiles.sleep(phone)
+
+    def wake_on(self, apns: ApnsServer) -> None:
+        """The mobile softphones receive the pushes this simulated APNs takes."""
+        apns.on_push = self._push_received
+
+    def _push_received(self, push: ReceivedPush) -> None:
+        self.pbx.mobiles.push_received(push.device_token, push.headers.get("apns-push-type", ""))
 
     def phone_answers_after(self, endpoint: str, seconds: float) -> None:
         self.pbx.set_phone(endpoint, PhoneBehaviour(answer_after_s=seconds))
