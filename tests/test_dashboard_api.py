@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from callbuddy_pbx.asterisk.devices_model import Device
 from callbuddy_pbx.config.web import ApiToken
+from callbuddy_pbx.push.binding import parse_contact
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.web.api import api_routes
 from tests.test_dashboard_helpers import BOLT, DEVICES, GLOW, HEALTH
@@ -91,5 +92,26 @@ async def test_the_live_parts_are_read_on_each_request(store: CallStore) -> None
         shown[0] = DEVICES
         second = await (await client.get("/api/v1/devices", headers=bearer(ALL_TOKEN))).json()
         assert (len(first["devices"]), len(second["devices"])) == (1, 3)
+    finally:
+        await client.close()
+
+
+async def test_a_softphones_push_token_never_leaves_whole(store: CallStore) -> None:
+    """Anyone holding the app's push key could ring a phone whose token they have: the API shows it masked only."""
+    token = "c0ffee" * 10 + "beef"
+    uri = (
+        "sip:103@203.0.113.5:40001;transport=tcp"
+        f";pn-provider=apns;pn-prid={token};pn-param=ABCDE12345.com.example.app.voip"
+    )
+    binding = parse_contact(uri)
+    assert binding is not None
+    mobile = Device("PJSIP/103", "103", "NOT_INUSE", True, (uri,), push_binding=binding)
+    client = await client_for(store, devices=lambda: (mobile,), health=lambda: HEALTH)
+    try:
+        response = await client.get("/api/v1/devices", headers=bearer(ALL_TOKEN))
+        text = await response.text()
+        assert response.status == 200 and token not in text
+        (device,) = (await response.json())["devices"]
+        assert device["push_binding"]["provider"] and "pn-prid=" in device["contacts"][0]  # still says what it is
     finally:
         await client.close()

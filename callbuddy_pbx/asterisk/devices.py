@@ -30,11 +30,11 @@ replaces it; only the push service saying the token is dead (`end_binding`) ends
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
-from callbuddy_pbx.asterisk.devices_model import Device
+from callbuddy_pbx.asterisk.devices_model import Device, WakeFailure, WakeRecord
 from callbuddy_pbx.config import Config
 from callbuddy_pbx.push.binding import PushBinding, parse_contact
 
@@ -112,6 +112,7 @@ class _State:
     state_changed_at: float | None = None
     last_call_at: float | None = None
     binding: PushBinding | None = None  # the last push binding a contact carried (kept while it sleeps)
+    wake: WakeRecord = field(default_factory=WakeRecord)
 
 
 class DeviceRegistry:
@@ -295,6 +296,18 @@ class DeviceRegistry:
         device.binding = None
         return True
 
+    def push_woke(self, name: str, wake_ms: float, at: float) -> None:
+        """A push woke the device: it registered `wake_ms` after the push was sent (routing/wake reports it)."""
+        device = self._devices.get(name)
+        if device is not None:
+            device.wake = replace(device.wake, woke_ms=wake_ms, woke_at=at)
+
+    def push_failed(self, name: str, failure: WakeFailure, at: float) -> None:
+        """A push did not bring the device to a call."""
+        device = self._devices.get(name)
+        if device is not None:
+            device.wake = replace(device.wake, failure=failure, failed_at=at)
+
     def _peer_status(self, event: AmiMessage) -> bool:
         name = event.get("Peer", "")
         status = event.get("PeerStatus", "").strip().lower()
@@ -405,6 +418,7 @@ class DeviceRegistry:
             last_call_at=device.last_call_at,
             push_binding=device.binding,
             push=device.binding is not None or device.name in self._push_phones,
+            wake=device.wake,
         )
 
     # -- internals -----------------------------------------------------------------------------------------------------

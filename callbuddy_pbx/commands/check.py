@@ -15,6 +15,9 @@ trunks of `pbx:` exist and are registered, and prints a table of what to fix. A 
 When a ring group has `routing: callbuddy` it also checks ARI (ari_status.py): the HTTP server at `ari.url`, the
 ARI user's password, and that a Stasis app can connect; one line each. A refused password or WebSocket makes the
 exit code 1, and so does nothing answering at `ari.url` while the PBX answered over AMI.
+
+Push wake-up (check_push.py): the APNs and FCM settings in the summary (never a key), a warning for `push: true`
+without credentials, and, from the PBX's contacts, the phones registered with push parameters now.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from zoneinfo import ZoneInfo
 from callbuddy_pbx.asterisk.ami import AmiAuthError, AmiClient, AmiConnectError, AmiError, AmiMessage
 from callbuddy_pbx.asterisk.cel_sqlite import CelSourceError, CelSqlite
 from callbuddy_pbx.asterisk.render_dialplan import emergency_numbers, phone_settings
+from callbuddy_pbx.commands.check_push import push_lines, push_live_lines, push_warnings
 from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.config import SECRET_ENV_VAR, Business, Config, GatewayConfig, WebConfig, load_config
 from callbuddy_pbx.config.pbx import AUTO_SECRET, PbxConfig
@@ -59,7 +63,7 @@ _STATE_WIDTH = 80
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     print(summary(config))
-    warnings = texting_warnings(config) + dialling_warnings(config)
+    warnings = texting_warnings(config) + dialling_warnings(config) + push_warnings(config)
     if not config.asterisk.secret:
         warnings.insert(0, f"no AMI secret (set asterisk.secret or {SECRET_ENV_VAR}); `run` cannot log in")
     if not config.web.users:
@@ -178,6 +182,8 @@ def _pbx_check(config: Config) -> tuple[int, bool]:
     findings = problems(config, status)
     print(live_table(findings))
     print(_counts(findings, "on the PBX"))
+    for line in push_live_lines(config, status):
+        print(printable(line, 300))
     return (1 if any(finding.level == "error" for finding in findings) else 0), True
 
 
@@ -276,6 +282,7 @@ def summary(config: Config) -> str:
         lines.append(f"            trunks {', '.join(config.inbound.trunk_endpoints)}")
     lines += pbx_lines(config.pbx)
     lines += dialling_lines(config)
+    lines += push_lines(config)
     if routed_numbers(config):
         lines.append(f"ARI:        {ari_line(config)}")
     lines.append(f"Database:   {config.storage.path}")

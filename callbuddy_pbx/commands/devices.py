@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from callbuddy_pbx.asterisk.ami import PERMISSION_DENIED, AmiAuthError, AmiClient, AmiError, AmiMessage
 from callbuddy_pbx.asterisk.devices import DeviceRegistry
-from callbuddy_pbx.asterisk.devices_model import Device
+from callbuddy_pbx.asterisk.devices_model import Device, masked_contact
 from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.config import SECRET_ENV_VAR, Config, load_config
 from callbuddy_pbx.service.app import DEVICE_ACTIONS, SYSTEM_ONLY_ACTIONS, seed_devices
@@ -83,7 +83,7 @@ def _ignore(message: AmiMessage, received_at: float) -> None:
 
 
 def device_to_dict(device: Device) -> dict[str, object]:
-    return dataclasses.asdict(device) | {"contacts": list(device.contacts)}
+    return device.to_json()  # push tokens masked
 
 
 def _registered(device: Device) -> str:
@@ -99,7 +99,7 @@ def render_table(devices: Sequence[Device]) -> str:
                 printable(device.person, 30) or "-",
                 _registered(device),
                 printable(device.state, 12),
-                printable(", ".join(device.contacts), 60) or "-",
+                printable(", ".join(map(masked_contact, device.contacts)), 60) or "-",
                 printable(device.user_agent, 40) or "-",
             )
         )

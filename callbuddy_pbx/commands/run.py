@@ -54,6 +54,7 @@ async def serve(config: Config) -> None:
         notifier,
         route=alert_route(config),
         secrets=secrets,
+        push_refused=routing.push_refused if routing is not None else None,
     )
     helpers = ["alerts", "digests"]
     service.supervisor.start("alerts", monitor.run)

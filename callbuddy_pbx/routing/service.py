@@ -8,7 +8,9 @@ router rebuilt from `GET /ari/channels` (see Router.rebuild: nothing missed whil
 
 With push credentials configured (`push:`), the router is handed the push services (push.senders.PushSenders) to
 wake sleeping softphones; a ContactStatusChange goes to the registry first (it keeps the binding) and then to the
-router (a call waiting for that phone rings it). The push clients are closed when the service stops.
+router (a call waiting for that phone rings it). The push clients are closed when the service stops. Each phone's
+wake-ups and failures are recorded in the registry (its devices page); `push_refused` tells the alerts which push
+services refuse our credentials.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from callbuddy_pbx.config.push import PushConfig
 from callbuddy_pbx.push.senders import PushSenders
 from callbuddy_pbx.routing.router import Router, TimingHook
 from callbuddy_pbx.routing.wake import PushWake
+from callbuddy_pbx.routing.wake_report import PushCredentials
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,17 @@ class RoutingService:
             event_sources=sources,
         )
         self.push: PushSenders | None = push_factory(config.push) if config.push.enabled else None
-        wake = None if self.push is None else PushWake(self.push, config.push.push_wait_s, registry.end_binding)
+        self.push_credentials = PushCredentials()
+        wake = None
+        if self.push is not None:  # the registry keeps each phone's wake-ups for the devices page
+            wake = PushWake(
+                self.push,
+                config.push.push_wait_s,
+                registry.end_binding,
+                report=registry,
+                credentials=self.push_credentials,
+                clock=clock,
+            )
         self.router = Router(
             self.client, routed_groups(config), phones, registry.get, clock=clock, on_timing=on_timing, wake=wake
         )
@@ -89,6 +102,10 @@ class RoutingService:
     @property
     def routes_active(self) -> int:
         return self.router.active
+
+    def push_refused(self) -> dict[str, str]:
+        """The push services refusing our credentials now (provider -> their reason), for the alerts."""
+        return self.push_credentials.refused()
 
     async def run(self) -> None:
         """Keep the ARI link up and route calls until `stop()` (or cancellation)."""

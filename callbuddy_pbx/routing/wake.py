@@ -4,20 +4,24 @@ A call that should ring a sleeping softphone (a push binding, no live contact) s
 its new registration (an ARI ContactStatusChange for its endpoint) for at most `PushWake.wait_for` of its ring
 step; the phone is then rung like any other device. Everything else in the call rings meanwhile: a push never
 delays the other phones. The router owns one `Wakeups`; each call registers a waiter per phone it pushed before the
-push goes out (a phone that wakes fast may register before the push request has even been answered).
+push goes out (a phone that wakes fast may register before the push request has even been answered). What came of
+each push is recorded (wake_report): the time from push to registration, or why the phone did not ring.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from callbuddy_pbx.asterisk.devices_model import WakeFailure
 from callbuddy_pbx.config.push import DEFAULT_PUSH_WAIT_S
 from callbuddy_pbx.push.binding import PushBinding
 from callbuddy_pbx.push.sender import CallPush, CancelReason, PushOutcome, PushResult
+from callbuddy_pbx.routing.wake_report import PushCredentials, WakeReport, failure_of
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +45,15 @@ BindingEnded = Callable[[str, PushBinding], object]  # DeviceRegistry.end_bindin
 
 @dataclass(frozen=True, slots=True)
 class PushWake:
-    """How the router wakes phones: the services, how long a call waits, and who is told a token is dead."""
+    """How the router wakes phones: the services, how long a call waits, who is told a token is dead, and where
+    wake-ups (per device) and refused credentials (per service) are recorded."""
 
     service: PushService
     wait_s: float = DEFAULT_PUSH_WAIT_S
     binding_ended: BindingEnded | None = None
+    report: WakeReport | None = None
+    credentials: PushCredentials | None = None
+    clock: Callable[[], float] = time.time  # the wall clock the records are stamped with
 
     def wait_for(self, ring_s: float) -> float:
         """How long one ring step waits for a woken phone: never more than half of its ring time, so a phone that
@@ -162,24 +170,56 @@ class CallWakes:
 
     async def _run(self, endpoint: str, binding: PushBinding, wait_s: float, waiter: asyncio.Event) -> None:
         woke = False
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
         send = asyncio.ensure_future(self._wake.service.send_call(binding, self._push))
+        # The answer is recorded even when the call stops waiting first (answered elsewhere, the caller gone).
+        send.add_done_callback(lambda done: self._answered(endpoint, binding, done))
         self._sends[endpoint] = (binding, send)
         try:
             # One budget for sending and waiting: a push service that hangs must not hold the call either.
             async with asyncio.timeout(wait_s):
-                result = await asyncio.shield(send)
-                if result.sent:
+                if (await asyncio.shield(send)).sent:
                     await waiter.wait()
                     woke = True
-                else:
-                    self._refused(endpoint, binding, result)
+                    self._record(endpoint, woke_ms=(loop.time() - sent_at) * 1000)
         except TimeoutError:
             log.info("call %s: %s did not wake within %.1f s", self._push.call_id, endpoint, wait_s)
-        except Exception:  # a bug in a push client: this phone is left out, the call goes on
-            log.exception("call %s: push to %s failed", self._push.call_id, endpoint)
+            # A push still on its way is the service's fault; one it took and no registration, the phone's.
+            self._record(endpoint, failure=WakeFailure.DID_NOT_WAKE if send.done() else WakeFailure.SERVICE_BUSY)
+        except Exception:  # a bug in a push client (logged by _answered): this phone is left out, the call goes on
+            log.debug("call %s: %s left out after its push failed", self._push.call_id, endpoint)
         finally:
             self._wakeups.forget(endpoint, waiter)
         self._post(Woken(endpoint, woke))
+
+    def _answered(self, endpoint: str, binding: PushBinding, send: asyncio.Future[PushResult]) -> None:
+        """The call push's answer (or its client's bug): credentials noted, a refusal logged and recorded."""
+        if send.cancelled():
+            return
+        error = send.exception()
+        if error is not None:
+            log.error("call %s: push to %s failed", self._push.call_id, endpoint, exc_info=error)
+            self._record(endpoint, failure=WakeFailure.REFUSED)
+            return
+        result = send.result()
+        self._note(binding, result)
+        if not result.sent:
+            self._refused(endpoint, binding, result)
+
+    def _note(self, binding: PushBinding, result: PushResult) -> None:
+        """Every answer of a push service says whether it takes our credentials (call and cancel pushes alike)."""
+        if self._wake.credentials is not None:
+            self._wake.credentials.note(binding.provider, result)
+
+    def _record(self, endpoint: str, *, woke_ms: float | None = None, failure: WakeFailure | None = None) -> None:
+        report = self._wake.report
+        if report is None:
+            return
+        if woke_ms is not None:
+            report.push_woke(endpoint, woke_ms, self._wake.clock())
+        elif failure is not None:
+            report.push_failed(endpoint, failure, self._wake.clock())
 
     def _refused(self, endpoint: str, binding: PushBinding, result: PushResult) -> None:
         log.warning(
@@ -190,6 +230,7 @@ class CallWakes:
             result.outcome.value,
             result.reason,
         )
+        self._record(endpoint, failure=failure_of(result.outcome))
         if result.outcome is PushOutcome.UNREGISTERED and self._wake.binding_ended is not None:
             self._wake.binding_ended(endpoint, binding)
 
@@ -203,5 +244,6 @@ class CallWakes:
         except Exception:
             log.exception("call %s: cancel push to %s failed", self._push.call_id, endpoint)
             return
+        self._note(binding, result)
         if result.outcome is PushOutcome.UNREGISTERED and self._wake.binding_ended is not None:
             self._wake.binding_ended(endpoint, binding)

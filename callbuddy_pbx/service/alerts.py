@@ -1,4 +1,4 @@
-"""Alerts to the installer: the AMI link down, a gateway down, texts failing.
+"""Alerts to the installer: the AMI link down, a gateway down, texts failing, a push service refusing our key.
 
 `AlertRules` is the decision, pure and clock-free: fed samples of the service's state (`Sample`), it says which
 notices to send. A problem is an *episode* from the first sample that shows it to the first that does not:
@@ -7,6 +7,11 @@ notices to send. A problem is an *episode* from the first sample that shows it t
   failures of the last `failures_window_s` reach `failures_threshold`),
 - alerted again every `repeat_after_s` while it lasts,
 - and, once it ends, a "resolved" notice follows. An episode too short to be alerted ends silently.
+
+A push service refusing our credentials (routing.service.RoutingService.push_refused) is alerted at once and only
+once per service: it is learnt from calls' pushes and holds until a push through that service is taken again, so a
+reminder would only repeat what nothing has tested since. It is not resumed after a restart either: the service
+knows nothing of it until its next push is refused (a new episode) or taken.
 
 `AlertMonitor` samples the live service every few seconds (its HealthStatus, and the failed texts counted in the
 messages table) and sends what the rules decide through a Notifier, each notice recorded first (notify.deliver).
@@ -38,6 +43,8 @@ MAX_TEXT_CHARS = 300  # an alert text: two segments at most, whatever the detail
 AMI_DOWN = "ami_down"
 TEXT_FAILURES = "text_failures"
 GATEWAY_DOWN = "gateway_down"  # + ":<gateway name>"
+PUSH_REFUSED = "push_refused"  # + ":<provider>" (apns, fcm)
+_PUSH_NAMES = {"apns": "Apple (APNs)", "fcm": "Google (FCM)"}
 KINDS: dict[str, str] = {"alert": "alert", "repeat": "alert_repeat", "resolved": "alert_resolved"}  # -> table kind
 
 NoticeKind = Literal["alert", "repeat", "resolved"]
@@ -52,6 +59,15 @@ def gateway_problem(name: str) -> str:
     return f"{GATEWAY_DOWN}:{name}"
 
 
+def push_problem(provider: str) -> str:
+    return f"{PUSH_REFUSED}:{provider}"
+
+
+def _reminded(problem: str) -> bool:
+    """Repeated while it lasts; not a refused push key: nothing tests it again before its next push."""
+    return not problem.startswith(PUSH_REFUSED)
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """The service's state at one moment."""
@@ -61,6 +77,7 @@ class Sample:
     ami_detail: str = ""  # why it is down
     gateways: Mapping[str, tuple[bool, str]] = field(default_factory=dict)  # name -> (up, detail)
     failed_texts: int = 0  # texts failed (or expired) within the failures window before `at`
+    push_refused: Mapping[str, str] = field(default_factory=dict)  # provider -> the push service's reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +126,10 @@ def describe(problem: str) -> str:
         return "texts to missed callers are failing"
     if problem.startswith(f"{GATEWAY_DOWN}:"):
         return f"SMS gateway {problem.split(':', 1)[1]} down"
+    if problem.startswith(f"{PUSH_REFUSED}:"):
+        provider = problem.split(":", 1)[1]
+        name = _PUSH_NAMES.get(provider, provider)
+        return f"{name} refuses the push credentials: sleeping mobile softphones cannot be woken for calls"
     return problem
 
 
@@ -156,6 +177,8 @@ class AlertRules:
         if sample.failed_texts >= config.failures_threshold:
             window = duration(config.failures_window_s)
             current[TEXT_FAILURES] = (0.0, f"{sample.failed_texts} failed in the last {window}")
+        for provider, reason in sorted(sample.push_refused.items()):
+            current[push_problem(provider)] = (0.0, reason)
         notices: list[AlertNotice] = []
         for problem, (after_s, detail) in current.items():
             episode = self._episodes.get(problem)
@@ -166,7 +189,7 @@ class AlertRules:
                 if sample.at - episode.since >= after_s:
                     episode.alerted, episode.last_notice_at = True, sample.at
                     notices.append(AlertNotice("alert", problem, episode.detail, episode.since, sample.at))
-            elif sample.at - episode.last_notice_at >= config.repeat_after_s:
+            elif _reminded(problem) and sample.at - episode.last_notice_at >= config.repeat_after_s:
                 episode.repeats += 1
                 episode.last_notice_at = sample.at
                 notices.append(
@@ -179,7 +202,13 @@ class AlertRules:
         return notices
 
 
-def sample_of(status: HealthStatus, failed_texts: int, at: float, secrets: Iterable[str] = ()) -> Sample:
+def sample_of(
+    status: HealthStatus,
+    failed_texts: int,
+    at: float,
+    secrets: Iterable[str] = (),
+    push_refused: Mapping[str, str] | None = None,
+) -> Sample:
     """A Sample from the health check's view (details bounded, numbers masked, secrets scrubbed)."""
     secrets = tuple(secrets)
     return Sample(
@@ -188,6 +217,7 @@ def sample_of(status: HealthStatus, failed_texts: int, at: float, secrets: Itera
         ami_detail=safe_detail(status.ami.last_error or "", secrets),
         gateways={name: (g.up, safe_detail(g.detail, secrets)) for name, g in status.gateways.items()},
         failed_texts=failed_texts,
+        push_refused={provider: safe_detail(reason, secrets) for provider, reason in (push_refused or {}).items()},
     )
 
 
@@ -195,7 +225,8 @@ class AlertMonitor:
     """Checks the service every `interval_s` and tells the installer (`run()` until cancelled).
 
     `status` is the live health (e.g. `lambda: service_health(service, gateways, secrets=...)`); texts go through
-    `route` (default: config.gateway from config.sender, as the configuration reader resolved them)."""
+    `route` (default: config.gateway from config.sender, as the configuration reader resolved them); `push_refused`
+    says which push services refuse our credentials (RoutingService.push_refused; None: no push wake-up)."""
 
     def __init__(
         self,
@@ -208,9 +239,11 @@ class AlertMonitor:
         interval_s: float = CHECK_INTERVAL_S,
         route: TextRoute | None = None,
         secrets: Iterable[str] = (),
+        push_refused: Callable[[], Mapping[str, str]] | None = None,
     ) -> None:
         self._config = config
         self._status = status
+        self._push_refused = push_refused
         self._store = store
         self._notifier = notifier
         self._clock = clock
@@ -238,7 +271,8 @@ class AlertMonitor:
             await self._resume()
         now = self._clock()
         failed = await self.failed_texts(now)
-        notices = self.rules.check(sample_of(self._status(), failed, now, self._secrets))
+        refused = self._push_refused() if self._push_refused is not None else None
+        notices = self.rules.check(sample_of(self._status(), failed, now, self._secrets, refused))
         for notice in notices:
             log.warning("alert: %s", notice.text(self._notifier.service))
             if await deliver(self._log, self._notifier, self._notice(notice), self._clock):
@@ -278,7 +312,7 @@ class AlertMonitor:
                 resolved or row.kind == KINDS["resolved"],
             )
         for (problem, since), (last, repeats, resolved) in sorted(episodes.items(), key=lambda item: item[0][1]):
-            if not resolved:
+            if not resolved and not problem.startswith(PUSH_REFUSED):  # judged afresh by the next push
                 self.rules.resume(problem, float(since), last, repeats)
                 log.info("alerts: %s (since %d) is still open from before the restart", problem, since)
         self._resumed = True

@@ -1,6 +1,7 @@
 """Mobile softphones for the simulated PBX: apps that register with RFC 8599 push parameters in their Contact URI,
 fall asleep (the registration is removed, as when iOS suspends the app and its contact expires), and register again
-from a new port a while after their push service hands them a VoIP push, or never.
+from a new port a while after their push service hands them a call push, or never: an APNs VoIP push (iOS), or an
+FCM data message of type "call" (Android; the cancel is a data message too, and wakes nothing).
 
 What Asterisk reports is the PBX's business (AriPbx.register / unregister send the ContactStatusChange and the rest,
 as trace 33 records them); this module only decides when a phone registers, from where, and with which URI.
@@ -12,20 +13,25 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from callbuddy_pbx.sim.apns_server import ReceivedPush
+from callbuddy_pbx.sim.fcm_server import ReceivedMessage
+
 BASE_PORT = 40000  # where the simulated apps register from; each wake-up takes the next port (a new socket)
 
 
 @dataclass
 class MobileSoftphone:
     resource: str  # its PJSIP endpoint, "103"
-    token: str  # its APNs device token (pn-prid)
-    param: str  # pn-param: "<team id>.<bundle id>.voip"
+    token: str  # its device token (pn-prid): APNs hex, or an FCM registration token
+    param: str  # pn-param: "<team id>.<bundle id>.voip" (APNs), the Firebase project id (FCM)
     wake_after_s: float | None = 0.05  # registers this long after a call push; None: never wakes
     padding: str = ""  # extra URI parameters (";x-foo=..."), to try Contact URIs near Asterisk's 512 characters
     port: int = BASE_PORT
     awake: bool = False
     pushes: int = 0  # call pushes it received
     wakes: int = 0  # times it registered after one
+    woke_at: float | None = None  # the loop time it last registered after a push (benchmarks)
+    provider: str = "apns"  # pn-provider: "apns" or "fcm"
     _pending: asyncio.TimerHandle | None = field(default=None, repr=False)
 
     @property
@@ -33,7 +39,7 @@ class MobileSoftphone:
         """The Contact URI as Asterisk keeps it (without the angle brackets of the header)."""
         return (
             f"sip:{self.resource}@127.0.0.1:{self.port};transport=tcp"
-            f";pn-provider=apns;pn-prid={self.token};pn-param={self.param}{self.padding}"
+            f";pn-provider={self.provider};pn-prid={self.token};pn-param={self.param}{self.padding}"
         )
 
 
@@ -60,9 +66,20 @@ class MobilePhones:
             phone.awake = False
             self._unregister(phone.resource, phone.uri)
 
+    def apns_push(self, push: ReceivedPush) -> None:
+        """What the simulated APNs took: a VoIP push is a call; the cancel is an alert the app shows as it is."""
+        self.push_received(push.device_token, push.headers.get("apns-push-type", ""))
+
+    def fcm_push(self, received: ReceivedMessage) -> None:
+        """What the simulated FCM took: a data message of type "call" wakes the app like a VoIP push."""
+        message = received.message
+        data = message.get("data")
+        call = isinstance(data, dict) and data.get("type") == "call"
+        self.push_received(str(message.get("token", "")), "voip" if call else "data")
+
     def push_received(self, token: str, push_type: str) -> None:
-        """A push reached the phone with this token. Only a VoIP push (a call) wakes it; the cancel push is an
-        ordinary alert the app shows without registering."""
+        """A push reached the phone with this token. Only a call push ("voip") wakes it; the cancel push is an
+        ordinary notification the app shows without registering."""
         phone = self.by_token.get(token)
         if phone is None or push_type != "voip":
             return
@@ -84,6 +101,7 @@ class MobilePhones:
             return
         phone.port += 1  # a new socket after a wake-up: a new Contact, not a refresh of the old one
         phone.wakes += 1
+        phone.woke_at = asyncio.get_running_loop().time()
         self._wake(phone)
 
     def _wake(self, phone: MobileSoftphone) -> None:

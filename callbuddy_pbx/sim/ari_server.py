@@ -28,10 +28,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from callbuddy_pbx.sim.apns_server import ApnsServer, ReceivedPush
+from callbuddy_pbx.sim.apns_server import ApnsServer
 from callbuddy_pbx.sim.ari_mobile import MobileSoftphone
 from callbuddy_pbx.sim.ari_model import ASTERISK_VERSION, AriRestError, PhoneBehaviour, asterisk_info
 from callbuddy_pbx.sim.ari_pbx import AriPbx, split_list
+from callbuddy_pbx.sim.fcm_server import FcmServer
 
 log = logging.getLogger(__name__)
 
@@ -209,22 +210,23 @@ class SimulatedAriServer:
         *,
         wake_after_s: float | None = 0.05,
         padding: str = "",
+        provider: str = "apns",
     ) -> MobileSoftphone:
         """A mobile softphone registers with RFC 8599 push parameters (see sim/ari_mobile.py); `mobile_sleeps`
         removes its registration, and a VoIP push for its token (`wake_on`) makes it register again from a new port
-        after `wake_after_s` (None: never)."""
-        phone = MobileSoftphone(endpoint, token, param, wake_after_s, padding)
+        after `wake_after_s` (None: never). `provider` "fcm": an Android app woken by FCM data messages."""
+        phone = MobileSoftphone(endpoint, token, param, wake_after_s, padding, provider=provider)
         return self.pbx.add_mobile(phone)
 
     def mobile_sleeps(self, phone: MobileSoftphone) -> None:
         self.pbx.mobiles.sleep(phone)
 
-    def wake_on(self, apns: ApnsServer) -> None:
-        """The mobile softphones receive the pushes this simulated APNs takes."""
-        apns.on_push = self._push_received
-
-    def _push_received(self, push: ReceivedPush) -> None:
-        self.pbx.mobiles.push_received(push.device_token, push.headers.get("apns-push-type", ""))
+    def wake_on(self, service: ApnsServer | FcmServer) -> None:
+        """The mobile softphones receive the pushes this simulated APNs or FCM takes."""
+        if isinstance(service, ApnsServer):
+            service.on_push = self.pbx.mobiles.apns_push
+        else:
+            service.on_push = self.pbx.mobiles.fcm_push
 
     def phone_answers_after(self, endpoint: str, seconds: float) -> None:
         self.pbx.set_phone(endpoint, PhoneBehaviour(answer_after_s=seconds))

@@ -3,7 +3,8 @@ HTTP/2 and TLS on loopback.
 
 The token endpoint checks the service account's RS256 assertion as Google does (signature, issuer, audience, scope,
 an hour at most) and hands out short opaque access tokens; `messages:send` takes only those, and answers errors in
-Google's shape (`error.status`, `details[].errorCode`). Tests make either fail on purpose and read what was sent.
+Google's shape (`error.status`, `details[].errorCode`). Tests make either fail on purpose and read what was sent;
+`on_push` hands each message taken to the device side (a simulated phone, sim/ari_mobile.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import re
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -64,6 +66,7 @@ class FcmServer:
     messages: list[ReceivedMessage] = field(default_factory=list)
     token_requests: int = 0  # requests to the token endpoint
     assertions: list[str] = field(default_factory=list)  # the JWTs those requests carried
+    on_push: Callable[[ReceivedMessage], None] | None = None  # the device side: a simulated phone receiving its pushes
     _issued: dict[str, float] = field(default_factory=dict)  # access token -> expires at
     _send_failures: list[_Failure] = field(default_factory=list)
     _token_failures: list[_Failure] = field(default_factory=list)
@@ -157,7 +160,10 @@ class FcmServer:
             return _google_error(404, "UNREGISTERED")
         if device not in self.known_tokens:
             return _google_error(400, "INVALID_ARGUMENT")
-        self.messages.append(ReceivedMessage(request.headers, message))
+        received = ReceivedMessage(request.headers, message)
+        self.messages.append(received)
+        if self.on_push is not None:
+            self.on_push(received)
         return _json(200, {"name": f"projects/{project}/messages/{next(self._counter)}"})
 
 

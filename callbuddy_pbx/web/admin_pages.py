@@ -1,7 +1,8 @@
 """GET /devices and GET /system : what the installer looks at, for admins only (a business user gets 403).
 
 /devices lists the phones the device registry knows (`ctx.devices()`), each by its configured name and person, its
-state in words (the Asterisk word stays in a tooltip); /system the AMI link, the SMS gateways
+state in words (the Asterisk word stays in a tooltip), its contacts (push tokens masked) and, for a mobile softphone
+that wakes by push, its last wake-up and failure (wake_words); /system the AMI link, the SMS gateways
 (`ctx.health()`), the outbox backlog and the texts failed in the last hour (counted in the database), the version
 and the database file. Times are on the businesses' shared clock (UTC when they differ).
 """
@@ -12,12 +13,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from callbuddy_pbx.asterisk.devices_model import Device
+from callbuddy_pbx.asterisk.devices_model import Device, masked_contact
 from callbuddy_pbx.store.dashboard_queries import system_counts
 from callbuddy_pbx.web.dashboard_context import DashboardContext
 from callbuddy_pbx.web.page import Handler, admin_only, page, render
 from callbuddy_pbx.web.phone_names import PhoneBook, device_state
 from callbuddy_pbx.web.viewer import Viewer
+from callbuddy_pbx.web.wake_words import WakeWords, wake_words
 
 FAILED_WINDOW_S = 3600.0
 CONNECTIONS = {True: "Connected", False: "Not connected", None: "Unknown"}
@@ -33,15 +35,18 @@ class DeviceRow:
     business: str
     state: str  # in words ("Free", "On a call")
     connection: str  # "Connected", "Not connected", "Unknown"
+    contacts: tuple[str, ...]  # where it is registered, push tokens masked
+    wake: WakeWords
 
 
-def device_row(device: Device, book: PhoneBook) -> DeviceRow:
+def device_row(device: Device, book: PhoneBook, timezone: str = "UTC", now: float = 0.0) -> DeviceRow:
     phone = book.phone(device.name)
+    state, connection = device_state(device.state), CONNECTIONS[device.registered]
+    contacts = tuple(masked_contact(contact) for contact in device.contacts)
+    wake = wake_words(device, timezone, now)
     if phone is None:  # a device not in pbx.phones (a phone configured by hand in Asterisk)
-        return DeviceRow(device, device.person or device.endpoint, "", "", device_state(device.state),
-                         CONNECTIONS[device.registered])  # fmt: skip
-    return DeviceRow(device, phone.name, phone.person, phone.business, device_state(device.state),
-                     CONNECTIONS[device.registered])  # fmt: skip
+        return DeviceRow(device, device.person or device.endpoint, "", "", state, connection, contacts, wake)
+    return DeviceRow(device, phone.name, phone.person, phone.business, state, connection, contacts, wake)
 
 
 def devices_handler(ctx: DashboardContext) -> Handler:
@@ -49,8 +54,9 @@ def devices_handler(ctx: DashboardContext) -> Handler:
         admin_only(viewer)
         book = ctx.phone_book
         found = sorted(ctx.devices(), key=lambda device: (device.name, device.endpoint))
-        rows = [device_row(device, book) for device in found]
-        return render(request, "devices.html", rows=rows, timezone=ctx.common_timezone(None))
+        timezone, now = ctx.common_timezone(None), ctx.clock()
+        rows = [device_row(device, book, timezone, now) for device in found]
+        return render(request, "devices.html", rows=rows, timezone=timezone)
 
     return page(devices)
 

@@ -229,7 +229,7 @@ def api_routes(
             return _error(403, "only a token for every business may read devices")
         if devices is None:
             return _error(404, "device status is not available")
-        return _ok({"devices": [asdict(device) for device in devices()]})
+        return _ok({"devices": [device.to_json() for device in devices()]})
 
     async def health_status(request: web.Request, token: ApiToken) -> web.StreamResponse:
         if health is None:
