@@ -77,7 +77,7 @@ def push_warnings(config: Config) -> list[str]:
         )
     wait_s = config.push.push_wait_s
     for group in routed if config.push.enabled else ():
-        if wait_s > group.ring_s:  # the router keeps half of each step for the woken phone to ring
+        if wait_s > group.ring_s / 2:  # the router keeps half of each step for the woken phone to ring
             warnings.append(
                 f"push.push_wait_seconds {wait_s:g} is more than half of {group.number}'s {group.ring_s} s ring time: "
                 f"its calls wait {group.ring_s / 2:g} s for a woken phone"
