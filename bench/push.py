@@ -46,8 +46,8 @@ from callbuddy_pbx.push.senders import PushSenders
 from callbuddy_pbx.routing.router import RouteTiming
 from callbuddy_pbx.routing.service import RoutingService
 from callbuddy_pbx.sim.apns_server import ApnsServer, ReceivedPush
-from callbuddy_pbx.sim.ari_mobile import MobileSoftphone
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
+from callbuddy_pbx.sim.mobile_phones import MobileSoftphone
 
 PASSWORD = "bench-secret"
 TEAM_ID, KEY_ID, BUNDLE_ID = "TEAM123456", "KEY7890ABC", "com.example.bench"

@@ -29,8 +29,8 @@ from callbuddy_pbx.push.senders import PushSenders
 from callbuddy_pbx.routing.service import RoutingService
 from callbuddy_pbx.routing.wake import CallWakes, PushWake, Wakeups, Woken
 from callbuddy_pbx.sim.apns_server import ApnsServer, ReceivedPush
-from callbuddy_pbx.sim.ari_mobile import MobileSoftphone
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
+from callbuddy_pbx.sim.mobile_phones import MobileSoftphone
 from tests.push_servers import BUNDLE_ID, KEY_ID, TEAM_ID, apns_key, apns_server, ca, client_tls, pem
 from tests.test_router import bridged, hangups, originated, sim
 from tests.test_sim_ari import config_for

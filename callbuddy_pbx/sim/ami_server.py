@@ -39,7 +39,10 @@ from callbuddy_pbx.asterisk.ami_protocol import (
     AmiProtocolError,
     parse_message,
 )
+from callbuddy_pbx.sim.apns_server import ApnsServer
 from callbuddy_pbx.sim.cel_db import SimulatedCelDb
+from callbuddy_pbx.sim.fcm_server import FcmServer
+from callbuddy_pbx.sim.mobile_phones import MobilePhones, MobileSoftphone
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +252,8 @@ class SimulatedAmiServer:
         self.variables: dict[str, str] = {}  # global variables for Getvar
         self.pjsip: SimulatedPjsip | None = None  # what the PJSIPShow* actions list (None: res_pjsip not loaded)
         self.denied_actions: set[str] = set()  # lower-case action names answered `Permission denied`
+        # Mobile softphones that sleep and register again after a push (sim/mobile_phones.py; see mobile_softphone)
+        self.mobiles = MobilePhones(self._register_soon, self._unregister_soon)
         # Counters
         self.logins = 0
         self.login_failures = 0
@@ -292,6 +297,7 @@ class SimulatedAmiServer:
             self._server.close()
         await asyncio.sleep(0)  # a connection accepted just before close() starts its handler now
         self.drop_clients()
+        self.mobiles.cancel_all()
         for task in self._delayed_tasks:
             task.cancel()
         # Connection handlers end by themselves once their transport is aborted. They are not cancelled: on 3.11
@@ -444,6 +450,25 @@ class SimulatedAmiServer:
             events += [_peer_status(endpoint, "Unreachable"), _device_state_change(f"PJSIP/{endpoint}", "UNAVAILABLE")]
         events += [_contact_status(endpoint, contact.uri, "Removed") for contact in gone]
         await self.broadcast(events)
+
+    def mobile_softphone(self, phone: MobileSoftphone) -> MobileSoftphone:
+        """A mobile softphone on an endpoint of `pjsip`: it registers now with its RFC 8599 Contact URI;
+        `mobile_sleeps` removes that registration, and a call push its service hands it (`wake_on`) makes it
+        register again from a new port, each with the events `register_phone` / `unregister_phone` send."""
+        return self.mobiles.add(phone)
+
+    def mobile_sleeps(self, phone: MobileSoftphone) -> None:
+        self.mobiles.sleep(phone)
+
+    def wake_on(self, service: ApnsServer | FcmServer) -> None:
+        """The mobile softphones receive the pushes this simulated APNs or FCM takes."""
+        self.mobiles.listen_to(service)
+
+    def _register_soon(self, endpoint: str, uri: str) -> None:
+        self._spawn(self.register_phone(endpoint, uri))
+
+    def _unregister_soon(self, endpoint: str, uri: str) -> None:
+        self._spawn(self.unregister_phone(endpoint, uri))
 
     def _pjsip_endpoint(self, endpoint: str) -> SimulatedPjsip:
         if self.pjsip is None or not any(e.name == endpoint for e in self.pjsip.endpoints):

@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from callbuddy_pbx.sim.ari_apps import StasisApps
-from callbuddy_pbx.sim.ari_mobile import MobilePhones, MobileSoftphone
 from callbuddy_pbx.sim.ari_model import (
     ALL_DEVICES,
     ASTERISK_ID,
@@ -37,6 +36,7 @@ from callbuddy_pbx.sim.ari_model import (
     dial_status_for,
     not_found,
 )
+from callbuddy_pbx.sim.mobile_phones import MobilePhones, MobileSoftphone
 
 Deliver = Callable[[str, dict[str, Any]], None]  # (app name, event): the server writes it to the app's socket
 _EVENT_SCHEMES = ("channel:", "bridge:", "endpoint:", "deviceState:")

@@ -29,10 +29,10 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from callbuddy_pbx.sim.apns_server import ApnsServer
-from callbuddy_pbx.sim.ari_mobile import MobileSoftphone
 from callbuddy_pbx.sim.ari_model import ASTERISK_VERSION, AriRestError, PhoneBehaviour, asterisk_info
 from callbuddy_pbx.sim.ari_pbx import AriPbx, split_list
 from callbuddy_pbx.sim.fcm_server import FcmServer
+from callbuddy_pbx.sim.mobile_phones import MobileSoftphone
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ class SimulatedAriServer:
         padding: str = "",
         provider: str = "apns",
     ) -> MobileSoftphone:
-        """A mobile softphone registers with RFC 8599 push parameters (see sim/ari_mobile.py); `mobile_sleeps`
+        """A mobile softphone registers with RFC 8599 push parameters (see sim/mobile_phones.py); `mobile_sleeps`
         removes its registration, and a VoIP push for its token (`wake_on`) makes it register again from a new port
         after `wake_after_s` (None: never). `provider` "fcm": an Android app woken by FCM data messages."""
         phone = MobileSoftphone(endpoint, token, param, wake_after_s, padding, provider=provider)
@@ -223,10 +223,7 @@ class SimulatedAriServer:
 
     def wake_on(self, service: ApnsServer | FcmServer) -> None:
         """The mobile softphones receive the pushes this simulated APNs or FCM takes."""
-        if isinstance(service, ApnsServer):
-            service.on_push = self.pbx.mobiles.apns_push
-        else:
-            service.on_push = self.pbx.mobiles.fcm_push
+        self.pbx.mobiles.listen_to(service)
 
     def phone_answers_after(self, endpoint: str, seconds: float) -> None:
         self.pbx.set_phone(endpoint, PhoneBehaviour(answer_after_s=seconds))

@@ -4,7 +4,7 @@ HTTP/2 and TLS on loopback.
 The token endpoint checks the service account's RS256 assertion as Google does (signature, issuer, audience, scope,
 an hour at most) and hands out short opaque access tokens; `messages:send` takes only those, and answers errors in
 Google's shape (`error.status`, `details[].errorCode`). Tests make either fail on purpose and read what was sent;
-`on_push` hands each message taken to the device side (a simulated phone, sim/ari_mobile.py).
+`on_push` hands each message taken to the device side (a simulated phone, sim/mobile_phones.py).
 """
 
 from __future__ import annotations

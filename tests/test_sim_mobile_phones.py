@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from callbuddy_pbx.push.binding import parse_contact
-from callbuddy_pbx.sim.ari_mobile import MobilePhones, MobileSoftphone
+from callbuddy_pbx.sim.mobile_phones import MobilePhones, MobileSoftphone
 
 TOKEN = "ab" * 32
 

@@ -3,8 +3,9 @@ fall asleep (the registration is removed, as when iOS suspends the app and its c
 from a new port a while after their push service hands them a call push, or never: an APNs VoIP push (iOS), or an
 FCM data message of type "call" (Android; the cancel is a data message too, and wakes nothing).
 
-What Asterisk reports is the PBX's business (AriPbx.register / unregister send the ContactStatusChange and the rest,
-as trace 33 records them); this module only decides when a phone registers, from where, and with which URI.
+What Asterisk reports is the PBX's business (over ARI, AriPbx.register / unregister send the ContactStatusChange
+and the rest, as trace 33 records them; over AMI, SimulatedAmiServer.register_phone / unregister_phone send
+ContactStatus); this module only decides when a phone registers, from where, and with which URI.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from callbuddy_pbx.sim.apns_server import ReceivedPush
-from callbuddy_pbx.sim.fcm_server import ReceivedMessage
+from callbuddy_pbx.sim.apns_server import ApnsServer, ReceivedPush
+from callbuddy_pbx.sim.fcm_server import FcmServer, ReceivedMessage
 
 BASE_PORT = 40000  # where the simulated apps register from; each wake-up takes the next port (a new socket)
 
@@ -65,6 +66,13 @@ class MobilePhones:
         if phone.awake:
             phone.awake = False
             self._unregister(phone.resource, phone.uri)
+
+    def listen_to(self, service: ApnsServer | FcmServer) -> None:
+        """The phones receive the pushes this simulated APNs or FCM takes."""
+        if isinstance(service, ApnsServer):
+            service.on_push = self.apns_push
+        else:
+            service.on_push = self.fcm_push
 
     def apns_push(self, push: ReceivedPush) -> None:
         """What the simulated APNs took: a VoIP push is a call; the cancel is an alert the app shows as it is."""
