@@ -184,7 +184,7 @@ async def test_nav_and_logout_form(site: Site) -> None:
     _, html = await site.page("/calls", "admin")
     nav = re.search(r'<nav aria-label="Main">(.*?)</nav>', html, re.S)
     assert nav is not None
-    assert re.findall(r'href="([^"]+)"', nav.group(1)) == ["/", "/calls", "/devices", "/system"]
+    assert re.findall(r'href="([^"]+)"', nav.group(1)) == ["/", "/calls", "/conversations", "/devices", "/system"]
     assert '<a href="/calls" aria-current="page">Missed calls</a>' in html
     assert '<form method="post" action="/logout">' in html
     assert f'<input type="hidden" name="csrf_token" value="{CSRF}">' in html

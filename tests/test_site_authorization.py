@@ -41,6 +41,11 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/system"): "login",
     ("GET", "/calls.csv"): "401",
     ("GET", "/calls/live"): "401",
+    ("GET", "/conversations"): "login",
+    ("GET", "/conversations/{thread}"): "login",
+    ("GET", "/conversations/live"): "401",
+    ("GET", "/conversations/{thread}/live"): "401",
+    ("POST", "/conversations/{thread}/answer"): "403",  # more in tests/test_conversations_authorization.py
     ("POST", "/logout"): "403",
     ("GET", "/login"): "public",
     ("POST", "/login"): "403",  # without the login form's own CSRF token (more in tests/test_auth.py)
@@ -56,6 +61,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/stats"): "bearer",
     ("GET", "/api/v1/devices"): "bearer",
     ("GET", "/api/v1/health"): "bearer",
+    ("GET", "/api/v1/conversations"): "bearer",
+    ("GET", "/api/v1/conversations/{thread}"): "bearer",
+    ("POST", "/api/v1/conversations/{thread}/answers"): "bearer",
 }
 
 
@@ -118,6 +126,7 @@ def concrete(path: str) -> str:
         path.replace("{linkedid}", "1000.1")
         .replace("{token}", "nosuchtoken")
         .replace("{gateway}/{kind}", "nosuch/status")
+        .replace("{thread}", "m1")
     )
 
 

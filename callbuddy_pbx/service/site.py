@@ -10,6 +10,7 @@ from aiohttp import web
 
 from callbuddy_pbx.config import Config, WebUser
 from callbuddy_pbx.config.web import LiveUsers
+from callbuddy_pbx.recovery.answers import Answers
 from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.service.healthz import health_routes, service_health
 from callbuddy_pbx.service.metrics import Metrics
@@ -62,11 +63,17 @@ def service_site(
         live_poll_s=live_poll_s,
     )
 
+    # Answers from a conversation go through the service's own outbox (none without text-back: they are refused).
+    text_back = service.text_back
+    answers = Answers(config, store, text_back.outbox.wake) if text_back is not None else None
+
     def routes(app: web.Application) -> None:
         health_routes(app, health, metrics)
         link_routes(app, LinkStore(store))
         if config.web.api_tokens:
-            api_routes(app, store, config.web.api_tokens, devices=service.devices.snapshot, health=health)
+            api_routes(
+                app, store, config.web.api_tokens, devices=service.devices.snapshot, health=health, answers=answers
+            )
         auth_setup(
             app,
             store=store,
@@ -76,6 +83,6 @@ def service_site(
             session_hours=config.web.session_hours,
             trusted_proxies=config.web.trusted_proxies,
         )
-        dashboard_routes(app, context)
+        dashboard_routes(app, context, answers)
 
     return create_app(webhook_gateways=webhook_gateways(gateways), extra_routes=routes)

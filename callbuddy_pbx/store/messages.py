@@ -472,10 +472,10 @@ class MessageStore:
             " changed_at = excluded.changed_at",
             (number, business, int(opted_out), now),
         )
-        if opted_out:  # texts still waiting for this number are not sent after a STOP
+        if opted_out:  # texts still waiting for this number (an answer held for quiet hours too) are not sent
             await conn.execute(
                 "UPDATE messages SET state = 'cancelled', updated_at = ?, done_at = ?, error = 'opted out'"
-                " WHERE to_number = ? AND business = ? AND state = 'queued' AND kind = 'missed_call'",
+                " WHERE to_number = ? AND business = ? AND state = 'queued' AND kind IN ('missed_call', 'answer')",
                 (now, now, number, business),
             )
         return True

@@ -193,6 +193,25 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE early_reports ADD COLUMN recipient TEXT;
     """,
+    # 9: conversations (store/conversations.py). A thread is (caller number, business); it is read once a user of
+    # that business opened it after its newest reply (`read_at`: one row per thread, shared by the business's users,
+    # like a shared inbox). A business's answer is an outbox row of kind 'answer'; `message_authors` says who wrote
+    # it. Replies are read per thread, so they get the index texts already have.
+    """
+    CREATE TABLE thread_reads (
+        number      TEXT    NOT NULL,
+        business    TEXT    NOT NULL,
+        read_at     REAL    NOT NULL,
+        read_by     TEXT    NOT NULL,
+        PRIMARY KEY (number, business)
+    );
+    CREATE TABLE message_authors (
+        message_id  INTEGER NOT NULL PRIMARY KEY REFERENCES messages (id),
+        author      TEXT    NOT NULL
+    );
+    CREATE INDEX inbound_by_sender ON inbound_messages (sender, business, received_at);
+    CREATE INDEX inbound_received_at ON inbound_messages (received_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

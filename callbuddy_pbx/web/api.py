@@ -1,6 +1,6 @@
-"""The read-only JSON API for installers and dashboards, under /api/v1, behind bearer tokens.
+"""The JSON API for installers, dashboards and booking tools, under /api/v1, behind bearer tokens.
 
-Add it with `api_routes(app, store, config.web.api_tokens)`. Routes (all GET):
+Add it with `api_routes(app, store, config.web.api_tokens)`. Routes (GET, but for a conversation's answer):
 
 - /api/v1/calls?missed=1&since=7d&limit=100&business=NAME: calls newest first, each as `call_to_dict`.
 - /api/v1/calls/{linkedid}: one call with its legs, the text-back verdict, its texts and its link visits.
@@ -9,6 +9,7 @@ Add it with `api_routes(app, store, config.web.api_tokens)`. Routes (all GET):
 - /api/v1/devices: the phones the device registry knows (tokens without business limits only; others 403).
 - /api/v1/health: the service's health (`HealthStatus.to_json`; `ok` false when a part is down, still a 200).
   Both answer 404 when `api_routes` was not given where to read them (`devices=`, `health=`).
+- /api/v1/conversations...: threads, one thread, and (POST) a business's answer (web/conversations_api.py).
 
 Every request needs `Authorization: Bearer <token>`; without one, or with a token that is not configured, the answer
 is 401 with `WWW-Authenticate: Bearer`. The presented token is compared with every configured token in constant
@@ -37,6 +38,8 @@ from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.links import LinkStore
 from callbuddy_pbx.store.messages import MESSAGE_STATES, MessageStore
 from callbuddy_pbx.store.stats import recovery_stats
+from callbuddy_pbx.web.conversations import Answering
+from callbuddy_pbx.web.conversations_api import conversation_api_routes
 from callbuddy_pbx.web.health import HealthStatus
 
 MAX_LIMIT = 500
@@ -136,9 +139,11 @@ def api_routes(
     clock: Callable[[], float] = time.time,
     devices: Callable[[], Sequence[Device]] | None = None,
     health: Callable[[], HealthStatus] | None = None,
+    answers: Answering | None = None,
 ) -> None:
-    """Add the GET routes of /api/v1 to `app`, readable with the bearer `tokens`; `devices` and `health` are read
-    on each request to /api/v1/devices and /api/v1/health (without them those answer 404)."""
+    """Add the routes of /api/v1 to `app`, readable with the bearer `tokens`; `devices` and `health` are read
+    on each request to /api/v1/devices and /api/v1/health (without them those answer 404); `answers` sends the
+    conversations' answers (without it they are refused)."""
     tokens = tuple(tokens)
     messages_store = MessageStore(store)
     links = LinkStore(store)
@@ -242,6 +247,7 @@ def api_routes(
     app.router.add_get("/api/v1/stats", authorised(stats))
     app.router.add_get("/api/v1/devices", authorised(device_list))
     app.router.add_get("/api/v1/health", authorised(health_status))
+    conversation_api_routes(app, store, authorised, answers)
 
 
 class _Forbidden(Exception):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+from typing import Protocol
 
 from aiohttp import web
 
@@ -35,11 +36,17 @@ MAX_CATCH_UP_S = 3600.0
 RETRY_MS = 3000  # how long a browser waits before reconnecting
 BATCH = 200  # rows a query
 MAX_BATCHES = 5  # queries forward a poll; more changes than this wait for the next poll
-_HEADERS = {
+SSE_HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-store",
     "X-Accel-Buffering": "no",  # nginx: pass events on at once
 }
+
+
+class Poller(Protocol):
+    """One client's stream: the events to send since its last poll (this feed's `_Stream`, a conversation's)."""
+
+    async def poll(self) -> list[bytes]: ...
 
 
 class LiveFeeds:
@@ -120,12 +127,12 @@ def live_handler(ctx: DashboardContext, feeds: LiveFeeds) -> Handler:
         if feeds.open >= MAX_STREAMS:
             raise PageError(503, "Too many live feeds are open; the page will try again.")
         stream = _Stream(ctx, viewer, query, start_cursor(request, ctx.clock()))
-        response = web.StreamResponse(headers=_HEADERS)
+        response = web.StreamResponse(headers=SSE_HEADERS)
         feeds.open += 1
         try:
             await response.prepare(request)
             await response.write(f"retry: {RETRY_MS}\n: live\n\n".encode())
-            await _run(request, response, stream, ctx.live_poll_s, feeds.stopping)
+            await run_stream(request, response, stream, ctx.live_poll_s, feeds.stopping)
         except ConnectionError:  # the client left between two writes
             pass
         finally:
@@ -135,9 +142,10 @@ def live_handler(ctx: DashboardContext, feeds: LiveFeeds) -> Handler:
     return page(live)
 
 
-async def _run(
-    request: web.Request, response: web.StreamResponse, stream: _Stream, poll_s: float, stopping: asyncio.Event
+async def run_stream(
+    request: web.Request, response: web.StreamResponse, stream: Poller, poll_s: float, stopping: asyncio.Event
 ) -> None:
+    """Send what `stream` finds every `poll_s`, and a heartbeat when idle, until the client leaves or the app stops."""
     loop = asyncio.get_running_loop()
     last_write = loop.time()
     while not stopping.is_set():

@@ -1,4 +1,4 @@
-// CallBuddy dashboard: the feed's live updates (Server-Sent Events). No dependencies, no inline code (strict CSP).
+// CallBuddy dashboard: the feed's and conversations' live updates (Server-Sent Events). No dependencies, no inline code (strict CSP).
 "use strict";
 
 (function () {
@@ -25,7 +25,10 @@
         return;
       }
       const existing = document.getElementById(row.id);
-      if (existing) {
+      if (existing && table.dataset.liveMove === "top") {
+        existing.remove(); // a conversation with news goes to the top of the list
+        rows.insertBefore(row, rows.firstElementChild);
+      } else if (existing) {
         existing.replaceWith(row);
       } else {
         rows.insertBefore(row, rows.firstElementChild);
@@ -53,6 +56,53 @@
     connect();
   }
 
+  function liveThread(list) {
+    // A conversation: new entries go at the end (time order), changed ones (a receipt) are replaced in place.
+    const badge = document.getElementById("live");
+    let source = null;
+
+    function place(html) {
+      const template = document.createElement("template");
+      template.innerHTML = html.trim();
+      const entry = template.content.firstElementChild;
+      if (!entry || entry.tagName !== "LI" || !entry.id) {
+        return;
+      }
+      const existing = document.getElementById(entry.id);
+      if (existing) {
+        existing.replaceWith(entry);
+      } else {
+        list.appendChild(entry);
+      }
+      entry.classList.add("fresh");
+    }
+
+    function connect() {
+      source = new EventSource(list.dataset.liveUrl);
+      source.addEventListener("open", () => badge && (badge.dataset.state = "on"));
+      source.addEventListener("item", (event) => place(event.data));
+      source.addEventListener("error", () => {
+        if (badge) {
+          badge.dataset.state = "off";
+        }
+        if (source.readyState === EventSource.CLOSED) {
+          window.setTimeout(connect, RETRY_AFTER_CLOSE_MS);
+        }
+      });
+    }
+
+    window.addEventListener("pagehide", () => source && source.close());
+    connect();
+  }
+
+  function sendOnce(form) {
+    // The server stores one answer per form anyway (its token); this only spares a second click its round trip.
+    form.addEventListener("submit", () => {
+      const button = form.querySelector("button[type=submit]");
+      window.setTimeout(() => button && (button.disabled = true), 0);
+    });
+  }
+
   function autoSubmit(form) {
     // Choosing another business or period shows it at once (the button is there for keyboards and no-JS).
     form.querySelectorAll("select").forEach((select) => {
@@ -63,5 +113,7 @@
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("table[data-live-url]").forEach(liveFeed);
     document.querySelectorAll("form.filters").forEach(autoSubmit);
+    document.querySelectorAll("ol[data-live-url]").forEach(liveThread);
+    document.querySelectorAll("form.answer").forEach(sendOnce);
   });
 })();

@@ -1,0 +1,108 @@
+"""Conversations in the JSON API, behind the same per-business bearer tokens (added by web/api.py):
+
+- GET  /api/v1/conversations?business=NAME&unread=1&limit=100: threads, newest activity first.
+- GET  /api/v1/conversations/{thread}: one thread with its entries (calls, texts and their states, replies).
+- POST /api/v1/conversations/{thread}/answers, JSON `{"text": "...", "idempotency_key": "..."}` (or the
+  `Idempotency-Key` header): the business's answer, with the dashboard's rules. 201 queued, 200 the same key was
+  sent before (nothing new is sent), 409 the caller opted out, 429 too many answers, 400 a bad request.
+
+A token limited to some businesses sees and answers only their threads; another's thread is the 404 of no thread.
+Reading a thread through the API does not mark it read: a tool polling it must not hide replies from the owner.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from aiohttp import web
+
+from callbuddy_pbx.config.web import ApiToken
+from callbuddy_pbx.store.conversations import (
+    DUPLICATE,
+    MAX_THREADS,
+    QUEUED,
+    Thread,
+    find_thread,
+    list_threads,
+    thread_items,
+)
+from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.web.conversation_words import refusal
+from callbuddy_pbx.web.conversations import THREAD_PATH, Answering
+
+MAX_JSON_BYTES = 8192  # an answer is at most 640 characters
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Scoped = Callable[[web.Request, ApiToken], Awaitable[web.StreamResponse]]
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _json(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(body, status=status, headers=_NO_STORE, dumps=json.dumps)
+
+
+def _scope(token: ApiToken) -> list[str] | None:
+    return list(token.businesses) if token.businesses else None
+
+
+def thread_dict(thread: Thread) -> dict[str, Any]:
+    return asdict(thread)
+
+
+def conversation_api_routes(
+    app: web.Application, store: CallStore, authorised: Callable[[Scoped], Handler], answers: Answering | None
+) -> None:
+    async def threads(request: web.Request, token: ApiToken) -> web.StreamResponse:
+        business = request.query.get("business") or None
+        if business is not None and token.businesses and business not in token.businesses:
+            return _json({"error": "this token may not read that business"}, 403)
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            limit = -1
+        if not 1 <= limit <= MAX_THREADS:
+            return _json({"error": f"limit: expected a whole number from 1 to {MAX_THREADS}"}, 400)
+        found = await list_threads(
+            store, _scope(token), business=business, unread_only=request.query.get("unread") == "1", limit=limit
+        )
+        return _json({"conversations": [thread_dict(thread) for thread in found]})
+
+    async def thread(request: web.Request, token: ApiToken) -> web.StreamResponse:
+        found = await find_thread(store, request.match_info["thread"], _scope(token))
+        if found is None:  # never there, or another business's: the same answer
+            return _json({"error": "no such conversation"}, 404)
+        items = await thread_items(store, found.number, found.business)
+        return _json({**thread_dict(found), "items": [asdict(item) for item in items]})
+
+    async def answer(request: web.Request, token: ApiToken) -> web.StreamResponse:
+        found = await find_thread(store, request.match_info["thread"], _scope(token))
+        if found is None:
+            return _json({"error": "no such conversation"}, 404)
+        if request.content_length is None or request.content_length > MAX_JSON_BYTES:
+            return _json({"error": f"send a JSON body of at most {MAX_JSON_BYTES} bytes"}, 413)
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        text = body.get("text") if isinstance(body, dict) else None
+        key = request.headers.get("Idempotency-Key") or (
+            body.get("idempotency_key") if isinstance(body, dict) else None
+        )
+        if not isinstance(text, str) or not isinstance(key, str):
+            return _json({"error": 'expected {"text": "...", "idempotency_key": "..."}'}, 400)
+        if answers is None:
+            status, message = refusal("not_set_up")
+            return _json({"error": message, "reason": "not_set_up"}, status)
+        outcome = await answers.answer(found.business, found.number, text, key, f"api:{token.name}")
+        if outcome.status in (QUEUED, DUPLICATE):
+            reply = {"status": outcome.status, "text_id": outcome.text_id, "send_at": outcome.send_at}
+            return _json(reply, 201 if outcome.status == QUEUED else 200)
+        status, message = refusal(outcome.reason)
+        return _json({"error": message, "reason": outcome.reason}, status)
+
+    api_thread = "/api/v1" + THREAD_PATH
+    app.router.add_get("/api/v1/conversations", authorised(threads))
+    app.router.add_get(api_thread, authorised(thread))
+    app.router.add_post(api_thread + "/answers", authorised(answer))
