@@ -30,6 +30,7 @@ from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.links import LinkStore, NewLink, insert_links, new_token
 from callbuddy_pbx.store.messages import MessageStore, NewText, SendUpdate, Verdict
+from callbuddy_pbx.store.recovery import RECOVERY_WINDOW_S, RecoveryStore
 from callbuddy_pbx.web.dashboard import dashboard_routes
 from callbuddy_pbx.web.dashboard_context import DashboardContext
 from callbuddy_pbx.web.health import AmiHealth, GatewayHealth, HealthStatus
@@ -154,6 +155,7 @@ async def fill(store: CallStore, seed: int = 11, count: int = 240) -> Scenario:
     async with store.transaction() as conn:
         await conn.execute("UPDATE calls SET recorded_at = ended_at + 1")
         await conn.execute("UPDATE messages SET updated_at = MIN(updated_at, ?)", (NOW - DAY,))
+    await RecoveryStore(store).sweep(NOW)  # the service's sweep: the last week's clicked calls are got back
     return scenario
 
 
@@ -221,8 +223,17 @@ def expected(s: Scenario, since: float, until: float, scope: Collection[str] | N
     for number, day in enumerate(("mon", "tue", "wed", "thu", "fri", "sat", "sun")):
         figures[f"missed_weekday_{day}"] = sum(datetime.fromtimestamp(c.record.ended_at, zone).weekday() == number
                                                for c in missed)  # fmt: skip
-    for step in ("missed", "texted", "delivered", "clicked"):
-        count = int(figures[step])  # type: ignore[call-overload]
+    # Got back: only clicks are signs here (no caller replies or calls again); the sweep at NOW looked back a week.
+    got_back = [c for c in missed if c.clicks and c.record.caller and c.record.ended_at >= NOW - RECOVERY_WINDOW_S]
+    waits = [c.sent_at + 60 - c.record.ended_at for c in got_back if c.sent_at is not None]
+    figures["recovered"] = len(got_back)
+    figures["recovery_median_s"] = statistics.median(waits) if waits else None
+    for how in ("called_back", "called_again", "replied"):
+        figures[f"recovered_by_{how}"] = 0
+    figures["recovered_by_booked"] = len(got_back)
+    steps = {"replied": 0, "called_back": 0}
+    for step in ("missed", "texted", "delivered", "replied", "clicked", "called_back", "recovered"):
+        count = int(steps.get(step, figures.get(step, 0)))  # type: ignore[call-overload]
         figures[f"funnel_{step}"] = count
         figures[f"funnel_{step}_pct"] = round(100 * count / len(missed), 1) if missed else None
     return figures

@@ -69,7 +69,7 @@ async def test_every_figure_matches_the_rows(site: Site) -> None:
     assert checked == len(VIEWS) * 5
     # The scenario exercises every figure in the widest view.
     busy = expected(site.scenario, *bounds("30d", UTC), None, UTC)
-    assert all(busy[name] for name in ("texted", "delivered", "failed", "clicked", "opted_out", "replies"))
+    assert all(busy[name] for name in ("texted", "delivered", "failed", "clicked", "opted_out", "replies", "recovered"))
     assert busy["latency_samples"] > 5  # type: ignore[operator]
 
 

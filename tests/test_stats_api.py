@@ -232,7 +232,10 @@ async def test_stats_funnel_and_edge_cases(tmp_path: Path) -> None:
             ("missed", 0, None),
             ("texted", 0, None),
             ("delivered", 0, None),
+            ("replied", 0, None),
             ("clicked", 0, None),
+            ("called_back", 0, None),
+            ("recovered", 0, None),
         ]
         with pytest.raises(ValueError, match="time zone"):
             await recovery_stats(store, since=SINCE, until=UNTIL, timezone="Mars/Olympus")

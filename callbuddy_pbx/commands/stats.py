@@ -1,4 +1,5 @@
-"""`callbuddy-pbx stats`: how missed calls were recovered (texted, delivered, clicked) over a period."""
+"""`callbuddy-pbx stats`: how missed calls were recovered (texted, delivered, replied, clicked, called back, got
+back) over a period."""
 
 from __future__ import annotations
 
@@ -112,6 +113,9 @@ def render(s: RecoveryStats) -> str:
     lines += ["  " + line for line in format_table(funnel, right_aligned={1, 2}).splitlines()]
     lines += [
         "",
+        f"Got back {s.recovered}: "
+        + ", ".join(f"{how} {n}" for how, n in s.recovered_by.items())
+        + f"; median time to get back {_seconds(s.recovery_median_s)}",
         f"Failed texts {s.failed}, opted out {s.opted_out}, replies {s.replies}",
         f"Hang-up to text sent: median {_seconds(s.latency_median_s)}, p95 {_seconds(s.latency_p95_s)}"
         f" ({s.latency_samples} texts)",

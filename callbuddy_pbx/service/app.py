@@ -13,6 +13,7 @@ from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
 from callbuddy_pbx.asterisk.cel_sqlite import CelSqlite
 from callbuddy_pbx.asterisk.devices import DEVICE_EVENTS, DeviceRegistry
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
+from callbuddy_pbx.asterisk.outbound import OutboundTracker
 from callbuddy_pbx.asterisk.tracker import CallTracker
 from callbuddy_pbx.config import Config
 from callbuddy_pbx.model import CallRecord
@@ -21,8 +22,10 @@ from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.serialize import call_to_dict
 from callbuddy_pbx.service.cel_reconcile import CelReconciler
 from callbuddy_pbx.service.metrics import Metrics
+from callbuddy_pbx.service.recovery_marks import RecoveryMarker
 from callbuddy_pbx.service.supervisor import Supervisor
 from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.store.recovery import RecoveryStore
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,8 @@ class CallService:
         self.metrics = metrics
         matcher = InboundMatcher.from_config(config)
         self.tracker = CallTracker(matcher)
+        self.outbound = OutboundTracker.from_config(config)  # desks calling out: call backs mark recoveries
+        self.recovery = RecoveryMarker(RecoveryStore(store))
         self.devices = DeviceRegistry.from_config(config)  # the phones: registered or not, ringing, in a call
         self.last_event_at: float | None = None  # when the last AMI event arrived (epoch seconds)
         self.ami = AmiClient(
@@ -94,6 +99,7 @@ class CallService:
         and started again."""
         self.supervisor.start("call-writer", self._write_calls)
         self.supervisor.start("call-tick", self._tick)
+        self.supervisor.start("recovery-marks", self.recovery.run)
         if self.cel is not None:
             self.supervisor.start("cel-reconcile", self.cel.run)
         if self.text_back is not None:
@@ -103,7 +109,7 @@ class CallService:
         try:
             await self.ami.run()
         finally:
-            await self.supervisor.stop("call-tick", "text-back", "cel-reconcile")
+            await self.supervisor.stop("call-tick", "text-back", "cel-reconcile", "recovery-marks")
             if self.cel is not None:
                 self.cel.close()  # calls it still held go to the writer, drained below
             try:
@@ -111,6 +117,7 @@ class CallService:
             except TimeoutError:
                 log.error("stopping with %d judged calls not stored (database unavailable)", self._finished.qsize())
             await self.supervisor.stop("call-writer")
+            await self.recovery.flush()
             if self.text_back is not None:
                 await self.text_back.close()
 
@@ -149,6 +156,8 @@ class CallService:
         self.last_event_at = received_at
         if finished := self.tracker.feed(event, received_at):
             self._judged(finished)
+        if answered := self.outbound.feed(event, received_at):
+            self.recovery.answered(answered)
         if event.get("Event") in DEVICE_EVENTS:  # after the tracker: calls never wait on (or fail with) devices
             self.devices.feed(event, received_at)
 
@@ -185,6 +194,8 @@ class CallService:
             while not self._finished.empty() and len(batch) < WRITE_BATCH_MAX:
                 batch.append(self._finished.get_nowait())
             stored, waiting = await self._store_batch(batch)
+            if stored:  # before task_done: a drain (wait_stored) sees the calls with their marks
+                await self.recovery.calls_stored(stored)
             for record in waiting:  # back in the queue before the batch is done: a drain never sees it empty
                 self._finished.put_nowait(record)
             waiting_ids = {record.linkedid for record in waiting}

@@ -212,6 +212,30 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX inbound_by_sender ON inbound_messages (sender, business, received_at);
     CREATE INDEX inbound_received_at ON inbound_messages (received_at);
     """,
+    # 10: recovery (store/recovery.py). Answered calls a desk phone placed to an outside number (a call back), and
+    # for each missed call the first sign the business got the caller back: how (called_back, called_again,
+    # replied, booked), when, and what showed it (`source`: the answering call's linkedid, r<reply id>, k<click id>).
+    # One row per missed call, only ever moved to an earlier sign: replays and re-judged calls never add one.
+    """
+    CREATE TABLE outbound_calls (
+        linkedid     TEXT    NOT NULL PRIMARY KEY,
+        business     TEXT,
+        endpoint     TEXT    NOT NULL,
+        number       TEXT    NOT NULL,
+        answered_at  REAL    NOT NULL,
+        recorded_at  REAL    NOT NULL
+    );
+    CREATE INDEX outbound_calls_by_number ON outbound_calls (number, business, answered_at);
+    CREATE TABLE recoveries (
+        linkedid     TEXT    NOT NULL PRIMARY KEY REFERENCES calls (linkedid),
+        business     TEXT,
+        how          TEXT    NOT NULL CHECK (how IN ('called_back', 'called_again', 'replied', 'booked')),
+        recovered_at REAL    NOT NULL,
+        source       TEXT    NOT NULL,
+        marked_at    REAL    NOT NULL
+    );
+    CREATE INDEX calls_by_caller_business ON calls (caller, business, started_at);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -11,6 +11,9 @@ Every figure is counted by SQL from the stored rows, for a period [since, until)
   even count) and the 95th percentile (nearest rank: the ceil(0.95 n)-th smallest), for texts with a sent time
   (of missed calls, like the other text figures: the condition lets it read only the missed calls' index).
 - opted_out: opt-outs (STOP) recorded in the period; replies: inbound texts received in the period.
+- recovery (store/recovery.py), of the period's missed calls: replied, called_back: calls with that sign (the same
+  definitions the marks use; `clicked` above is the booking-link step); recovered: calls marked recovered, by their
+  first sign (`recovered_by`); time to recovery: the median of marked-recovered time minus hang-up.
 - scope: one business (`business=`), several counted together (`businesses=`, e.g. a dashboard user with two), or
   every business, calls without one included (neither given).
 - missed by hour of day / weekday, in a time zone: SQL counts missed calls per quarter hour of absolute time,
@@ -26,7 +29,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiosqlite
+
 from callbuddy_pbx.store.db import IN_SCOPE, CallStore, scope_param
+from callbuddy_pbx.store.recovery import RECOVERED_BY, RECOVERY_WINDOW_S, SIGNS
 
 WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _QUARTER_S = 900
@@ -71,6 +77,24 @@ _REPLIES = f"""
     SELECT COUNT(*) FROM inbound_messages
     WHERE received_at >= :since AND received_at < :until AND {IN_SCOPE.format(column="business")}
 """  # noqa: S608
+_SIGN_COUNTS = (
+    "WITH"  # noqa: S608 (fixed text; every value is bound)
+    + SIGNS.format(which=_PERIOD_CALLS)
+    + "SELECT how, COUNT(DISTINCT linkedid) FROM signs GROUP BY how"
+)
+_RECOVERED = f"""
+    SELECT r.how, COUNT(*) FROM recoveries AS r JOIN calls AS c ON c.linkedid = r.linkedid
+    WHERE c.missed = 1 AND {_PERIOD_CALLS} GROUP BY r.how
+"""  # noqa: S608
+_TIME_TO_RECOVERY = f"""
+    WITH waits AS (
+        SELECT r.recovered_at - c.ended_at AS s FROM recoveries AS r JOIN calls AS c ON c.linkedid = r.linkedid
+        WHERE c.missed = 1 AND {_PERIOD_CALLS}
+    ), ranked AS (
+        SELECT s, ROW_NUMBER() OVER (ORDER BY s) AS rank, COUNT(*) OVER () AS n FROM waits
+    )
+    SELECT AVG(s) FILTER (WHERE rank IN ((n + 1) / 2, (n + 2) / 2)) FROM ranked
+"""  # noqa: S608
 _MISSED_QUARTERS = f"""
     SELECT CAST(c.ended_at / {_QUARTER_S} AS INTEGER) AS quarter, COUNT(*) FROM calls AS c
     WHERE c.missed = 1 AND {_PERIOD_CALLS} GROUP BY quarter
@@ -99,11 +123,28 @@ class RecoveryStats:
     missed_by_hour: tuple[int, ...] = field(default=(0,) * 24)  # local hour 0..23
     missed_by_weekday: tuple[int, ...] = field(default=(0,) * 7)  # Monday first
     businesses: tuple[str, ...] | None = None  # the businesses counted (None: every business)
+    replied: int = 0  # missed calls whose caller texted back words (no keyword) within the recovery window
+    called_back: int = 0  # missed calls a desk of the business called back, answered, within the window
+    recovered_by: Mapping[str, int] = field(default_factory=lambda: dict.fromkeys(RECOVERED_BY, 0))  # first sign
+    recovery_median_s: float | None = None  # hang-up to the first sign, of the recovered calls
+
+    @property
+    def recovered(self) -> int:
+        return sum(self.recovered_by.values())
 
     def funnel(self) -> list[tuple[str, int, float | None]]:
-        """(step, count, percent of missed calls) for missed -> texted -> delivered -> clicked."""
-        steps = (("missed", self.missed), ("texted", self.texted), ("delivered", self.delivered))
-        return [(name, count, percent(count, self.missed)) for name, count in (*steps, ("clicked", self.clicked))]
+        """(step, count, percent of missed calls): missed -> texted -> delivered -> replied / clicked / called back
+        -> recovered (the three middle signs are side by side: one call may show several)."""
+        steps = (
+            ("missed", self.missed),
+            ("texted", self.texted),
+            ("delivered", self.delivered),
+            ("replied", self.replied),
+            ("clicked", self.clicked),
+            ("called_back", self.called_back),
+            ("recovered", self.recovered),
+        )
+        return [(name, count, percent(count, self.missed)) for name, count in steps]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -127,6 +168,11 @@ class RecoveryStats:
                 "median_s": self.latency_median_s,
                 "p95_s": self.latency_p95_s,
             },
+            "replied": self.replied,
+            "called_back": self.called_back,
+            "recovered": self.recovered,
+            "recovered_by": dict(self.recovered_by),
+            "recovery_median_s": self.recovery_median_s,
             "missed_by_hour": list(self.missed_by_hour),
             "missed_by_weekday": dict(zip(WEEKDAYS, self.missed_by_weekday, strict=True)),
             "funnel": {name: {"count": count, "percent": pct} for name, count, pct in self.funnel()},
@@ -160,7 +206,7 @@ async def recovery_stats(
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
         raise ValueError(f"unknown time zone {timezone!r}") from exc
     conn = store.connection
-    params = {"since": since, "until": until, "businesses": scope_param(scope)}
+    params = {"since": since, "until": until, "businesses": scope_param(scope), "window": RECOVERY_WINDOW_S}
 
     answered = 0
     by_outcome: dict[str, int] = {}
@@ -182,6 +228,9 @@ async def recovery_stats(
     median, p95, samples = await one(_LATENCY)
     (opted_out,) = await one(_OPTED_OUT)
     (replies,) = await one(_REPLIES)
+    (recovery_median,) = await one(_TIME_TO_RECOVERY)
+    signs = await _counts(conn, _SIGN_COUNTS, params)
+    recovered_by = {how: 0 for how in RECOVERED_BY} | await _counts(conn, _RECOVERED, params)
 
     by_hour, by_weekday = [0] * 24, [0] * 7
     async with conn.execute(_MISSED_QUARTERS, params) as cursor:
@@ -211,4 +260,13 @@ async def recovery_stats(
         missed_by_hour=tuple(by_hour),
         missed_by_weekday=tuple(by_weekday),
         businesses=scope,
+        replied=signs.get("replied", 0),
+        called_back=signs.get("called_back", 0),
+        recovered_by=recovered_by,
+        recovery_median_s=None if recovery_median is None else float(recovery_median),
     )
+
+
+async def _counts(conn: aiosqlite.Connection, sql: str, params: Mapping[str, Any]) -> dict[str, int]:
+    async with conn.execute(sql, params) as cursor:
+        return {str(key): int(count) for key, count in await cursor.fetchall()}

@@ -31,6 +31,22 @@ PERIODS: dict[str, str] = {
 }
 DEFAULT_PERIOD = "7d"
 MAX_DAYS = 400  # a longer custom period is refused rather than scanning years of calls
+# The funnel's steps and the ways a caller was got back, in an owner's words (store/recovery.py defines them).
+FUNNEL_WORDS: dict[str, str] = {
+    "missed": "Missed",
+    "texted": "Texted",
+    "delivered": "Delivered",
+    "replied": "Replied",
+    "clicked": "Opened the booking link",
+    "called_back": "Called back",
+    "recovered": "Got back",
+}
+RECOVERED_WORDS: dict[str, str] = {
+    "called_back": "Called back",
+    "called_again": "Called again and got through",
+    "replied": "Replied",
+    "booked": "Booked",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +120,8 @@ def overview_handler(ctx: DashboardContext) -> Handler:
             timezone=timezone,
             outcomes=[(code, labels.outcome(code)) for code in labels.MISSED_OUTCOMES],
             charts=(hours, weekdays),
+            funnel_words=FUNNEL_WORDS,
+            recovered_words=RECOVERED_WORDS,
         )
 
     return page(overview)
