@@ -21,12 +21,9 @@ from callbuddy_pbx.web import conversation_words, labels
 from callbuddy_pbx.web.dashboard_context import DashboardContext
 from callbuddy_pbx.web.feed_query import chosen_business
 from callbuddy_pbx.web.live import (
-    MAX_STREAMS,
     OVERLAP_S,
-    RETRY_MS,
-    SSE_HEADERS,
     LiveFeeds,
-    run_stream,
+    serve_stream,
     sse_event,
     start_cursor,
 )
@@ -86,24 +83,6 @@ def render_item(viewer: Viewer, item: ThreadItem, zone: str) -> str:
     return one_line("_thread_item.html", item=item, viewer=viewer, zone=zone, words=conversation_words, labels=labels)
 
 
-async def _serve(
-    request: web.Request, ctx: DashboardContext, feeds: LiveFeeds, stream: _ChangeStream
-) -> web.StreamResponse:
-    if feeds.open >= MAX_STREAMS:
-        raise PageError(503, "Too many live pages are open; the page will try again.")
-    response = web.StreamResponse(headers=SSE_HEADERS)
-    feeds.open += 1
-    try:
-        await response.prepare(request)
-        await response.write(f"retry: {RETRY_MS}\n: live\n\n".encode())
-        await run_stream(request, response, stream, ctx.live_poll_s, feeds.stopping)
-    except ConnectionError:  # the client left between two writes
-        pass
-    finally:
-        feeds.open -= 1
-    return response
-
-
 def thread_list_stream(ctx: DashboardContext, feeds: LiveFeeds) -> Handler:
     async def live(request: web.Request, viewer: Viewer) -> web.StreamResponse:
         business = chosen_business(ctx, viewer, request.query.get("business", ""))
@@ -120,7 +99,9 @@ def thread_list_stream(ctx: DashboardContext, feeds: LiveFeeds) -> Handler:
                 if viewer.may_see(t.business)
             ]
 
-        return await _serve(request, ctx, feeds, _ChangeStream(read, "row", start_cursor(request, ctx.clock())))
+        return await serve_stream(
+            request, _ChangeStream(read, "row", start_cursor(request, ctx.clock())), ctx.live_poll_s, feeds
+        )
 
     return page(live)
 
@@ -140,6 +121,8 @@ def thread_stream(ctx: DashboardContext, feeds: LiveFeeds) -> Handler:
                 await mark_read(ctx.store, thread.number, thread.business, newest, viewer.name)
             return [Change(item.ref, item.changed_at, render_item(viewer, item, zone)) for item in items]
 
-        return await _serve(request, ctx, feeds, _ChangeStream(read, "item", start_cursor(request, ctx.clock())))
+        return await serve_stream(
+            request, _ChangeStream(read, "item", start_cursor(request, ctx.clock())), ctx.live_poll_s, feeds
+        )
 
     return page(live)

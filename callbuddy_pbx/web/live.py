@@ -124,22 +124,27 @@ class _Stream:
 def live_handler(ctx: DashboardContext, feeds: LiveFeeds) -> Handler:
     async def live(request: web.Request, viewer: Viewer) -> web.StreamResponse:
         query = feed_query(ctx, viewer, request.query)
-        if feeds.open >= MAX_STREAMS:
-            raise PageError(503, "Too many live feeds are open; the page will try again.")
         stream = _Stream(ctx, viewer, query, start_cursor(request, ctx.clock()))
-        response = web.StreamResponse(headers=SSE_HEADERS)
-        feeds.open += 1
-        try:
-            await response.prepare(request)
-            await response.write(f"retry: {RETRY_MS}\n: live\n\n".encode())
-            await run_stream(request, response, stream, ctx.live_poll_s, feeds.stopping)
-        except ConnectionError:  # the client left between two writes
-            pass
-        finally:
-            feeds.open -= 1
-        return response
+        return await serve_stream(request, stream, ctx.live_poll_s, feeds)
 
     return page(live)
+
+
+async def serve_stream(request: web.Request, stream: Poller, poll_s: float, feeds: LiveFeeds) -> web.StreamResponse:
+    """An event stream of what `stream` finds, counted against MAX_STREAMS (a 503 beyond), until the client leaves."""
+    if feeds.open >= MAX_STREAMS:
+        raise PageError(503, "Too many live feeds are open; the page will try again.")
+    response = web.StreamResponse(headers=SSE_HEADERS)
+    feeds.open += 1
+    try:
+        await response.prepare(request)
+        await response.write(f"retry: {RETRY_MS}\n: live\n\n".encode())
+        await run_stream(request, response, stream, poll_s, feeds.stopping)
+    except ConnectionError:  # the client left between two writes
+        pass
+    finally:
+        feeds.open -= 1
+    return response
 
 
 async def run_stream(
