@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from callbuddy_pbx.asterisk.inbound import endpoint_of
-from callbuddy_pbx.asterisk.tracker import EARLIEST_TIME, LATEST_TIME, NON_PERSON_TECHS
+from callbuddy_pbx.asterisk.tracker import NON_PERSON_TECHS, ami_event_time
 from callbuddy_pbx.config import Config
 from callbuddy_pbx.phone import to_e164
 
@@ -79,10 +79,11 @@ class OutboundTracker:
         if name in ("Newchannel", "Newexten"):
             self._see(event)
         elif name == "DialEnd" and event.get("DialStatus") == "ANSWER":
-            placed = self._placed.get(event.get("Uniqueid", ""))
-            if placed is not None and event.get("Uniqueid", "") not in self._answered:
-                self._answered.add(event.get("Uniqueid", ""))
-                at = _event_time(event, received_at)
+            uniqueid = event.get("Uniqueid", "")
+            placed = self._placed.get(uniqueid)
+            if placed is not None and uniqueid not in self._answered:
+                self._answered.add(uniqueid)
+                at = ami_event_time(event, received_at)
                 return [OutboundAnswer(placed.linkedid, placed.business, placed.endpoint, placed.number, at)]
         elif name == "Hangup":
             uniqueid = event.get("Uniqueid", "")
@@ -102,12 +103,3 @@ class OutboundTracker:
         number = to_e164(event.get("Exten", ""), region)
         if number is not None:
             self._placed[uniqueid] = _Placed(event.get("Linkedid", uniqueid), business, endpoint, number)
-
-
-def _event_time(event: Mapping[str, str], received_at: float) -> float:
-    """The event's `Timestamp` when it is a plausible clock reading (as the tracker reads it), else its arrival."""
-    try:
-        value = float(event.get("Timestamp", ""))
-    except ValueError:
-        return received_at
-    return value if EARLIEST_TIME < value < LATEST_TIME else received_at

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from callbuddy_pbx.asterisk.render_base import custom_include, quoted, voicemail_pin
-from callbuddy_pbx.asterisk.render_pjsip import _trunk_text  # the trunk as pjsip.conf has it: its contact's host
+from callbuddy_pbx.asterisk.render_pjsip import trunk_text  # the trunk as pjsip.conf has it: its contact's host
 from callbuddy_pbx.config import Business, Config
 from callbuddy_pbx.config.dialing import NumberingPlan, plan_for
 from callbuddy_pbx.config.pbx import CALLBUDDY_ONLY_STRATEGIES, NoAnswer, Phone, RingGroup, Trunk
@@ -96,8 +96,10 @@ def _from_internal(config: Config, trunk: str) -> list[str]:
     if not (trunk and phones):
         return out
     out.append("; Emergency: any phone, no prefix, never refused nor limited (see [callbuddy-emergency]).")
+    first_trunk = config.pbx.trunks[0]
+    host = _trunk_contact_host(first_trunk, config.pbx.templates_dir)  # read once, for every emergency number
     for number in emergency_numbers(config):
-        direct, through_aor = _emergency_targets(config, number)
+        direct, through_aor = _emergency_targets(first_trunk.name, host, number)
         out.append(f"exten => {number},1,Gosub(callbuddy-emergency,s,1({number},{direct},{through_aor}))")
         out.append(" same => n,Hangup()")
     return [*out, *_by_numbering_plan()]
@@ -142,17 +144,15 @@ def _plans(config: Config) -> dict[str, NumberingPlan]:
     return {region.lower(): plan for region in regions if (plan := plan_for(region)) is not None}
 
 
-def _emergency_targets(config: Config, number: str) -> tuple[str, str]:
+def _emergency_targets(trunk: str, host: str, number: str) -> tuple[str, str]:
     """(the trunk's own SIP address with `number`, the same through the trunk's AOR) as Dial strings.
 
     `PJSIP/<trunk>/sip:<number>@<host>` sends the INVITE to that URI with the endpoint's settings (auth, outbound
     proxy) and looks no contact up, so it does not depend on qualify: a contact that OPTIONS marks Unavailable is
     left out when Asterisk picks the AOR's contacts (`PJSIP/<number>@<trunk>`), which then fails with CHANUNAVAIL.
-    A template without a `contact = sip:` line only gets the AOR form."""
-    trunk = config.pbx.trunks[0]
-    through_aor = f"PJSIP/{number}@{trunk.name}"
-    host = _trunk_contact_host(trunk, config.pbx.templates_dir)
-    return (f"PJSIP/{trunk.name}/sip:{number}@{host}" if host else through_aor), through_aor
+    A template without a `contact = sip:` line (`host` "") only gets the AOR form."""
+    through_aor = f"PJSIP/{number}@{trunk}"
+    return (f"PJSIP/{trunk}/sip:{number}@{host}" if host else through_aor), through_aor
 
 
 _CONTACT = re.compile(r"^contact\s*=\s*sips?:(?:[^@\s;]*@)?([^\s;]+)", re.MULTILINE)
@@ -160,7 +160,7 @@ _CONTACT = re.compile(r"^contact\s*=\s*sips?:(?:[^@\s;]*@)?([^\s;]+)", re.MULTIL
 
 def _trunk_contact_host(trunk: Trunk, templates_dir: Path) -> str:
     """host[:port] of the first `contact = sip:...` of the trunk's rendered template ("" when it has none)."""
-    found = _CONTACT.search(_trunk_text(trunk, templates_dir))
+    found = _CONTACT.search(trunk_text(trunk, templates_dir))
     return found.group(1) if found else ""
 
 

@@ -23,7 +23,7 @@ def render_pjsip(config: Config, templates_dir: Path) -> str:
     for phone in sorted(config.pbx.phones, key=lambda p: p.extension):
         lines += _phone_sections(config, phone)
     for trunk in config.pbx.trunks:
-        lines += ["", f"; trunk {trunk.name} ({trunk.template})", _trunk_text(trunk, templates_dir).strip()]
+        lines += ["", f"; trunk {trunk.name} ({trunk.template})", trunk_text(trunk, templates_dir).strip()]
     lines += ["", *custom_include("pjsip_custom.conf"), ""]
     return "\n".join(lines)
 
@@ -86,7 +86,7 @@ def _phone_sections(config: Config, phone: Phone) -> list[str]:
     return endpoint + auth + aor
 
 
-def _trunk_text(trunk: Trunk, templates_dir: Path) -> str:
+def trunk_text(trunk: Trunk, templates_dir: Path) -> str:
     """The template's body with the trunk's values (the config reader filled in the optional fields' defaults)."""
     path = templates_dir / f"{trunk.template}.conf"
     try:

@@ -71,6 +71,20 @@ MAX_CALLER_NAME_CHARS = 80
 MAX_CALLER_NUMBER_CHARS = 40
 
 
+def ami_event_time(event: Mapping[str, str], received_at: float) -> float:
+    """The event's own time when it has a plausible one (finite, 2000-2100), else when it arrived: one event
+    with `Timestamp: nan` or `1e20` must not poison a call's durations or the rows it is stored as."""
+    stamp = event.get("Timestamp")
+    if stamp:
+        try:
+            value = float(stamp)
+        except ValueError:
+            return received_at
+        if EARLIEST_TIME < value < LATEST_TIME:  # False for nan and the infinities too
+            return value
+    return received_at
+
+
 def _tech(channel: str) -> str:
     return channel.split("/", 1)[0]
 
@@ -278,19 +292,7 @@ class CallTracker:
 
     # ---- event handlers ---------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _time(event: Mapping[str, str], received_at: float) -> float:
-        """The event's own time when it has a plausible one (finite, 2000-2100), else when it arrived: one event
-        with `Timestamp: nan` or `1e20` must not poison a call's durations or the rows it is stored as."""
-        stamp = event.get("Timestamp")
-        if stamp:
-            try:
-                value = float(stamp)
-            except ValueError:
-                return received_at
-            if EARLIEST_TIME < value < LATEST_TIME:  # False for nan and the infinities too
-                return value
-        return received_at
+    _time = staticmethod(ami_event_time)
 
     def _on_newchannel(self, event: Mapping[str, str], received_at: float) -> _Call | None:
         linkedid = event.get("Linkedid", "")
