@@ -3,18 +3,20 @@ is asleep, routed by the real RoutingService (AriClient, device registry, PushSe
 HTTP/2 and TLS) against the simulated ARI and the simulated APNs (trustme certificates, provider tokens checked).
 
 The simulators run in their own process, as Asterisk and Apple would; a small control server beside them (bench
-only) places the calls, puts the phones back to sleep and reports what they saw. Each mobile registers again (from a
-new port) --wake-s after its VoIP push and answers --answer-s after it rings. All 50 wake the same time after their
-push, so their registrations come in a burst too; with a --wake-s shorter than the push burst lasts (0.05), the
-registrations land while pushes are still being answered and (b) measures both at once.
+only) places the calls, puts the phones back to sleep and reports what they saw. The calls arrive in one burst (every
+StasisStart in the same few milliseconds: the worst case for the push side). Each mobile registers again (from a
+new port) after its VoIP push: mobile n after --wake-s + n/calls x --wake-spread-s, so the registrations come
+spread over --wake-spread-s as phones in pockets do (--wake-spread-s 0: all in the same millisecond, the worst case
+for the originate side); each answers --answer-s after it rings.
 
-Per call: (a) from the StasisStart arriving at the service (AriClient's receive time) to the push request received
-by the simulated APNs (so TLS, HTTP/2 and the JWT check are in it); (b) from the woken phone's new registration (the
-simulator sending ContactStatusChange) to the originate request for it arriving at the simulated ARI. A first burst
-after start-up is left out (connections and the provider token are made then). Clocks: (a) compares the two
-processes' wall clocks (one machine); (b) is measured in the simulator's process alone. Target: p99 < 10 ms each.
+Per call: (a) from the StasisStart arriving at the service (AriClient's receive time) to the push request arriving
+at the simulated APNs (read off its socket, before its own handling; so TLS, HTTP/2 and the network are in it);
+(b) from the woken phone's new registration (the simulator sending ContactStatusChange) to the originate request
+for it arriving at the simulated ARI. A first burst after start-up is left out (connections and the provider token
+are made then). Clocks: (a) compares the two processes' wall clocks (one machine); (b) is measured in the
+simulator's process alone. Target: p99 < 10 ms each.
 
-    python bench/push.py [--calls 50] [--rounds 5] [--wake-s 0.5] [--answer-s 0.05]
+    python bench/push.py [--calls 50] [--rounds 5] [--wake-s 0.5] [--wake-spread-s 0.5] [--answer-s 0.05]
 
 Prints one line: `push send_p99_ms=X originate_after_register_p99_ms=X`.
 """
@@ -73,14 +75,12 @@ def percentile(values: list[float], q: float) -> float:
 # -- the simulators' process -------------------------------------------------------------------------------------
 
 
-def simulator_process(calls: int, wake_s: float, answer_s: float, setup: Any) -> None:
+def simulator_process(calls: int, wake_s: float, spread_s: float, answer_s: float, setup: Any) -> None:
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve_simulators(calls, wake_s, answer_s, setup))
+    asyncio.run(serve_simulators(calls, wake_s, spread_s, answer_s, setup))
 
 
-async def serve_simulators(calls: int, wake_s: float, answer_s: float, setup: Any) -> None:
-    loop = asyncio.get_running_loop()
-    wall = time.time() - loop.time()
+async def serve_simulators(calls: int, wake_s: float, spread_s: float, answer_s: float, setup: Any) -> None:
     ca = trustme.CA()
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert("127.0.0.1").configure_cert(server_tls)
@@ -95,7 +95,7 @@ async def serve_simulators(calls: int, wake_s: float, answer_s: float, setup: An
 
     def on_push(push: ReceivedPush) -> None:
         if push.payload.get("type") == "call":
-            pushed_at.setdefault(str(push.payload.get("call_id")), loop.time() + wall)
+            pushed_at.setdefault(str(push.payload.get("call_id")), push.received_at)
         if delivered is not None:
             delivered(push)
 
@@ -107,7 +107,10 @@ async def serve_simulators(calls: int, wake_s: float, answer_s: float, setup: An
         """The mobiles register (with their push parameters) once the service listens: it learns their bindings."""
         for n in range(calls):
             apns.known_tokens.add(token(n))
-            phones.append(sim.mobile_softphone(mobile(n), token(n), f"{TEAM_ID}.{BUNDLE_ID}.voip", wake_after_s=wake_s))
+            wake_after_s = wake_s + spread_s * n / calls
+            phones.append(
+                sim.mobile_softphone(mobile(n), token(n), f"{TEAM_ID}.{BUNDLE_ID}.voip", wake_after_s=wake_after_s)
+            )
             sim.phone_answers_after(mobile(n), answer_s)
         return web.json_response(None)
 
@@ -262,13 +265,16 @@ if __name__ == "__main__":
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--wake-s", type=float, default=0.5)
+    parser.add_argument("--wake-spread-s", type=float, default=0.5)
     parser.add_argument("--answer-s", type=float, default=0.05)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     context = multiprocessing.get_context("spawn")
     setup = context.Queue()
     process = context.Process(
-        target=simulator_process, args=(args.calls, args.wake_s, args.answer_s, setup), daemon=True
+        target=simulator_process,
+        args=(args.calls, args.wake_s, args.wake_spread_s, args.answer_s, setup),
+        daemon=True,
     )
     process.start()
     try:

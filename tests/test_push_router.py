@@ -256,6 +256,41 @@ async def test_push_trouble_never_delays_the_other_phones(
         assert legs_to(sim, MOBILE) == []
 
 
+async def test_the_push_is_begun_while_the_stasisstart_is_handled(
+    sim: SimulatedAriServer,
+    apns_server: ApnsServer,
+    apns_key: ec.EllipticCurvePrivateKey,
+    client_tls: ssl.SSLContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Waking takes seconds: the push is begun in the step that handles the call's StasisStart, so nothing of this
+    call (its desks, its ringback) or of the calls that came in the same burst is queued ahead of it."""
+    async with push_routing(sim, apns_server, apns_key, client_tls) as run:
+        router = run.service.router
+        assert router.wake is not None
+        service = router.wake.service
+        begun: list[str] = []
+        begun_when_handled: list[list[str]] = []
+        start_call = service.start_call
+
+        def spy(binding: PushBinding, call: CallPush) -> asyncio.Future[PushResult]:
+            begun.append(call.call_id)
+            return start_call(binding, call)
+
+        handle = router.on_event
+
+        def on_event(event: dict[str, Any], received_at: float) -> None:
+            handle(event, received_at)
+            if event["type"] == "StasisStart":
+                begun_when_handled.append(list(begun))
+
+        monkeypatch.setattr(service, "start_call", spy)
+        monkeypatch.setattr(router, "on_event", on_event)
+        caller = sim.inbound_call(DID)
+        await wait_until(lambda: bool(run.pushes("call")))
+        assert begun_when_handled[0] == [caller]
+
+
 async def test_two_calls_for_one_sleeping_mobile_each_push_and_each_ring_it(
     sim: SimulatedAriServer, apns_server: ApnsServer, apns_key: ec.EllipticCurvePrivateKey, client_tls: ssl.SSLContext
 ) -> None:
@@ -330,9 +365,11 @@ async def test_a_phone_registering_before_its_push_is_answered_still_rings() -> 
         def can_push(self, binding: PushBinding) -> bool:
             return True
 
-        async def send_call(self, binding: PushBinding, call: CallPush) -> PushResult:
+        def start_call(self, binding: PushBinding, call: CallPush) -> asyncio.Future[PushResult]:
             wakeups.registered(MOBILE)
-            return PushResult(PushOutcome.SENT, 200)
+            answered: asyncio.Future[PushResult] = asyncio.get_running_loop().create_future()
+            answered.set_result(PushResult(PushOutcome.SENT, 200))
+            return answered
 
         async def send_cancel(self, binding: PushBinding, call: CallPush, reason: CancelReason) -> PushResult:
             raise AssertionError("no cancel: the call was not over")

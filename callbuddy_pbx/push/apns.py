@@ -1,4 +1,4 @@
-"""Apple Push Notification service: token-based pushes over HTTP/2 (httpx with h2).
+"""Apple Push Notification service: token-based pushes over HTTP/2 (push/http2).
 
 A call push is a PushKit VoIP push (`apns-push-type: voip` to `<bundle>.voip`, priority 10, expiration 0 so a push
 that cannot be delivered now is dropped rather than ringing late, collapse id = the call). iOS requires the app to
@@ -12,20 +12,21 @@ an hour and throttles a provider that makes new ones too often (TooManyProviderT
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
+from http import HTTPStatus
 from typing import Any
 
-import httpx
 import jwt
 
 from callbuddy_pbx.config.push import ApnsConfig
 from callbuddy_pbx.push.binding import Provider, PushBinding
-from callbuddy_pbx.push.http2 import http2_client
+from callbuddy_pbx.push.http2 import Http2Client, Http2Error, Http2Response, Http2Timeout
 from callbuddy_pbx.push.sender import (
     CallPush,
     CancelReason,
@@ -62,7 +63,7 @@ class ApnsSender:
         self._clock = clock
         self._team_id = credentials.team_id
         self._token: tuple[str, float] | None = None  # (provider token, issued at)
-        self._client = http2_client(verify, timeout_s)
+        self._client = Http2Client(verify, timeout_s)
 
     @property
     def provider(self) -> Provider:
@@ -71,7 +72,8 @@ class ApnsSender:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def send_call(self, binding: PushBinding, call: CallPush) -> PushResult:
+    def start_call(self, binding: PushBinding, call: CallPush) -> asyncio.Future[PushResult]:
+        """Send the call push: written now when the connection to APNs is open; the future gives its answer."""
         payload = {
             "aps": {},
             "type": "call",
@@ -86,7 +88,12 @@ class ApnsSender:
             "apns-priority": "10",
             "apns-collapse-id": collapse_id(call.call_id),
         }
-        return await self._send(binding, headers, payload, "call")
+        return asyncio.ensure_future(
+            self._send(binding, headers, payload, "call", self._begin(binding, headers, payload))
+        )
+
+    async def send_call(self, binding: PushBinding, call: CallPush) -> PushResult:
+        return await self.start_call(binding, call)
 
     async def send_cancel(self, binding: PushBinding, call: CallPush, reason: CancelReason) -> PushResult:
         payload = {
@@ -102,41 +109,40 @@ class ApnsSender:
             "apns-priority": "10",
             "apns-collapse-id": collapse_id(call.call_id),
         }
-        return await self._send(binding, headers, payload, "cancel")
+        return await self._send(binding, headers, payload, "cancel", self._begin(binding, headers, payload))
 
-    async def _send(
-        self, binding: PushBinding, headers: dict[str, str], payload: dict[str, Any], kind: str
-    ) -> PushResult:
+    def _begin(self, binding: PushBinding, headers: dict[str, str], payload: dict[str, Any]) -> _Pending:
+        """Check the binding and start the request (see `_request`)."""
         if binding.provider is not Provider.APNS:
             return PushResult(PushOutcome.BAD_REQUEST, reason=f"not an APNs binding ({binding.provider.value})")
         if binding.app not in (None, self._credentials.bundle_id) or binding.team_id not in (None, self._team_id):
             # The phone names another app: a token for it would not take our topic (and is not ours to push to).
             return PushResult(PushOutcome.BAD_REQUEST, reason="the binding names another app")
-        result = await self._post(binding, headers, payload)
+        return self._request(binding, headers, payload)
+
+    async def _send(
+        self, binding: PushBinding, headers: dict[str, str], payload: dict[str, Any], kind: str, first: _Pending
+    ) -> PushResult:
+        result = await _result(first)
         if result.reason == "ExpiredProviderToken":  # our clock or Apple's: make a new token, once
             self._token = None
-            result = await self._post(binding, headers, payload)
+            result = await _result(self._request(binding, headers, payload))
         level = logging.INFO if result.sent else logging.WARNING
         log.log(level, "APNs %s push to %s: %s %s", kind, binding.masked_token, result.outcome.value, result.reason)
         return result
 
-    async def _post(self, binding: PushBinding, headers: dict[str, str], payload: dict[str, Any]) -> PushResult:
+    def _request(self, binding: PushBinding, headers: dict[str, str], payload: dict[str, Any]) -> _Pending:
+        """The request, begun (the HTTP/2 client writes it at once when it can), or why it cannot be made."""
         base = self._base_url or service_url(self._credentials, binding)
         try:
             token = self.provider_token()
         except (jwt.PyJWTError, ValueError, TypeError):  # the key does not sign: config checks should have said
             return PushResult(PushOutcome.CREDENTIALS_REJECTED, reason="the APNs key cannot sign a provider token")
-        try:
-            response = await self._client.post(
-                f"{base}/3/device/{binding.device_token}",
-                headers={"authorization": f"bearer {token}", "apns-id": str(uuid.uuid4()), **headers},
-                content=json.dumps(payload, separators=(",", ":")).encode(),
-            )
-        except httpx.TimeoutException:
-            return PushResult(PushOutcome.RETRY_LATER, reason="no answer from APNs in time")
-        except httpx.HTTPError as exc:
-            return PushResult(PushOutcome.RETRY_LATER, reason=bounded_reason(f"APNs unreachable: {type(exc).__name__}"))
-        return answer(response.status_code, response.content, response.headers)
+        return self._client.start(
+            f"{base}/3/device/{binding.device_token}",
+            {"authorization": f"bearer {token}", "apns-id": str(uuid.uuid4()), **headers},
+            json.dumps(payload, separators=(",", ":")).encode(),
+        )
 
     def provider_token(self) -> str:
         """The current provider token, made anew when it is TOKEN_REFRESH_S old."""
@@ -153,6 +159,22 @@ class ApnsSender:
         return self._token[0]
 
 
+_Pending = Coroutine[Any, Any, Http2Response] | PushResult  # a request on its way, or the result without one
+
+
+async def _result(pending: _Pending) -> PushResult:
+    """What came of a begun request."""
+    if isinstance(pending, PushResult):
+        return pending
+    try:
+        response = await pending
+    except Http2Timeout:
+        return PushResult(PushOutcome.RETRY_LATER, reason="no answer from APNs in time")
+    except Http2Error as exc:
+        return PushResult(PushOutcome.RETRY_LATER, reason=bounded_reason(f"APNs unreachable: {exc}"))
+    return answer(response.status, response.body, response.headers)
+
+
 def service_url(credentials: ApnsConfig, binding: PushBinding) -> str:
     """Apple's production or sandbox host: the binding's word when the phone said which (a development build's
     token is valid only in the sandbox), else the configured environment."""
@@ -165,9 +187,9 @@ def collapse_id(call_id: str) -> str:
     return call_id.encode("utf-8")[:MAX_COLLAPSE_ID_BYTES].decode("utf-8", "ignore")
 
 
-def answer(status: int, body: bytes, headers: httpx.Headers) -> PushResult:
+def answer(status: int, body: bytes, headers: Mapping[str, str]) -> PushResult:
     """What an APNs answer means for the binding and the call."""
-    if status == httpx.codes.OK:
+    if status == HTTPStatus.OK:
         return PushResult(PushOutcome.SENT, status, push_id=headers.get("apns-id"))
     try:
         decoded = json.loads(body) if body else {}
@@ -175,10 +197,10 @@ def answer(status: int, body: bytes, headers: httpx.Headers) -> PushResult:
     except ValueError:
         reason = ""
     reason = bounded_reason(reason or f"HTTP {status}")
-    if status == httpx.codes.GONE or (status == httpx.codes.BAD_REQUEST and reason in _UNREGISTERED_REASONS):
+    if status == HTTPStatus.GONE or (status == HTTPStatus.BAD_REQUEST and reason in _UNREGISTERED_REASONS):
         return PushResult(PushOutcome.UNREGISTERED, status, reason)
-    if status == httpx.codes.FORBIDDEN:
+    if status == HTTPStatus.FORBIDDEN:
         return PushResult(PushOutcome.CREDENTIALS_REJECTED, status, reason)
-    if status == httpx.codes.TOO_MANY_REQUESTS or status >= httpx.codes.INTERNAL_SERVER_ERROR:
+    if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
         return PushResult(PushOutcome.RETRY_LATER, status, reason, retry_after(headers.get("retry-after")))
     return PushResult(PushOutcome.BAD_REQUEST, status, reason)

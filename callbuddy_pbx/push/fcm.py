@@ -8,19 +8,21 @@ is a data message with the same call id, kept a minute.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
 import jwt
 
 from callbuddy_pbx.config.push import FcmConfig
 from callbuddy_pbx.push.binding import Provider, PushBinding
-from callbuddy_pbx.push.http2 import http2_client
+from callbuddy_pbx.push.http2 import Http2Client, Http2Error, Http2Response, Http2Timeout
 from callbuddy_pbx.push.sender import (
     CallPush,
     CancelReason,
@@ -62,7 +64,7 @@ class FcmSender:
         self._base_url = base_url
         self._clock = clock
         self._access: tuple[str, float] | None = None  # (access token, renew at)
-        self._client = http2_client(verify, timeout_s)
+        self._client = Http2Client(verify, timeout_s)
 
     @property
     def provider(self) -> Provider:
@@ -71,50 +73,67 @@ class FcmSender:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def send_call(self, binding: PushBinding, call: CallPush) -> PushResult:
+    def start_call(self, binding: PushBinding, call: CallPush) -> asyncio.Future[PushResult]:
+        """Send the call push: written now when the connection and an access token are ready; the future gives its
+        answer."""
         data = {
             "type": "call",
             "call_id": call.call_id,
             "caller_name": call.shown_name,
             "caller_number": call.caller_number,
         }
-        return await self._send(binding, data, ttl="0s", kind="call")
+        return asyncio.ensure_future(self._send(binding, data, ttl="0s", kind="call"))
+
+    async def send_call(self, binding: PushBinding, call: CallPush) -> PushResult:
+        return await self.start_call(binding, call)
 
     async def send_cancel(self, binding: PushBinding, call: CallPush, reason: CancelReason) -> PushResult:
         data = {"type": "cancel", "call_id": call.call_id, "reason": reason.value}
         return await self._send(binding, data, ttl="60s", kind="cancel")
 
-    async def _send(self, binding: PushBinding, data: dict[str, str], *, ttl: str, kind: str) -> PushResult:
+    def _send(self, binding: PushBinding, data: dict[str, str], *, ttl: str, kind: str) -> Awaitable[PushResult]:
+        """Check the binding and begin the request now; the awaitable settles it."""
         if binding.provider is not Provider.FCM:
-            return PushResult(PushOutcome.BAD_REQUEST, reason=f"not an FCM binding ({binding.provider.value})")
+            return _done(PushResult(PushOutcome.BAD_REQUEST, reason=f"not an FCM binding ({binding.provider.value})"))
         app = binding.app
         # RFC 8599's pn-param names the project; Linphone's app-id is the numeric sender id, which cannot be checked.
         if app is not None and app != self._credentials.project_id and not app.isdigit():
-            return PushResult(PushOutcome.BAD_REQUEST, reason="the binding names another Firebase project")
+            return _done(PushResult(PushOutcome.BAD_REQUEST, reason="the binding names another Firebase project"))
         message = {
             "message": {"token": binding.device_token, "data": data, "android": {"priority": "high", "ttl": ttl}}
         }
-        result = await self._post(message)
-        if result.status == httpx.codes.UNAUTHORIZED and self._access is not None:  # revoked early: a new one, once
+        return self._settle(binding, message, kind, self._begin(message))
+
+    async def _settle(self, binding: PushBinding, message: dict[str, Any], kind: str, first: _Pending) -> PushResult:
+        result = await _result(first)
+        if result.status == HTTPStatus.UNAUTHORIZED and self._access is not None:  # revoked early: a new one, once
             self._access = None
-            result = await self._post(message)
+            result = await _result(self._post(message))
         level = logging.INFO if result.sent else logging.WARNING
         log.log(level, "FCM %s push to %s: %s %s", kind, binding.masked_token, result.outcome.value, result.reason)
         return result
 
-    async def _post(self, message: dict[str, Any]) -> PushResult:
+    def _begin(self, message: dict[str, Any]) -> _Pending:
+        """With an access token at hand the request is written now; else it waits for one (`_post`)."""
+        now = self._clock()
+        if self._access is not None and now < self._access[1]:
+            return self._request(self._access[0], message)
+        return self._post(message)
+
+    async def _post(self, message: dict[str, Any]) -> PushResult | Http2Response:
         try:
             access = await self.access_token()
         except _TokenRefused as refused:
             return refused.result
+        return await self._request(access, message)
+
+    def _request(self, access: str, message: dict[str, Any]) -> Coroutine[Any, Any, Http2Response]:
         url = f"{self._base_url}/v1/projects/{self._credentials.project_id}/messages:send"
-        try:
-            response = await self._client.post(url, headers={"authorization": f"Bearer {access}"}, json=message)
-        except httpx.TimeoutException:
-            return PushResult(PushOutcome.RETRY_LATER, reason="no answer from FCM in time")
-        except httpx.HTTPError as exc:
-            return PushResult(PushOutcome.RETRY_LATER, reason=bounded_reason(f"FCM unreachable: {type(exc).__name__}"))
-        return answer(response.status_code, response.content, response.headers)
+        return self._client.start(
+            url,
+            {"authorization": f"Bearer {access}", "content-type": "application/json"},
+            json.dumps(message, separators=(",", ":")).encode(),
+        )
 
     async def access_token(self) -> str:
         """A valid OAuth2 access token, from the cache or from the token endpoint (`_TokenRefused` if it says no)."""
@@ -139,35 +158,35 @@ class FcmSender:
             raise _TokenRefused(
                 PushResult(PushOutcome.CREDENTIALS_REJECTED, reason="the service-account key cannot sign")
             ) from None
+        form = urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion})
         try:
             response = await self._client.post(
-                credentials.token_uri,
-                data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+                credentials.token_uri, {"content-type": "application/x-www-form-urlencoded"}, form.encode()
             )
-        except httpx.TimeoutException:
+        except Http2Timeout:
             raise _TokenRefused(
                 PushResult(PushOutcome.RETRY_LATER, reason="no answer from the token endpoint")
             ) from None
-        except httpx.HTTPError as exc:
-            reason = bounded_reason(f"token endpoint unreachable: {type(exc).__name__}")
+        except Http2Error as exc:
+            reason = bounded_reason(f"token endpoint unreachable: {exc}")
             raise _TokenRefused(PushResult(PushOutcome.RETRY_LATER, reason=reason)) from None
         return self._keep_token(response)
 
-    def _keep_token(self, response: httpx.Response) -> str:
-        status = response.status_code
+    def _keep_token(self, response: Http2Response) -> str:
+        status = response.status
         try:
-            body = response.json()
+            body = json.loads(response.body)
         except ValueError:
             body = None
         if not isinstance(body, dict):
             body = {}
         token, expires_in = body.get("access_token"), body.get("expires_in", 3600)
-        if status == httpx.codes.OK and isinstance(token, str) and token and isinstance(expires_in, int | float):
+        if status == HTTPStatus.OK and isinstance(token, str) and token and isinstance(expires_in, int | float):
             # Renewed TOKEN_MARGIN_S early, but never sooner than half its life (a short-lived token in tests).
             self._access = (token, self._clock() + max(expires_in - TOKEN_MARGIN_S, expires_in / 2))
             return token
         reason = bounded_reason(f"token endpoint: {body.get('error') or f'HTTP {status}'}")
-        if status == httpx.codes.TOO_MANY_REQUESTS or status >= httpx.codes.INTERNAL_SERVER_ERROR:
+        if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
             result = PushResult(
                 PushOutcome.RETRY_LATER, status, reason, retry_after(response.headers.get("retry-after"))
             )
@@ -176,7 +195,28 @@ class FcmSender:
         raise _TokenRefused(result)
 
 
-def answer(status: int, body: bytes, headers: httpx.Headers) -> PushResult:
+# a request on its way (its answer, or a result without one once a token was asked for)
+_Pending = Coroutine[Any, Any, PushResult | Http2Response]
+
+
+async def _result(pending: _Pending) -> PushResult:
+    """What came of a begun request."""
+    try:
+        response = await pending
+    except Http2Timeout:
+        return PushResult(PushOutcome.RETRY_LATER, reason="no answer from FCM in time")
+    except Http2Error as exc:
+        return PushResult(PushOutcome.RETRY_LATER, reason=bounded_reason(f"FCM unreachable: {exc}"))
+    if isinstance(response, PushResult):
+        return response
+    return answer(response.status, response.body, response.headers)
+
+
+async def _done(result: PushResult) -> PushResult:
+    return result
+
+
+def answer(status: int, body: bytes, headers: Mapping[str, str]) -> PushResult:
     """What an FCM v1 answer means for the binding and the call."""
     try:
         decoded = json.loads(body) if body else {}
@@ -184,16 +224,16 @@ def answer(status: int, body: bytes, headers: httpx.Headers) -> PushResult:
         decoded = {}
     if not isinstance(decoded, dict):
         decoded = {}
-    if status == httpx.codes.OK:
+    if status == HTTPStatus.OK:
         name = decoded.get("name")
         return PushResult(PushOutcome.SENT, status, push_id=name if isinstance(name, str) else None)
     code = _error_code(decoded)
     reason = bounded_reason(code or f"HTTP {status}")
-    if code in _UNREGISTERED_CODES or status == httpx.codes.NOT_FOUND:
+    if code in _UNREGISTERED_CODES or status == HTTPStatus.NOT_FOUND:
         return PushResult(PushOutcome.UNREGISTERED, status, reason)
-    if status in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN) or code == "THIRD_PARTY_AUTH_ERROR":
+    if status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.FORBIDDEN) or code == "THIRD_PARTY_AUTH_ERROR":
         return PushResult(PushOutcome.CREDENTIALS_REJECTED, status, reason)
-    if status == httpx.codes.TOO_MANY_REQUESTS or status >= httpx.codes.INTERNAL_SERVER_ERROR:
+    if status == HTTPStatus.TOO_MANY_REQUESTS or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
         return PushResult(PushOutcome.RETRY_LATER, status, reason, retry_after(headers.get("retry-after")))
     return PushResult(PushOutcome.BAD_REQUEST, status, reason)
 

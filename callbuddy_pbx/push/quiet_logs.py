@@ -1,9 +1,9 @@
-"""Keeps push secrets out of the HTTP libraries' own log lines, whatever level the installer turns them up to.
+"""Keeps push secrets out of the HTTP/2 library's own log lines, whatever level the installer turns them up to.
 
-httpx logs each request's URL at INFO, and an APNs URL ends with the device token; hpack logs every header it
-encodes or decodes at DEBUG, the provider token and the OAuth2 access token among them. Filters sit on those
-loggers themselves (records are made there, so no handler set-up can forget them): APNs paths are masked, hpack's
-records are dropped (they are of no use to an installer).
+hpack logs every header it encodes or decodes at DEBUG, the provider token and the OAuth2 access token among them,
+and an APNs path (which h2 may log) ends with the device token. Filters sit on those loggers themselves (records
+are made there, so no handler set-up can forget them): hpack's records are dropped (they are of no use to an
+installer), APNs paths in h2's are masked.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ _DROP = _Drop()
 
 def hide_push_secrets() -> None:
     """Installs the filters (once; calling again changes nothing)."""
-    httpx_logger = logging.getLogger("httpx")
-    if _MASK not in httpx_logger.filters:
-        httpx_logger.addFilter(_MASK)
+    h2_logger = logging.getLogger("h2")
+    if _MASK not in h2_logger.filters:
+        h2_logger.addFilter(_MASK)
     for name in _HPACK_LOGGERS:
         logger = logging.getLogger(name)
         if _DROP not in logger.filters:

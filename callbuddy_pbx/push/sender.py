@@ -7,6 +7,7 @@ push service or the network says: every answer is a `PushResult`, whose `outcome
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -64,7 +65,10 @@ class PushSender(Protocol):
     @property
     def provider(self) -> Provider: ...
 
-    async def send_call(self, binding: PushBinding, call: CallPush) -> PushResult: ...
+    def start_call(self, binding: PushBinding, call: CallPush) -> asyncio.Future[PushResult]:
+        """Send the call push, begun before this returns (written to an open connection): a phone wakes sooner
+        when its push is not queued behind the rest of the call's work. The future never raises for an answer."""
+        ...
 
     async def send_cancel(self, binding: PushBinding, call: CallPush, reason: CancelReason) -> PushResult: ...
 

@@ -46,11 +46,16 @@ class PushSenders:
     def can_push(self, binding: PushBinding) -> bool:
         return binding.provider in self._senders
 
-    async def send_call(self, binding: PushBinding, call: CallPush) -> PushResult:
+    def start_call(self, binding: PushBinding, call: CallPush) -> asyncio.Future[PushResult]:
         sender = self._senders.get(binding.provider)
         if sender is None:
-            return _not_configured(binding)
-        return await sender.send_call(binding, call)
+            done: asyncio.Future[PushResult] = asyncio.get_running_loop().create_future()
+            done.set_result(_not_configured(binding))
+            return done
+        return sender.start_call(binding, call)
+
+    async def send_call(self, binding: PushBinding, call: CallPush) -> PushResult:
+        return await self.start_call(binding, call)
 
     async def send_cancel(self, binding: PushBinding, call: CallPush, reason: CancelReason) -> PushResult:
         sender = self._senders.get(binding.provider)

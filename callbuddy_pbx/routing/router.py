@@ -244,6 +244,7 @@ class Router:
             call.push = CallPush(channel_id, str(caller.get("number", "")), str(caller.get("name", "")))
         self._calls[channel_id] = self._owners[channel_id] = call
         self.routed += 1
+        call.push_first()  # a sleeping phone's push leaves before anything else of the burst this call came in
         call.start()
 
     def _wakeable(self, known: dict[str, Device]) -> tuple[str, ...]:
@@ -425,6 +426,13 @@ class _Call:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"route {self.caller_id}")
+
+    def push_first(self) -> None:
+        """Push the first step's sleeping phones now: waking takes seconds, so nothing may queue ahead of it (its
+        step finds them pushed already)."""
+        if self.plan.steps:
+            waking, _ = self._sleeping(self.plan.steps[0])
+            self._start_wakes(waking, self.plan.steps[0])
 
     def post(self, signal: _Signal | Woken) -> None:
         self._inbox.put_nowait(signal)

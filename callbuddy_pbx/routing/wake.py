@@ -35,7 +35,7 @@ class PushService(Protocol):
 
     def can_push(self, binding: PushBinding) -> bool: ...
 
-    async def send_call(self, binding: PushBinding, call: CallPush) -> PushResult: ...
+    def start_call(self, binding: PushBinding, call: CallPush) -> asyncio.Future[PushResult]: ...
 
     async def send_cancel(self, binding: PushBinding, call: CallPush, reason: CancelReason) -> PushResult: ...
 
@@ -141,11 +141,22 @@ class CallWakes:
         return bool(self._tasks)
 
     def start(self, endpoint: str, binding: PushBinding, wait_s: float) -> None:
+        """Push the phone now (the request is on its way when this returns) and wait for it in a task."""
         if endpoint in self._tasks:
             return
         # The waiter exists before the push goes out: a phone may register before the push request is answered.
         waiter = self._wakeups.expect(endpoint)
-        task = asyncio.get_running_loop().create_task(self._run(endpoint, binding, wait_s, waiter))
+        loop = asyncio.get_running_loop()
+        sent_at = loop.time()
+        try:
+            send = self._wake.service.start_call(binding, self._push)
+        except Exception as exc:  # a bug in a push client: recorded by _answered, the phone left out by _run
+            send = loop.create_future()
+            send.set_exception(exc)
+        # The answer is recorded even when the call stops waiting first (answered elsewhere, the caller gone).
+        send.add_done_callback(lambda done: self._answered(endpoint, binding, done))
+        self._sends[endpoint] = (binding, send)
+        task = loop.create_task(self._run(endpoint, send, sent_at, wait_s, waiter))
         self._tasks[endpoint] = task
 
     def settled(self, endpoint: str) -> None:
@@ -168,14 +179,16 @@ class CallWakes:
                 self._cancelled.add(endpoint)
                 self._spawn(self._cancel(endpoint, binding, send, reason))
 
-    async def _run(self, endpoint: str, binding: PushBinding, wait_s: float, waiter: asyncio.Event) -> None:
+    async def _run(
+        self,
+        endpoint: str,
+        send: asyncio.Future[PushResult],
+        sent_at: float,
+        wait_s: float,
+        waiter: asyncio.Event,
+    ) -> None:
         woke = False
         loop = asyncio.get_running_loop()
-        sent_at = loop.time()
-        send = asyncio.ensure_future(self._wake.service.send_call(binding, self._push))
-        # The answer is recorded even when the call stops waiting first (answered elsewhere, the caller gone).
-        send.add_done_callback(lambda done: self._answered(endpoint, binding, done))
-        self._sends[endpoint] = (binding, send)
         try:
             # One budget for sending and waiting: a push service that hangs must not hold the call either.
             async with asyncio.timeout(wait_s):

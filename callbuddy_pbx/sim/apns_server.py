@@ -32,6 +32,7 @@ class ReceivedPush:
     device_token: str
     headers: dict[str, str]
     payload: dict[str, Any]
+    received_at: float = 0.0  # wall clock when the request arrived (H2Request.received_at)
 
 
 @dataclass(slots=True)
@@ -116,7 +117,7 @@ class ApnsServer:
             return H2Response(410, body, (("content-type", "application/json"),))
         if token not in self.known_tokens:
             return _error(400, "BadDeviceToken")
-        push = ReceivedPush(token, request.headers, payload)
+        push = ReceivedPush(token, request.headers, payload, request.received_at)
         self.pushes.append(push)
         if self.on_push is not None:
             self.on_push(push)

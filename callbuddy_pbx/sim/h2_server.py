@@ -1,6 +1,6 @@
 """A small HTTP/2-over-TLS server on loopback, for the simulated push services (APNs speaks nothing but HTTP/2).
 
-Built on `h2` directly (it comes with httpx's HTTP/2 support) rather than on an ASGI server: the simulators need a
+Built on `h2` directly (as the push clients are, push/http2) rather than on an ASGI server: the simulators need a
 few dozen lines of request handling, and this keeps the frames, ALPN and TLS exactly as a real push service has
 them, with no server framework to install. Each request is read whole, handed to the handler, and answered.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -27,6 +28,7 @@ class H2Request:
     path: str
     headers: dict[str, str]  # lower-case names (HTTP/2 has no others); pseudo-headers left out
     body: bytes
+    received_at: float = 0.0  # wall clock when its last frame was read off the socket (before any handling)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,7 @@ class H2Server:
         streams: dict[int, tuple[dict[str, str], bytearray]] = {}
         try:
             while data := await reader.read(65536):
+                arrived = time.time()
                 for event in conn.receive_data(data):
                     if isinstance(event, h2.events.RequestReceived):
                         headers = {str(name): str(value) for name, value in event.headers or ()}
@@ -100,7 +103,7 @@ class H2Server:
                         conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                     elif isinstance(event, h2.events.StreamEnded) and event.stream_id in streams:
                         headers, body = streams.pop(event.stream_id)
-                        self._spawn(self._answer(conn, writer, event.stream_id, headers, bytes(body)))
+                        self._spawn(self._answer(conn, writer, event.stream_id, headers, bytes(body), arrived))
                     elif isinstance(event, h2.events.ConnectionTerminated):
                         return
                 writer.write(conn.data_to_send())
@@ -121,12 +124,14 @@ class H2Server:
         stream: int,
         headers: dict[str, str],
         body: bytes,
+        arrived: float,
     ) -> None:
         request = H2Request(
             method=headers.get(":method", ""),
             path=headers.get(":path", ""),
             headers={name: value for name, value in headers.items() if not name.startswith(":")},
             body=body,
+            received_at=arrived,
         )
         response = (
             H2Response(413, b'{"reason":"PayloadTooLarge"}')
