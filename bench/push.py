@@ -2,7 +2,7 @@
 is asleep, routed by the real RoutingService (AriClient, device registry, PushSenders with the real APNs client over
 HTTP/2 and TLS) against the simulated ARI and the simulated APNs (trustme certificates, provider tokens checked).
 
-The simulators run in their own process, as Asterisk and Apple would; a small control server beside them (bench
+The simulated ARI and APNs run in a process each, as Asterisk and Apple would; small control servers beside them (bench
 only) places the calls, puts the phones back to sleep and reports what they saw. The calls arrive in one burst (every
 StasisStart in the same few milliseconds: the worst case for the push side). Each mobile registers again (from a
 new port) after its VoIP push: mobile n after --wake-s + n/calls x --wake-spread-s, so the registrations come
@@ -77,36 +77,87 @@ def percentile(values: list[float], q: float) -> float:
 
 def simulator_process(calls: int, wake_s: float, spread_s: float, answer_s: float, setup: Any) -> None:
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(serve_simulators(calls, wake_s, spread_s, answer_s, setup))
+    asyncio.run(serve_ari(calls, wake_s, spread_s, answer_s, setup))
 
 
-async def serve_simulators(calls: int, wake_s: float, spread_s: float, answer_s: float, setup: Any) -> None:
+def apns_process(calls: int, ari_control_port: int, setup: Any) -> None:
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(serve_apns(calls, ari_control_port, setup))
+
+
+async def serve_apns(calls: int, ari_control_port: int, setup: Any) -> None:
+    """Apple: the simulated APNs, in a process of its own (as Apple's servers are not Asterisk's), which hands each
+    push to the phones (in the ARI simulator's process) as Apple's delivery does, and says when each arrived."""
     ca = trustme.CA()
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert("127.0.0.1").configure_cert(server_tls)
     key = ec.generate_private_key(ec.SECP256R1())
     apns = ApnsServer(server_tls, TEAM_ID, KEY_ID, key.public_key(), BUNDLE_ID)
+    apns.known_tokens.update(token(n) for n in range(calls))
     await apns.start()
+    pushed_at: dict[str, float] = {}  # call id -> wall time the call push reached APNs
+    deliveries: set[asyncio.Task[None]] = set()
+    done = asyncio.Event()
+    async with aiohttp.ClientSession() as http:
+
+        async def deliver(push: ReceivedPush) -> None:
+            kind = push.headers.get("apns-push-type", "")
+            body = {"token": push.device_token, "push_type": kind}
+            async with http.post(f"http://127.0.0.1:{ari_control_port}/pushed", json=body) as response:
+                response.raise_for_status()
+
+        def on_push(push: ReceivedPush) -> None:
+            if push.payload.get("type") == "call":
+                pushed_at.setdefault(str(push.payload.get("call_id")), push.received_at)
+            task = asyncio.ensure_future(deliver(push))
+            deliveries.add(task)
+            task.add_done_callback(deliveries.discard)
+
+        apns.on_push = on_push
+
+        async def seen(request: web.Request) -> web.Response:
+            return web.json_response({"pushed_at": pushed_at})
+
+        async def clear(request: web.Request) -> web.Response:
+            pushed_at.clear()
+            return web.json_response(None)
+
+        async def stop(request: web.Request) -> web.Response:
+            done.set()
+            return web.json_response(None)
+
+        runner, control_port = await control_server(
+            [web.get("/seen", seen), web.post("/clear", clear), web.post("/stop", stop)]
+        )
+        private = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        setup.put((apns.url, control_port, ca.cert_pem.bytes().decode(), private))
+        await done.wait()
+        await runner.cleanup()
+        await apns.close()
+
+
+async def control_server(routes: list[web.RouteDef]) -> tuple[web.AppRunner, int]:
+    """The bench's own control endpoints beside a simulator, on a free loopback port."""
+    control = web.Application()
+    control.add_routes(routes)
+    runner = web.AppRunner(control, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, next(a[1] for a in runner.addresses if isinstance(a, tuple))
+
+
+async def serve_ari(calls: int, wake_s: float, spread_s: float, answer_s: float, setup: Any) -> None:
+    """Asterisk: the simulated ARI with the mobiles, which wake when APNs delivers them a push (`/pushed`)."""
     sim = SimulatedAriServer(password=PASSWORD)
     await sim.start()
-    sim.wake_on(apns)
-    delivered = apns.on_push
-    pushed_at: dict[str, float] = {}  # call id -> wall time the call push reached APNs
-
-    def on_push(push: ReceivedPush) -> None:
-        if push.payload.get("type") == "call":
-            pushed_at.setdefault(str(push.payload.get("call_id")), push.received_at)
-        if delivered is not None:
-            delivered(push)
-
-    apns.on_push = on_push
     phones: list[MobileSoftphone] = []
     done = asyncio.Event()
 
     async def add(request: web.Request) -> web.Response:
         """The mobiles register (with their push parameters) once the service listens: it learns their bindings."""
         for n in range(calls):
-            apns.known_tokens.add(token(n))
             wake_after_s = wake_s + spread_s * n / calls
             phones.append(
                 sim.mobile_softphone(mobile(n), token(n), f"{TEAM_ID}.{BUNDLE_ID}.voip", wake_after_s=wake_after_s)
@@ -119,9 +170,13 @@ async def serve_simulators(calls: int, wake_s: float, spread_s: float, answer_s:
             sim.mobile_sleeps(phone)
         return web.json_response(None)
 
+    async def pushed(request: web.Request) -> web.Response:
+        body = await request.json()
+        sim.pbx.mobiles.push_received(str(body["token"]), str(body["push_type"]))
+        return web.json_response(None)
+
     async def burst(request: web.Request) -> web.Response:
         sim.requests.clear()
-        pushed_at.clear()
         for phone in phones:
             phone.woke_at = None
         return web.json_response([sim.inbound_call(did(n), f"1555{4000000 + n:07d}") for n in range(calls)])
@@ -137,7 +192,7 @@ async def serve_simulators(calls: int, wake_s: float, spread_s: float, answer_s:
         return web.json_response({"channels": len(sim.pbx.channels), "bridged": bridged})
 
     async def seen(request: web.Request) -> web.Response:
-        """Per call: when its push reached APNs (wall), and its phone's registration -> its originate (ms)."""
+        """Per call: its phone's registration -> its originate (ms)."""
         originated = {
             r.query["endpoint"]: r.at
             for r in reversed(sim.requests)
@@ -148,17 +203,17 @@ async def serve_simulators(calls: int, wake_s: float, spread_s: float, answer_s:
             for phone in phones
             if phone.woke_at is not None and f"PJSIP/{phone.resource}" in originated
         ]
-        return web.json_response({"pushed_at": pushed_at, "originate_after_register_ms": after})
+        return web.json_response({"originate_after_register_ms": after})
 
     async def stop(request: web.Request) -> web.Response:
         done.set()
         return web.json_response(None)
 
-    control = web.Application()
-    control.add_routes(
+    runner, control_port = await control_server(
         [
             web.post("/add", add),
             web.post("/sleep", sleep),
+            web.post("/pushed", pushed),
             web.post("/burst", burst),
             web.post("/hangup", hang_up),
             web.get("/state", state),
@@ -166,19 +221,10 @@ async def serve_simulators(calls: int, wake_s: float, spread_s: float, answer_s:
             web.post("/stop", stop),
         ]
     )
-    runner = web.AppRunner(control, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    control_port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    setup.put((sim.port, apns.url, control_port, ca.cert_pem.bytes().decode(), private))
+    setup.put((sim.port, control_port))
     await done.wait()
     await runner.cleanup()
     await sim.stop()
-    await apns.close()
 
 
 # -- the service's side ------------------------------------------------------------------------------------------
@@ -192,7 +238,9 @@ async def wait_until(check: Callable[[], Any], within: float = 30.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def main(calls: int, rounds: int, sim_port: int, apns_url: str, control_port: int, ca: str, key: str) -> None:
+async def main(calls: int, rounds: int, ari: tuple[int, int], apns: tuple[str, int, str, str]) -> None:
+    sim_port, control_port = ari
+    apns_url, apns_control_port, ca, key = apns
     phones = [Phone(mobile(n), f"Mobile {mobile(n)}", "Bench", push=True) for n in range(calls)]
     groups = [
         RingGroup("+" + did(n), (mobile(n),), "ring_all", 20, 60, NoAnswer("hangup"), routing="callbuddy")
@@ -217,12 +265,13 @@ async def main(calls: int, rounds: int, sim_port: int, apns_url: str, control_po
     service = RoutingService(config, registry, push_factory=senders, on_timing=timed)
     runner = asyncio.create_task(service.run())
     control = f"http://127.0.0.1:{control_port}"
+    apple = f"http://127.0.0.1:{apns_control_port}"
     send_ms: list[float] = []
     after_register_ms: list[float] = []
     async with aiohttp.ClientSession() as http:
 
-        async def ask(method: str, path: str, body: Any = None) -> Any:
-            async with http.request(method, control + path, json=body) as response:
+        async def ask(method: str, path: str, body: Any = None, *, at: str = control) -> Any:
+            async with http.request(method, at + path, json=body) as response:
                 return await response.json()
 
         async def ready() -> bool:
@@ -244,17 +293,20 @@ async def main(calls: int, rounds: int, sim_port: int, apns_url: str, control_po
             await ask("POST", "/sleep")
             await wait_until(all_asleep)
             timings.clear()
+            await ask("POST", "/clear", at=apple)
             callers = await ask("POST", "/burst")
             await wait_until(all_bridged)
             seen = await ask("GET", "/seen")
+            pushed_at = (await ask("GET", "/seen", at=apple))["pushed_at"]
             if round_number > 0:  # the first burst makes the connections and the provider token
-                send_ms += [(at - timings[call].received_at) * 1000 for call, at in seen["pushed_at"].items()]
+                send_ms += [(at - timings[call].received_at) * 1000 for call, at in pushed_at.items()]
                 after_register_ms += seen["originate_after_register_ms"]
             await ask("POST", "/hangup", callers)
             await wait_until(all_gone)
         await service.stop()
         await runner
         await ask("POST", "/stop")
+        await ask("POST", "/stop", at=apple)
     assert len(send_ms) == len(after_register_ms) == calls * rounds, "a call was not woken"
     send_p99, after_p99 = percentile(send_ms, 99), percentile(after_register_ms, 99)
     print(f"push send_p99_ms={send_p99:.2f} originate_after_register_p99_ms={after_p99:.2f}")
@@ -271,15 +323,19 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)
     context = multiprocessing.get_context("spawn")
     setup = context.Queue()
-    process = context.Process(
+    asterisk = context.Process(
         target=simulator_process,
         args=(args.calls, args.wake_s, args.wake_spread_s, args.answer_s, setup),
         daemon=True,
     )
-    process.start()
+    asterisk.start()
+    ari = setup.get(timeout=30)
+    apple = context.Process(target=apns_process, args=(args.calls, ari[1], setup), daemon=True)
+    apple.start()
     try:
-        asyncio.run(main(args.calls, args.rounds, *setup.get(timeout=30)))
+        asyncio.run(main(args.calls, args.rounds, ari, setup.get(timeout=30)))
     finally:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.terminate()
+        for process in (asterisk, apple):
+            process.join(timeout=5)
+            if process.is_alive():
+                process.terminate()

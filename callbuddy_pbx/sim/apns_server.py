@@ -57,6 +57,7 @@ class ApnsServer:
     provider_tokens: list[str] = field(default_factory=list)  # every authorization token seen, in order
     on_push: Callable[[ReceivedPush], None] | None = None  # the device side: a simulated phone receiving its pushes
     _failures: list[_Failure] = field(default_factory=list)
+    _verified: dict[str, float] = field(default_factory=dict)  # provider token -> its iat, once its signature held
     _server: H2Server | None = None
 
     def fail(self, status: int, reason: str, *, times: int = 1, retry_after: str | None = None) -> None:
@@ -125,25 +126,29 @@ class ApnsServer:
         return H2Response(200, b"", (("apns-id", apns_id),))
 
     def _auth_problem(self, authorization: str) -> str | None:
-        """Apple's reason for refusing the provider token, or None when it is good."""
+        """Apple's reason for refusing the provider token, or None when it is good. A token's signature is checked
+        once (Apple too validates a provider token once and then knows it); its age, on every push."""
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             return "MissingProviderToken"
         self.provider_tokens.append(token)
-        try:
-            header = jwt.get_unverified_header(token)
-            if header.get("alg") != "ES256" or header.get("kid") != self.key_id:
+        issued_at = self._verified.get(token)
+        if issued_at is None:
+            try:
+                header = jwt.get_unverified_header(token)
+                if header.get("alg") != "ES256" or header.get("kid") != self.key_id:
+                    return "InvalidProviderToken"
+                claims = jwt.decode(
+                    token,
+                    self.public_key,
+                    algorithms=["ES256"],
+                    issuer=self.team_id,
+                    options={"require": ["iss", "iat"], "verify_exp": False},
+                )
+            except jwt.PyJWTError:
                 return "InvalidProviderToken"
-            claims = jwt.decode(
-                token,
-                self.public_key,
-                algorithms=["ES256"],
-                issuer=self.team_id,
-                options={"require": ["iss", "iat"], "verify_exp": False},
-            )
-        except jwt.PyJWTError:
-            return "InvalidProviderToken"
-        if time.time() - float(claims["iat"]) > TOKEN_LIFETIME_S:
+            issued_at = self._verified[token] = float(claims["iat"])
+        if time.time() - issued_at > TOKEN_LIFETIME_S:
             return "ExpiredProviderToken"
         return None
 
