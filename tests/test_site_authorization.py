@@ -46,6 +46,9 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/conversations/live"): "401",
     ("GET", "/conversations/{thread}/live"): "401",
     ("POST", "/conversations/{thread}/answer"): "403",  # more in tests/test_conversations_authorization.py
+    ("POST", "/conversations/{thread}/call-back"): "403",  # more in tests/test_callback_web.py
+    ("POST", "/calls/{linkedid}/call-back"): "403",
+    ("GET", "/call-backs/{id}"): "login",  # the page's script asks for JSON: then a 401
     ("POST", "/logout"): "403",
     ("GET", "/login"): "public",
     ("POST", "/login"): "403",  # without the login form's own CSRF token (more in tests/test_auth.py)
@@ -64,6 +67,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/conversations"): "bearer",
     ("GET", "/api/v1/conversations/{thread}"): "bearer",
     ("POST", "/api/v1/conversations/{thread}/answers"): "bearer",
+    ("POST", "/api/v1/conversations/{thread}/call-back"): "bearer",
+    ("GET", "/api/v1/call-backs/{id}"): "bearer",
 }
 
 
@@ -127,6 +132,7 @@ def concrete(path: str) -> str:
         .replace("{token}", "nosuchtoken")
         .replace("{gateway}/{kind}", "nosuch/status")
         .replace("{thread}", "m1")
+        .replace("{id}", "0123456789abcdef")
     )
 
 

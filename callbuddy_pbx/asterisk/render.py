@@ -75,14 +75,17 @@ def _custom(name: str) -> str:
 # The AMI user's classes. `read` filters only the events it is sent: call (channels, Dial, bridges, hangups,
 # DeviceStateChange), dialplan (Newexten), agent (Queue*), system (FullyBooted, Shutdown, ContactStatus).
 # `write` decides which actions it may send: one allowed when the user has any one of the classes Asterisk registered
-# it with. `reporting` covers every action the service sends (Login, Logoff and Ping need none): CoreShowChannels
-# (system|reporting), DeviceStateList (call|reporting), PJSIPShowRegistrationsOutbound (system|reporting). Never
-# `system` (GetConfig reads pjsip.conf with every phone's password; Originate of the System application runs a shell
-# command), nor `config`, `command` or `originate`: nothing the service does needs them. Without `system`,
-# PJSIPShowEndpoints and PJSIPShowContacts (registered with `system` alone) are refused: phone states then come from
-# DeviceStateList, the DeviceStateChange and ContactStatus events, and ARI.
+# it with. `reporting` covers what the service reads (Login, Logoff and Ping need none): CoreShowChannels
+# (system|reporting), DeviceStateList (call|reporting), PJSIPShowRegistrationsOutbound (system|reporting).
+# `originate` is the Originate of a call back (asterisk/callback.py): to Exten/Context/Priority of
+# [callbuddy-callback] only, for which Asterisk asks `originate` alone (manager.c demands `system` as well for an
+# Application such as System, Exec or AGI, which the service never sends). Never `system` (GetConfig reads
+# pjsip.conf with every phone's password; Originate of the System application runs a shell command), nor `config`
+# or `command`: nothing the service does needs them. Without `system`, PJSIPShowEndpoints and PJSIPShowContacts
+# (registered with `system` alone) are refused: phone states then come from DeviceStateList, the
+# DeviceStateChange and ContactStatus events, and ARI.
 AMI_READ = ("call", "dialplan", "agent", "system")
-AMI_WRITE = ("reporting",)
+AMI_WRITE = ("reporting", "originate")
 
 
 def render_manager(config: Config) -> str:

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from callbuddy_pbx.asterisk.callback import CALLBACK_CONTEXT
 from callbuddy_pbx.asterisk.render_base import custom_include, quoted, voicemail_pin
 from callbuddy_pbx.asterisk.render_pjsip import trunk_text  # the trunk as pjsip.conf has it: its contact's host
 from callbuddy_pbx.config import Business, Config
@@ -68,6 +69,7 @@ def render_dialplan(config: Config) -> str:
         out += _phone_settings(config)  # *97 reads it too, with or without a trunk
     if trunk and pbx.phones:
         out += _dial_plans(config, trunk)
+        out += _call_back()
     routed = [group for group in groups if group.routing == "callbuddy"]
     if routed:
         out += _fallback_context(routed, business_of, phones, trunk)
@@ -212,6 +214,21 @@ def _dial_plans(config: Config, trunk: str) -> list[str]:
             out.append(f"exten => {rule.pattern},1,Gosub(callbuddy-outbound,s,1({number},{rule.kind},{trunk}))")
             out.append(" same => n,Hangup()")
     return out
+
+
+def _call_back() -> list[str]:
+    """[callbuddy-callback]: where a call back the service originated goes once the desk answered (AMI Originate
+    with the caller's E.164 number as extension, asterisk/callback.py). Only `+` and digits match. The desk's own
+    caller ID comes back (the Originate showed "Call back <number>" on its screen), then [from-internal] takes the
+    number as if the desk had dialled it: its settings, its business's numbering plan, caller ID, limits, trunk."""
+    return [
+        "",
+        f"[{CALLBACK_CONTEXT}]",
+        "; Call backs from the dashboard: the desk answered; now it calls the caller like any call it dials.",
+        "exten => _+X.,1,NoOp(CallBuddy: call back from phone ${CHANNEL(endpoint)})",
+        " same => n,Set(CALLERID(all)=${PJSIP_ENDPOINT(${CHANNEL(endpoint)},callerid)})",
+        " same => n,Goto(from-internal,${EXTEN},1)",
+    ]
 
 
 def _contacts(extensions: Iterable[str]) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from callbuddy_pbx.asterisk.ami import AmiActionError, AmiClient, AmiError, AmiNotConnected
 from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
+from callbuddy_pbx.asterisk.callbacks import CallBacks
 from callbuddy_pbx.asterisk.cel_sqlite import CelSqlite
 from callbuddy_pbx.asterisk.devices import DEVICE_EVENTS, DeviceRegistry
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
@@ -71,6 +72,7 @@ class CallService:
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
         )
+        self.call_backs = CallBacks(self.ami, config.pbx.phones)  # "Call back" from the dashboard: AMI Originate
         self._finished: asyncio.Queue[CallRecord] = asyncio.Queue()
         self._unstored: dict[str, int] = {}  # linkedid -> how many of its records wait in _finished
         # Asterisk's CEL records, read to judge what the AMI link did not see through (None: no CEL source set).
@@ -158,6 +160,7 @@ class CallService:
             self._judged(finished)
         if answered := self.outbound.feed(event, received_at):
             self.recovery.answered(answered)
+        self.call_backs.feed(event)
         if event.get("Event") in DEVICE_EVENTS:  # after the tracker: calls never wait on (or fail with) devices
             self.devices.feed(event, received_at)
 
@@ -175,6 +178,7 @@ class CallService:
     def _on_disconnected(self, reason: str) -> None:
         self._caught_up = False
         self.tracker.disconnected()
+        self.call_backs.disconnected()
         log.warning("lost the AMI connection (%s); %d calls in progress", reason, self.tracker.active_calls)
 
     async def _tick(self) -> None:

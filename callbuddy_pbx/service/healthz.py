@@ -47,6 +47,7 @@ def service_health(
             found=cel.found,
             held=cel.held,
         ),
+        call_back_problem=service.call_backs.problem,
     )
 
 

@@ -20,6 +20,7 @@ from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.links import LinkStore
 from callbuddy_pbx.web.api import api_routes
 from callbuddy_pbx.web.auth import auth_setup
+from callbuddy_pbx.web.callback import CALL_BACKS_KEY
 from callbuddy_pbx.web.dashboard import dashboard_routes
 from callbuddy_pbx.web.dashboard_context import DashboardContext
 from callbuddy_pbx.web.health import HealthStatus, Link, config_secrets
@@ -68,6 +69,7 @@ def service_site(
     answers = Answers(config, store, text_back.outbox.wake) if text_back is not None else None
 
     def routes(app: web.Application) -> None:
+        app[CALL_BACKS_KEY] = service.call_backs  # "Call back" on the dashboard and in the API (web/callback.py)
         health_routes(app, health, metrics)
         link_routes(app, LinkStore(store))
         if config.web.api_tokens:

@@ -15,6 +15,10 @@ broadcast events set (`DeviceStateChange`, which the scripted calls emit as they
 33-ari-endpoint-and-contact-events): `PeerStatus`, `ContactStatus` and `DeviceStateChange`. Actions named in
 `denied_actions` answer `Permission denied`, as for an AMI user without the class the action needs.
 
+Originate (Async) answers `Originate successfully queued` and then plays the call back `originate_plan` describes
+(sim/originate.py: the desk rings and answers or not, then the trunk leg to the caller); with `write_classes` set
+and without `originate` in it, it answers `Permission denied` as Asterisk does for that manager.conf user.
+
 With a `cel_db` (sim/cel_db.py) every `Event: CEL` that `broadcast` or `replay_raw` passes is written to it as
 Asterisk's cel_sqlite3_custom would: also while no client is connected, since Asterisk writes CEL whoever listens.
 """
@@ -43,6 +47,7 @@ from callbuddy_pbx.sim.apns_server import ApnsServer
 from callbuddy_pbx.sim.cel_db import SimulatedCelDb
 from callbuddy_pbx.sim.fcm_server import FcmServer
 from callbuddy_pbx.sim.mobile_phones import MobilePhones, MobileSoftphone
+from callbuddy_pbx.sim.originate import QUEUED, OriginatePlan, originate_steps
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +257,8 @@ class SimulatedAmiServer:
         self.variables: dict[str, str] = {}  # global variables for Getvar
         self.pjsip: SimulatedPjsip | None = None  # what the PJSIPShow* actions list (None: res_pjsip not loaded)
         self.denied_actions: set[str] = set()  # lower-case action names answered `Permission denied`
+        self.write_classes: set[str] | None = None  # manager.conf `write` (None: all); Originate needs `originate`
+        self.originate_plan = OriginatePlan()  # how the next originated call backs go
         # Mobile softphones that sleep and register again after a push (sim/mobile_phones.py; see mobile_softphone)
         self.mobiles = MobilePhones(self._register_soon, self._unregister_soon)
         # Counters
@@ -277,6 +284,7 @@ class SimulatedAmiServer:
             "pjsipshowcontacts": self._pjsip_show_contacts,
             "pjsipshowregistrationsoutbound": self._pjsip_show_registrations_outbound,
             "devicestatelist": self._device_state_list,
+            "originate": self._originate,
         }
 
     # -- lifecycle --------------------------------------------------------------------------------------------------
@@ -810,6 +818,25 @@ class SimulatedAmiServer:
             return "UNAVAILABLE"
         tracked = self._device_states.get(f"PJSIP/{endpoint.name}")
         return tracked if tracked in _STATE_WORDS and tracked != "UNAVAILABLE" else "NOT_INUSE"
+
+    async def _originate(self, client: _Client, action: AmiMessage) -> bool:
+        if self.write_classes is not None and "originate" not in self.write_classes:
+            await self._reply(client, _response(action, "Error", Message="Permission denied"))
+            return True
+        await self._reply(client, _response(action, "Success", Message=QUEUED))
+        self._spawn(self._play_originate(originate_steps(action, self.originate_plan)))
+        return True
+
+    async def _play_originate(self, steps: Sequence[tuple[float, AmiMessage]]) -> None:
+        batch: list[AmiMessage] = []  # events Asterisk sends back to back go out in one write, as they would
+        for wait, event in steps:
+            if wait and batch:
+                await self.broadcast(batch)
+                batch = []
+            if wait:
+                await asyncio.sleep(wait)
+            batch.append(event)
+        await self.broadcast(batch)
 
     async def _unknown_command(self, client: _Client, action: AmiMessage) -> bool:
         await self._reply(client, _response(action, "Error", Message="Invalid/unknown command"))

@@ -10,6 +10,7 @@ Add it with `api_routes(app, store, config.web.api_tokens)`. Routes (GET, but fo
 - /api/v1/health: the service's health (`HealthStatus.to_json`; `ok` false when a part is down, still a 200).
   Both answer 404 when `api_routes` was not given where to read them (`devices=`, `health=`).
 - /api/v1/conversations...: threads, one thread, and (POST) a business's answer (web/conversations_api.py).
+- POST /api/v1/conversations/{thread}/call-back, GET /api/v1/call-backs/{id}: call back (web/callback_api.py).
 
 Every request needs `Authorization: Bearer <token>`; without one, or with a token that is not configured, the answer
 is 401 with `WWW-Authenticate: Bearer`. The presented token is compared with every configured token in constant
@@ -38,6 +39,7 @@ from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.links import LinkStore
 from callbuddy_pbx.store.messages import MESSAGE_STATES, MessageStore
 from callbuddy_pbx.store.stats import recovery_stats
+from callbuddy_pbx.web.callback_api import call_back_api_routes
 from callbuddy_pbx.web.conversations import Answering
 from callbuddy_pbx.web.conversations_api import conversation_api_routes
 from callbuddy_pbx.web.health import HealthStatus
@@ -248,6 +250,7 @@ def api_routes(
     app.router.add_get("/api/v1/devices", authorised(device_list))
     app.router.add_get("/api/v1/health", authorised(health_status))
     conversation_api_routes(app, store, authorised, answers)
+    call_back_api_routes(app, store, authorised)
 
 
 class _Forbidden(Exception):

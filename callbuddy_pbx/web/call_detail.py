@@ -16,6 +16,7 @@ from callbuddy_pbx.store.dashboard_queries import call_clicks
 from callbuddy_pbx.store.messages import MessageStore
 from callbuddy_pbx.web import labels
 from callbuddy_pbx.web.call_story import call_story, device_label, leg_result, phone_legs
+from callbuddy_pbx.web.callback import panel
 from callbuddy_pbx.web.dashboard_context import DashboardContext
 from callbuddy_pbx.web.page import NOT_FOUND, Handler, PageError, page, render
 from callbuddy_pbx.web.viewer import Viewer
@@ -56,6 +57,9 @@ def call_handler(ctx: DashboardContext) -> Handler:
             clicks=await call_clicks(ctx.store, linkedid),
             private=private,
             labels=labels,
+            call_back=panel(request, viewer, record.business, record.caller, f"/calls/{linkedid}/call-back")
+            if record.missed and record.business
+            else None,
         )
 
     return page(call)

@@ -5,6 +5,7 @@
     GET  /conversations/{thread}        one thread: missed calls, texts with their receipts, replies, answers
     GET  /conversations/{thread}/live   the thread's new and changed entries as Server-Sent Events
     POST /conversations/{thread}/answer a business user's answer (form: body, token, csrf_token)
+    POST /conversations/{thread}/call-back, /calls/{linkedid}/call-back, GET /call-backs/{id}: web/callback.py
 
 A thread the viewer may not see is the same 404 as no thread. Opening a thread as a user of its business marks it
 read up to the newest reply shown (an admin looking does not: the business has not read it). An answer goes to the
@@ -33,6 +34,7 @@ from callbuddy_pbx.store.conversations import (
     thread_items,
 )
 from callbuddy_pbx.web import conversation_words, labels
+from callbuddy_pbx.web.callback import call_back_routes, panel
 from callbuddy_pbx.web.conversations_live import thread_list_stream, thread_stream, visible_thread
 from callbuddy_pbx.web.dashboard_context import DashboardContext
 from callbuddy_pbx.web.feed_query import business_choices, chosen_business
@@ -64,6 +66,7 @@ def conversation_routes(app: web.Application, ctx: DashboardContext, answers: An
     app.router.add_get(THREAD_PATH, thread_handler(ctx, answers))
     app.router.add_get(THREAD_PATH + "/live", thread_stream(ctx, feeds), allow_head=False)
     app.router.add_post(THREAD_PATH + "/answer", answer_handler(ctx, answers))
+    call_back_routes(app, ctx, THREAD_PATH)
 
 
 def list_handler(ctx: DashboardContext) -> Handler:
@@ -126,6 +129,7 @@ async def thread_page(
         answer_token=secrets.token_urlsafe(18),
         opted_out_note=conversation_words.OPTED_OUT_NOTE,
         not_set_up=conversation_words.refusal("not_set_up")[1],
+        call_back=panel(request, viewer, thread.business, thread.number, f"/conversations/{thread.id}/call-back"),
         **item_values(zone),
     )
 

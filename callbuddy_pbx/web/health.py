@@ -53,6 +53,9 @@ class HealthStatus:
     ari: AmiHealth | None = None  # the routing app's ARI link; None when no number is routed by the service
     tasks_down: Mapping[str, str] = field(default_factory=dict)  # supervised tasks waiting to start again: why
     cel: CelHealth | None = None
+    # Why Asterisk refuses call backs (asterisk/callbacks.py), for the installer; None: it does not. Not a failure of
+    # /healthz: calls are still followed and texted.
+    call_back_problem: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -78,6 +81,8 @@ class HealthStatus:
                 "held": self.cel.held,
             }
         body["tasks"] = {"down": dict(self.tasks_down)}
+        if self.call_back_problem is not None:
+            body["call_back"] = {"problem": self.call_back_problem}
         return body
 
 

@@ -110,10 +110,38 @@
     });
   }
 
+  function callBackStatus(line) {
+    // A call back on its way: ask how far it got every second until it ends (GET /call-backs/<id>, JSON).
+    const POLL_MS = 1000;
+
+    function poll() {
+      fetch(line.dataset.callBackUrl, { credentials: "same-origin", headers: { Accept: "application/json" } })
+        .then((response) => (response.ok ? response.json() : null))
+        .then((status) => {
+          if (!status) {
+            return;
+          }
+          line.textContent = status.words; // text, never HTML
+          line.dataset.stage = status.stage;
+          line.dataset.inProgress = status.in_progress ? "yes" : "no";
+          if (status.in_progress) {
+            window.setTimeout(poll, POLL_MS);
+          }
+        })
+        .catch(() => window.setTimeout(poll, POLL_MS * 5));
+    }
+
+    if (line.dataset.inProgress === "yes") {
+      window.setTimeout(poll, POLL_MS);
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("table[data-live-url]").forEach(liveFeed);
     document.querySelectorAll("form.filters").forEach(autoSubmit);
     document.querySelectorAll("ol[data-live-url]").forEach(liveThread);
     document.querySelectorAll("form.answer").forEach(sendOnce);
+    document.querySelectorAll("form.call-back-form").forEach(sendOnce);
+    document.querySelectorAll("[data-call-back-url]").forEach(callBackStatus);
   });
 })();
