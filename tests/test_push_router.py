@@ -77,12 +77,13 @@ async def push_routing(
     wake_after_s: float | None = 0.05,
     padding: str = "",
     apns_url: str | None = None,
+    push_wait_s: float = WAIT_S,
 ) -> AsyncIterator[PushRouting]:
     """A routing service with APNs configured, and Ana's mobile registered (so the service learns its binding
     from the ContactStatusChange) and then asleep."""
     apns.known_tokens.add(TOKEN)
     sim.wake_on(apns)
-    push = PushConfig(apns=ApnsConfig(KEY_ID, TEAM_ID, BUNDLE_ID, pem(key)), push_wait_s=WAIT_S)
+    push = PushConfig(apns=ApnsConfig(KEY_ID, TEAM_ID, BUNDLE_ID, pem(key)), push_wait_s=push_wait_s)
     config = Config(pbx=PbxConfig(phones=PHONES, ring_groups=(ring_group or group(),)), ari=config_for(sim), push=push)
 
     def senders(settings: PushConfig) -> PushSenders:
@@ -144,6 +145,28 @@ async def test_a_sleeping_mobile_wakes_fast_rings_and_answers(
         await asyncio.sleep(0.1)
         assert run.pushes("cancel") == []  # the phone that answered is not told to stop ringing
         assert run.service.router.woken == 1
+
+
+async def test_a_mobile_that_wakes_while_the_ari_link_is_down_rings_once_it_is_back(
+    sim: SimulatedAriServer, apns_server: ApnsServer, apns_key: ec.EllipticCurvePrivateKey, client_tls: ssl.SSLContext
+) -> None:
+    """The phone's ContactStatusChange is lost with the socket; the endpoint list after the reconnect says it is
+    online, and the call still waiting for it rings it."""
+    slow = group(ring_s=4)
+    async with push_routing(
+        sim, apns_server, apns_key, client_tls, ring_group=slow, wake_after_s=0.2, push_wait_s=1.5
+    ) as run:
+        sim.phone_answers_after("103", 0.1)
+        caller = sim.inbound_call(DID)
+        await wait_until(lambda: bool(run.pushes("call")))
+        sim.silent = True  # half-open from now on: what Asterisk sends is lost
+        await wait_until(lambda: run.phone.wakes == 1)
+        await asyncio.sleep(0.05)
+        assert legs_to(sim, MOBILE) == []  # its registration went nowhere
+        await sim.drop_websockets()
+        await wait_until(lambda: bool(bridged(sim)), within=3)
+        assert sorted(bridged(sim)[0]) == sorted([caller, *legs_to(sim, MOBILE)])
+        assert run.service.client.connects == 2
 
 
 async def test_a_mobile_waking_after_a_colleague_answered_gets_a_cancel_and_no_call(

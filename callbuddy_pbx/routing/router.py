@@ -190,6 +190,17 @@ class Router:
             if endpoint is not None:
                 self.wakeups.registered(endpoint)
 
+    def registered_meanwhile(self) -> int:
+        """After a reconnect (the registry seeded again): a phone a call waits for that registered while no events
+        came has had its ContactStatusChange lost with the socket; the endpoint list says it is online, so the
+        calls waiting for it ring it now. Returns how many waiters that freed."""
+        freed = 0
+        for endpoint in self.wakeups.endpoints():
+            device = self._devices(endpoint)
+            if device is not None and device.registered is True:
+                freed += self.wakeups.registered(endpoint)
+        return freed
+
     def _stasis_start(self, event: AriEvent, received_at: float) -> None:
         channel = event.get("channel")
         args = event.get("args")

@@ -4,7 +4,8 @@ Runs beside CallService (the AMI observer, which stays the single judge of every
 has `routing: callbuddy`. The app subscribes explicitly to `endpoint:PJSIP` and `deviceState:PJSIP/<ext>` for every
 configured phone: an app connected without those gets no endpoint events, and `subscribeAll=true` never delivers
 EndpointStateChange (trace 33). After every (re)connect the registry is seeded from `GET /ari/endpoints` and the
-router rebuilt from `GET /ari/channels` (see Router.rebuild: nothing missed while the socket was down is replayed).
+router rebuilt from `GET /ari/channels` (see Router.rebuild: nothing missed while the socket was down is replayed;
+a phone a call waits to wake that registered meanwhile is rung, Router.registered_meanwhile).
 
 With push credentials configured (`push:`), the router is handed the push services (push.senders.PushSenders) to
 wake sleeping softphones; a ContactStatusChange goes to the registry first (it keeps the binding) and then to the
@@ -142,6 +143,8 @@ class RoutingService:
             count = self.registry.seed_ari_endpoints(endpoints if isinstance(endpoints, list) else [], self._clock())
             log.info("ARI: %d phones seeded from the endpoint list", count)
         await self.router.rebuild()
+        if woken := self.router.registered_meanwhile():
+            log.info("ARI: %d calls ring a phone that woke while the link was down", woken)
         log.info("ARI: routing calls of app %r; %d calls followed", client.app, self.router.active)
 
     def _on_disconnected(self, reason: str) -> None:

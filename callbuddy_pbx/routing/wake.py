@@ -87,6 +87,10 @@ class Wakeups:
             event.set()
         return len(waiters)
 
+    def endpoints(self) -> list[str]:
+        """The endpoints some call waits for now."""
+        return list(self._waiting)
+
     def __len__(self) -> int:
         return sum(len(waiters) for waiters in self._waiting.values())
 
