@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -128,14 +129,23 @@ async def _quiet_thread(site: Convo) -> str:
 async def test_in_quiet_hours_an_answer_waits_for_their_end(tmp_path: Path) -> None:
     async for site in open_site(tmp_path, quiet_glow=True):
         path = await _quiet_thread(site)
-        form = form_values(await (await site.client.get(path)).text()) | {"body": "We open at 9."}
+        before = await (await site.client.get(path)).text()
+        # The composer says so before anything is typed, with the time the answer will go.
+        said = re.search(r"It is quiet hours: an answer sent now goes out at (\d\d:\d\d)\.", before)
+        assert said is not None
+        form = form_values(before) | {"body": "We open at 9."}
         response = await site.client.post(path + "/answer", data=form, allow_redirects=False)
         assert response.status == 303  # deferred, not refused
         [row] = await answers(site)
         assert row.state == "queued" and row.send_at > row.created_at + 3600
         await asyncio.sleep(0.3)
         assert site.gateway.sent == []
-        assert "Waiting for quiet hours to end" in await (await site.client.get(path)).text()
+        assert f"Waiting for quiet hours to end ({said.group(1)})" in await (await site.client.get(path)).text()
+
+
+async def test_outside_quiet_hours_the_composer_says_nothing_of_them(convo: Convo, thread_path: str) -> None:
+    page = await (await convo.client.get(thread_path)).text()
+    assert 'name="body"' in page and "data-quiet" not in page
 
 
 @pytest.fixture(name="thread_path")

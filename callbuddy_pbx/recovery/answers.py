@@ -53,6 +53,15 @@ class Answers:
         found = self._businesses.get(business)
         return found is not None and bool(found.text_back.gateway)
 
+    def quiet_until(self, business: str) -> float | None:
+        """When the business's quiet hours end, while they last (an answer written now waits until then)."""
+        found = self._businesses.get(business)
+        if found is None:
+            return None
+        now = self._clock()
+        send_at = _send_at(found, now)
+        return send_at if send_at > now + 1 else None  # (now itself, to the microsecond, outside them)
+
     async def answer(self, business: str, number: str, body: str, token: str, author: str) -> AnswerOutcome:
         """Queue `body` to `number` (a thread's caller) for `business`, written by `author`."""
         found = self._businesses.get(business)

@@ -56,6 +56,11 @@ def text_status(item: ThreadItem, zone: str) -> str:
     return "Sending"
 
 
+def quiet_note(until: float, zone: str) -> str:
+    """What the composer says during quiet hours."""
+    return f"It is quiet hours: an answer sent now goes out at {when(until, zone, '%H:%M')}."
+
+
 def reply_note(item: ThreadItem) -> str:
     """What a reply asked for beyond its words ("" for an ordinary reply)."""
     return _REPLY_KEYWORDS.get(item.keyword or "", "")

@@ -50,6 +50,8 @@ class Answering(Protocol):
 
     def can_answer(self, business: str) -> bool: ...
 
+    def quiet_until(self, business: str) -> float | None: ...
+
     async def answer(self, business: str, number: str, body: str, token: str, author: str) -> AnswerOutcome: ...
 
 
@@ -116,6 +118,7 @@ async def thread_page(
     await read_up_to(ctx, viewer, thread, items)
     zone = ctx.timezone_of(thread.business)
     can_answer = answers is not None and answers.can_answer(thread.business)
+    quiet_until = answers.quiet_until(thread.business) if answers is not None and can_answer else None
     return render(
         request,
         "thread.html",
@@ -124,6 +127,7 @@ async def thread_page(
         items=items,
         live_url=f"/conversations/{thread.id}/live?since={started!r}",
         can_answer=can_answer,
+        quiet_note=conversation_words.quiet_note(quiet_until, zone) if quiet_until is not None else "",
         problem=problem,
         typed=typed,
         answer_token=secrets.token_urlsafe(18),
