@@ -16,12 +16,14 @@ $(STAMP): pyproject.toml .ci/constraints.txt
 demo: $(STAMP)
 	$(BIN)/callbuddy-pbx demo
 
-# Real peers of the tests, from Debian: Kannel (an HTTP SMS gateway) and Chromium (the dashboard's browser tests,
-# driven by Playwright without a browser download).
+# Real peers of the tests, from Debian: Kannel (an HTTP SMS gateway), Chromium (the dashboard's browser tests,
+# driven by Playwright without a browser download) and PostgreSQL (the store tests run on it as well as on SQLite;
+# tests/pg.py starts a throwaway cluster, so the package's own service is not needed).
 system-deps:
 	@missing=""; \
 	if [ ! -x /usr/sbin/bearerbox ] || [ ! -x /usr/lib/kannel/test/fakesmsc ]; then missing="kannel kannel-extras"; fi; \
 	if [ ! -x /usr/bin/chromium ]; then missing="$$missing chromium"; fi; \
+	if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing="$$missing postgresql"; fi; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing for the tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \

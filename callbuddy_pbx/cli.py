@@ -1,4 +1,4 @@
-"""Command line: `callbuddy-pbx run | demo | check | calls | messages | stats | replay | secrets | user`."""
+"""Command line: `callbuddy-pbx run | demo | check | migrate | calls | messages | stats | replay | secrets | user`."""
 
 from __future__ import annotations
 
@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1", help="address the dashboard listens on (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=8080, help="dashboard port (default 8080; 0: any free port)")
 
+    migrate = _command(commands, "migrate", "bring the configured store's schema up to date, or copy SQLite into it")
+    migrate.add_argument("--config", "-c", help="YAML configuration file (default: the default SQLite file)")
+    migrate.add_argument("--from-sqlite", metavar="PATH", help="copy every table of this SQLite file into the store")
+    migrate.add_argument(
+        "--replace", action="store_true", help="with --from-sqlite: empty a store that already holds rows first"
+    )
+
     check = _command(commands, "check", "validate a configuration file and list every problem")
     check.add_argument("--config", "-c", required=True, help="YAML configuration file")
     check.add_argument("--offline", action="store_true", help="only check the file; do not ask the PBX over AMI")
@@ -64,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     calls = _command(commands, "calls", "list recorded calls")
     calls.add_argument("--config", "-c", help="YAML configuration file (for the database path)")
-    calls.add_argument("--db", help="SQLite file (overrides the configuration)")
+    calls.add_argument("--db", help="SQLite file or database URL (overrides the configuration)")
     calls.add_argument("--missed", action="store_true", help="only calls nobody answered")
     calls.add_argument("--since", help="ISO date/time, or an age such as 30m, 6h, 2d")
     calls.add_argument("--limit", type=int, default=100, help="at most this many calls, newest first (default 100)")
@@ -72,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     messages = _command(commands, "messages", "list texts sent to missed callers and their delivery status")
     messages.add_argument("--config", "-c", help="YAML configuration file (for the database path)")
-    messages.add_argument("--db", help="SQLite file (overrides the configuration)")
+    messages.add_argument("--db", help="SQLite file or database URL (overrides the configuration)")
     messages.add_argument(
         "--state",
         choices=("queued", "sending", "sent", "delivered", "failed", "expired", "unknown", "cancelled"),
@@ -83,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = _command(commands, "stats", "missed calls recovered: texted, delivered, booking links clicked")
     stats.add_argument("--config", "-c", help="YAML configuration file (for the database path)")
-    stats.add_argument("--db", help="SQLite file (overrides the configuration)")
+    stats.add_argument("--db", help="SQLite file or database URL (overrides the configuration)")
     stats.add_argument("--since", default="7d", help="ISO date/time, or an age such as 6h, 2d, 1w (default 7d)")
     stats.add_argument("--until", help="end of the period, ISO date/time or an age (default now)")
     stats.add_argument("--business", help="only this business (default all)")

@@ -184,7 +184,7 @@ def test_unknown_key_without_close_match_lists_known_keys(write):
     path = write("asterisk: {}\nzebra: 1\n")
     assert problems_of(path) == [
         f"{path}:2: zebra: unknown key (expected one of: default_region, asterisk, businesses, inbound, storage, "
-        "logging, gateways, web, pbx, alerts, ari, outbox, cel, push)"
+        "logging, gateways, web, pbx, alerts, ari, outbox, cel, push, smtp)"
     ]
 
 

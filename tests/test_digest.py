@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +20,7 @@ from callbuddy_pbx.sms.simulated import SimulatedGateway
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.stats import RecoveryStats
 from callbuddy_pbx.web.server import bound_port, start_web
+from tests.conftest import OpenStore
 
 NEW_YORK = ZoneInfo("America/New_York")
 OWNER = "+15550109999"
@@ -50,8 +50,8 @@ class Clock:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[CallStore]:
-    opened = await CallStore.open(tmp_path / "calls.sqlite3")
+async def store(open_store: OpenStore) -> AsyncIterator[CallStore]:
+    opened = await open_store()
     yield opened
     await opened.close()
 

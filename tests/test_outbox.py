@@ -7,15 +7,14 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from callbuddy_pbx.recovery.outbox import Outbox
 from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState, SendResult, SendStatus
 from callbuddy_pbx.sms.simulated import SimulatedGateway
-from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.messages import MessageStore, NewText, OutboxRow
+from tests.conftest import OpenStore
 from tests.waiting import wait_until
 
 
@@ -25,9 +24,9 @@ def text(key: str, to: str = "+15557654321", sender: str = "+15550001000", at: f
 
 @contextlib.asynccontextmanager
 async def outbox_running(
-    tmp_path: Path, gateway: SimulatedGateway, **options: float
+    open_store: OpenStore, gateway: SimulatedGateway, **options: float
 ) -> AsyncIterator[tuple[Outbox, MessageStore]]:
-    store = await CallStore.open(tmp_path / "db.sqlite3")
+    store = await open_store()
     messages = MessageStore(store)
     rates = {"sim": float(options.pop("rate", 0.0))}
     outbox = Outbox(messages, {"sim": gateway}, rates=rates, **options)  # type: ignore[arg-type]
@@ -66,9 +65,9 @@ async def wait_state(messages: MessageStore, key: str, state: str, timeout: floa
             await asyncio.sleep(0.01)
 
 
-async def test_a_queued_text_is_sent_once_and_its_receipt_marks_it_delivered(tmp_path: Path) -> None:
+async def test_a_queued_text_is_sent_once_and_its_receipt_marks_it_delivered(open_store: OpenStore) -> None:
     gateway = SimulatedGateway("sim")
-    async with outbox_running(tmp_path, gateway) as (outbox, messages):
+    async with outbox_running(open_store, gateway) as (outbox, messages):
         assert await messages.enqueue([text("call-1"), text("call-1")], now=time.time()) == 1  # same key: one row
         outbox.wake()
         row = await wait_state(messages, "call-1", "delivered")
@@ -78,10 +77,10 @@ async def test_a_queued_text_is_sent_once_and_its_receipt_marks_it_delivered(tmp
         assert [s.key for s in gateway.attempts] == ["call-1"]
 
 
-async def test_transient_failures_are_retried_with_backoff_then_sent(tmp_path: Path) -> None:
+async def test_transient_failures_are_retried_with_backoff_then_sent(open_store: OpenStore) -> None:
     gateway = SimulatedGateway("sim")
     gateway.script([SendResult(SendStatus.RETRY, error="ESME_RTHROTTLED")] * 2)
-    async with outbox_running(tmp_path, gateway, backoff_s=0.05) as (outbox, messages):
+    async with outbox_running(open_store, gateway, backoff_s=0.05) as (outbox, messages):
         await messages.enqueue([text("call-2")], now=time.time())
         outbox.wake()
         row = await wait_state(messages, "call-2", "delivered")
@@ -90,11 +89,11 @@ async def test_transient_failures_are_retried_with_backoff_then_sent(tmp_path: P
 
 
 async def test_after_three_retries_the_text_fails_with_the_last_error_logged(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    open_store: OpenStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     gateway = SimulatedGateway("sim")
     gateway.script([SendResult(SendStatus.RETRY, error=f"HTTP 503 (try {n})") for n in range(1, 10)])
-    async with outbox_running(tmp_path, gateway, backoff_s=0.01) as (outbox, messages):
+    async with outbox_running(open_store, gateway, backoff_s=0.01) as (outbox, messages):
         await messages.enqueue([text("call-3")], now=time.time())
         outbox.wake()
         row = await wait_state(messages, "call-3", "failed")
@@ -105,19 +104,19 @@ async def test_after_three_retries_the_text_fails_with_the_last_error_logged(
     assert "+15557654321" not in caplog.text  # numbers are masked in logs
 
 
-async def test_a_permanent_rejection_is_not_retried(tmp_path: Path) -> None:
+async def test_a_permanent_rejection_is_not_retried(open_store: OpenStore) -> None:
     gateway = SimulatedGateway("sim")
     gateway.script([SendResult(SendStatus.REJECTED, error="ESME_RINVDSTADR")])
-    async with outbox_running(tmp_path, gateway) as (outbox, messages):
+    async with outbox_running(open_store, gateway) as (outbox, messages):
         await messages.enqueue([text("call-4")], now=time.time())
         outbox.wake()
         row = await wait_state(messages, "call-4", "failed")
         assert (row.attempts, row.error) == (1, "ESME_RINVDSTADR")
 
 
-async def test_one_sender_is_held_to_its_rate_while_another_sender_is_not(tmp_path: Path) -> None:
+async def test_one_sender_is_held_to_its_rate_while_another_sender_is_not(open_store: OpenStore) -> None:
     gateway = SimulatedGateway("sim", receipt_delay_s=-1)
-    async with outbox_running(tmp_path, gateway, rate=10.0) as (outbox, messages):
+    async with outbox_running(open_store, gateway, rate=10.0) as (outbox, messages):
         now = time.time()
         await messages.enqueue([text(f"a{i}", to=f"+1555765430{i}") for i in range(4)], now=now)
         await messages.enqueue([text("b0", sender="+15550009999")], now=now)
@@ -131,8 +130,8 @@ async def test_one_sender_is_held_to_its_rate_while_another_sender_is_not(tmp_pa
         assert (rows["b0"].sent_at or 0) < a_times[-1]  # the other sender did not wait behind them
 
 
-async def test_a_text_the_service_was_sending_when_it_died_is_marked_unknown_not_resent(tmp_path: Path) -> None:
-    store = await CallStore.open(tmp_path / "db.sqlite3")
+async def test_a_text_the_service_was_sending_when_it_died_is_marked_unknown_not_resent(open_store: OpenStore) -> None:
+    store = await open_store()
     messages = MessageStore(store)
     await messages.enqueue([text("call-5")], now=time.time())
     (row,) = await messages.list_messages()
@@ -140,7 +139,7 @@ async def test_a_text_the_service_was_sending_when_it_died_is_marked_unknown_not
     await store.close()
 
     gateway = SimulatedGateway("sim")
-    async with outbox_running(tmp_path, gateway) as (outbox, messages):
+    async with outbox_running(open_store, gateway) as (outbox, messages):
         row = await wait_state(messages, "call-5", "unknown")
         assert "stopped" in (row.error or "")
         await looked_again(outbox)
@@ -148,8 +147,8 @@ async def test_a_text_the_service_was_sending_when_it_died_is_marked_unknown_not
         assert outbox.stats["recovered_unknown"] == 1
 
 
-async def test_a_receipt_that_arrives_before_the_send_is_recorded_still_applies(tmp_path: Path) -> None:
-    store = await CallStore.open(tmp_path / "db.sqlite3")
+async def test_a_receipt_that_arrives_before_the_send_is_recorded_still_applies(open_store: OpenStore) -> None:
+    store = await open_store()
     messages = MessageStore(store)
     await messages.enqueue([text("call-6")], now=time.time())
     (row,) = await messages.list_messages()
@@ -168,9 +167,9 @@ async def test_a_receipt_that_arrives_before_the_send_is_recorded_still_applies(
     await store.close()
 
 
-async def test_texts_due_later_wait_for_their_time(tmp_path: Path) -> None:
+async def test_texts_due_later_wait_for_their_time(open_store: OpenStore) -> None:
     gateway = SimulatedGateway("sim")
-    async with outbox_running(tmp_path, gateway) as (outbox, messages):
+    async with outbox_running(open_store, gateway) as (outbox, messages):
         due = time.time() + 0.3
         await messages.enqueue([text("later", at=due)], now=time.time())
         outbox.wake()

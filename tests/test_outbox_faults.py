@@ -11,13 +11,12 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from callbuddy_pbx.recovery.outbox import Outbox
 from callbuddy_pbx.recovery.pacing import GatewayPace
 from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState, OutgoingSms, SendResult, SendStatus
-from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.messages import MessageStore, NewText
+from tests.conftest import OpenStore
 from tests.waiting import wait_until_async
 
 CALLER = "+15557654321"
@@ -63,8 +62,10 @@ def text(key: str, to: str = CALLER) -> NewText:
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path, gateway: ScriptedGateway, **options: float | None) -> AsyncIterator[MessageStore]:
-    async with await CallStore.open(tmp_path / "db.sqlite3") as store:
+async def running(
+    open_store: OpenStore, gateway: ScriptedGateway, **options: float | None
+) -> AsyncIterator[MessageStore]:
+    async with await open_store() as store:
         messages = MessageStore(store)
         outbox = Outbox(messages, {"gw": gateway}, **options)  # type: ignore[arg-type]
         task = asyncio.create_task(outbox.run())
@@ -87,9 +88,9 @@ async def all_in(messages: MessageStore, state: str, count: int, within: float =
     await wait_until_async(done, within=within)
 
 
-async def test_a_gateway_down_for_a_while_costs_no_text_and_sends_each_once(tmp_path: Path) -> None:
+async def test_a_gateway_down_for_a_while_costs_no_text_and_sends_each_once(open_store: OpenStore) -> None:
     gateway = ScriptedGateway(down=True)
-    async with running(tmp_path, gateway) as messages:
+    async with running(open_store, gateway) as messages:
         await messages.enqueue([text(f"call-{n}") for n in range(40)], now=time.time())
         await asyncio.sleep(2.0)  # the outage: several hold periods pass
         during = len(gateway.handed)
@@ -104,9 +105,9 @@ async def test_a_gateway_down_for_a_while_costs_no_text_and_sends_each_once(tmp_
     assert recovered_in < 2.0 + 1.0  # back within a hold (2 s at most), plus slack for a busy machine
 
 
-async def test_a_throttling_gateway_gets_every_text_once_at_the_pace_it_takes(tmp_path: Path) -> None:
+async def test_a_throttling_gateway_gets_every_text_once_at_the_pace_it_takes(open_store: OpenStore) -> None:
     gateway = ScriptedGateway(per_second=20)
-    async with running(tmp_path, gateway) as messages:
+    async with running(open_store, gateway) as messages:
         await messages.enqueue([text(f"call-{n}") for n in range(100)], now=time.time())
         started = time.monotonic()
         await all_in(messages, "sent", 100, within=30.0)
@@ -117,9 +118,9 @@ async def test_a_throttling_gateway_gets_every_text_once_at_the_pace_it_takes(tm
     assert took < 3 * 100 / 20  # and speeds up again: near the 5 s the gateway allows, not a crawl
 
 
-async def test_a_send_with_no_answer_is_unknown_and_never_sent_again(tmp_path: Path) -> None:
+async def test_a_send_with_no_answer_is_unknown_and_never_sent_again(open_store: OpenStore) -> None:
     gateway = ScriptedGateway(unanswered={"call-1"})
-    async with running(tmp_path, gateway) as messages:
+    async with running(open_store, gateway) as messages:
         await messages.enqueue([text("call-1"), text("call-2")], now=time.time())
         await all_in(messages, "unknown", 1)
         await all_in(messages, "sent", 1)
@@ -129,11 +130,11 @@ async def test_a_send_with_no_answer_is_unknown_and_never_sent_again(tmp_path: P
     assert row.state == "unknown" and "not sent again" in (row.error or "")
 
 
-async def test_a_receipt_settles_a_text_whose_send_got_no_answer(tmp_path: Path) -> None:
+async def test_a_receipt_settles_a_text_whose_send_got_no_answer(open_store: OpenStore) -> None:
     """The SMSC took it and the link dropped before its answer: the receipt names no id we know, but the number
     and the start of the text."""
     gateway = ScriptedGateway(unanswered={"call-1"})
-    async with running(tmp_path, gateway) as messages:
+    async with running(open_store, gateway) as messages:
         await messages.enqueue([text("call-1"), text("call-2", to="+15550009999")], now=time.time())
         await all_in(messages, "unknown", 1)
         other_number = DeliveryReport("smsc-77", DeliveryState.DELIVERED, time.time(), recipient="+15550000000")
@@ -148,9 +149,9 @@ async def test_a_receipt_settles_a_text_whose_send_got_no_answer(tmp_path: Path)
     assert gateway.taken["call-1"] == 1
 
 
-async def test_a_text_the_gateway_never_takes_expires_with_the_reason(tmp_path: Path) -> None:
+async def test_a_text_the_gateway_never_takes_expires_with_the_reason(open_store: OpenStore) -> None:
     gateway = ScriptedGateway(down=True)
-    async with running(tmp_path, gateway, max_age_s=1.0) as messages:
+    async with running(open_store, gateway, max_age_s=1.0) as messages:
         await messages.enqueue([text("call-1")], now=time.time())
         await all_in(messages, "expired", 1, within=10.0)
         (row,) = await messages.list_messages()
@@ -158,9 +159,11 @@ async def test_a_text_the_gateway_never_takes_expires_with_the_reason(tmp_path: 
     assert gateway.taken == Counter()
 
 
-async def test_an_unknown_text_is_sent_again_only_when_configured_and_only_after_the_wait(tmp_path: Path) -> None:
+async def test_an_unknown_text_is_sent_again_only_when_configured_and_only_after_the_wait(
+    open_store: OpenStore,
+) -> None:
     gateway = ScriptedGateway(unanswered={"call-1"})
-    async with running(tmp_path, gateway, resend_unknown_after_s=1.0) as messages:
+    async with running(open_store, gateway, resend_unknown_after_s=1.0) as messages:
         await messages.enqueue([text("call-1")], now=time.time())
         await all_in(messages, "unknown", 1)
         first = time.monotonic()

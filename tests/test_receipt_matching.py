@@ -8,13 +8,12 @@ sent within RECEIPT_WINDOW_S and, when the receipt names the number (SMPP receip
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState
-from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.messages import RECEIPT_WINDOW_S, MessageStore, NewText, SendUpdate, same_number
+from tests.conftest import OpenStore
 
 DAY = 86400.0
 T0 = 1_800_000_000.0  # a fixed "now" (2027): every time below is relative to it
@@ -22,8 +21,8 @@ ALICE, BOB = "+15557650001", "+15557650002"
 
 
 @pytest.fixture
-async def messages(tmp_path: Path) -> AsyncIterator[MessageStore]:
-    store = await CallStore.open(tmp_path / "db.sqlite3")
+async def messages(open_store: OpenStore) -> AsyncIterator[MessageStore]:
+    store = await open_store()
     try:
         yield MessageStore(store)
     finally:

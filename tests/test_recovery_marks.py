@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -14,6 +13,7 @@ from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.links import LinkStore, NewLink, insert_links
 from callbuddy_pbx.store.messages import MessageStore, NewText
 from callbuddy_pbx.store.recovery import RECOVERY_WINDOW_S, RecoveryStore
+from tests.conftest import OpenStore
 
 GLOW, BOLT = "Glow Salon", "Bolt Garage"
 JANE, BOB = "+15557654321", "+15553334444"
@@ -47,8 +47,8 @@ def desk(linkedid: str, at: float, number: str = JANE, business: str | None = GL
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[CallStore]:
-    async with await CallStore.open(tmp_path / "calls.sqlite3") as opened:
+async def store(open_store: OpenStore) -> AsyncIterator[CallStore]:
+    async with await open_store() as opened:
         await opened.save_calls([MISSED])
         yield opened
 
@@ -125,8 +125,8 @@ async def test_the_earliest_sign_wins_whatever_order_they_are_stored_in(store: C
     assert await marks(store) == {"miss.1": ("called_again", T + 105, "again.1")}
 
 
-async def test_a_missed_call_stored_after_its_sign_is_marked(tmp_path: Path) -> None:
-    async with await CallStore.open(tmp_path / "late.sqlite3") as store:
+async def test_a_missed_call_stored_after_its_sign_is_marked(open_store: OpenStore) -> None:
+    async with await open_store("late") as store:
         recovery = RecoveryStore(store)
         await recovery.record_outbound([desk("out.1", T + 600)], T + 601)
         await store.save_calls([MISSED])  # judged late from CEL
@@ -181,8 +181,8 @@ async def test_a_call_back_cancels_the_text_still_held_off(store: CallStore) -> 
     assert await text_state(store) == ("cancelled", "called back from a desk")
 
 
-async def test_a_call_back_stored_before_the_missed_call_cancels_its_text(tmp_path: Path) -> None:
-    async with await CallStore.open(tmp_path / "race.sqlite3") as store:
+async def test_a_call_back_stored_before_the_missed_call_cancels_its_text(open_store: OpenStore) -> None:
+    async with await open_store("race") as store:
         recovery = RecoveryStore(store)
         await recovery.record_outbound([desk("out.1", T + 60)], T + 61)  # the marker won the race with the writer
         await store.save_calls([MISSED])

@@ -10,14 +10,15 @@ import pytest
 
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.web.sessions import SessionStore
+from tests.conftest import OpenStore
 
 T0 = 1_700_000_000.0
 HOUR = 3600.0
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[CallStore]:
-    async with await CallStore.open(tmp_path / "calls.sqlite3") as store:
+async def store(open_store: OpenStore) -> AsyncIterator[CallStore]:
+    async with await open_store() as store:
         yield store
 
 

@@ -8,15 +8,14 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 
 from callbuddy_pbx.commands.display import format_table
-from callbuddy_pbx.commands.options import database_path
+from callbuddy_pbx.commands.storage import open_configured, storage_of
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.periods import parse_since
 from callbuddy_pbx.phone import is_withheld
 from callbuddy_pbx.serialize import call_to_dict
-from callbuddy_pbx.store import CallStore, StoreError
+from callbuddy_pbx.store import StoreError
 from callbuddy_pbx.untrusted import printable
 
 PROG = "callbuddy-pbx calls"
@@ -34,9 +33,8 @@ def main(args: argparse.Namespace) -> int:
     if args.limit < 1:
         print(f"{PROG}: --limit must be at least 1, not {args.limit}", file=sys.stderr)
         return 2
-    db_path = database_path(args)
     try:
-        records = asyncio.run(_fetch(db_path, missed_only=args.missed, since=since, limit=args.limit))
+        records = asyncio.run(_fetch(args, missed_only=args.missed, since=since, limit=args.limit))
     except StoreError as exc:
         print(f"{PROG}: {exc} (give --db, or --config of the service that records the calls)", file=sys.stderr)
         return 1
@@ -51,8 +49,8 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _fetch(db_path: Path, *, missed_only: bool, since: float | None, limit: int) -> list[CallRecord]:
-    async with await CallStore.open(db_path, create=False) as store:
+async def _fetch(args: argparse.Namespace, *, missed_only: bool, since: float | None, limit: int) -> list[CallRecord]:
+    async with await open_configured(storage_of(args), create=False) as store:
         return await store.list_calls(missed_only=missed_only, since=since, limit=limit)
 
 

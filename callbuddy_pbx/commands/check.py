@@ -40,11 +40,13 @@ from callbuddy_pbx.asterisk.cel_sqlite import CelSourceError, CelSqlite
 from callbuddy_pbx.asterisk.render_dialplan import emergency_numbers, phone_settings
 from callbuddy_pbx.commands.check_push import push_lines, push_live_lines, push_warnings
 from callbuddy_pbx.commands.display import format_table
+from callbuddy_pbx.commands.storage import open_configured
 from callbuddy_pbx.config import SECRET_ENV_VAR, Business, Config, GatewayConfig, WebConfig, load_config
 from callbuddy_pbx.config.pbx import AUTO_SECRET, PbxConfig
 from callbuddy_pbx.message_text import CALLER_NAME_MAX, encoding_of, fields_of, non_gsm_characters, render, segments
 from callbuddy_pbx.service.ari_status import check_ari, password_is_derived, routed_numbers
 from callbuddy_pbx.service.pbx_status import Finding, Level, PbxStatus, fetch_pbx_status, problems
+from callbuddy_pbx.store import SCHEMA_VERSION, StoreError
 from callbuddy_pbx.store.db import folder_unwritable
 from callbuddy_pbx.untrusted import printable
 
@@ -89,11 +91,12 @@ def storage_problems(config: Config) -> list[str]:
     who = _user_name()
     database = config.storage.path
     folder = database.parent
-    unwritable = folder_unwritable(folder)
+    # A PostgreSQL store (storage.url) keeps no file here: `database_check` connects to it when checking live.
+    unwritable = folder_unwritable(folder) if config.storage.url is None else None
     if unwritable is not None:
         found.append(f"the storage folder {folder} (storage.path) is not writable by {who}: {_os_reason(unwritable)}")
     else:
-        if database.exists():
+        if config.storage.url is None and database.exists():
             try:
                 with database.open("r+b"):
                     pass
@@ -127,11 +130,31 @@ def _os_reason(exc: OSError) -> str:
 def live_check(config: Config) -> int:
     """Compare the YAML with the running PBX and print what to fix; 1 when the PBX lacks what the YAML describes."""
     code, reached = _pbx_check(config)
+    if config.storage.url is not None:
+        code = max(code, database_check(config))
     if routed_numbers(config):
         code = max(code, ari_check(config, pbx_reached=reached))
     if config.cel.enabled:
         code = max(code, cel_check(config))
     return code
+
+
+def database_check(config: Config) -> int:
+    """Whether the PostgreSQL store answers and has CallBuddy's tables (brought up to date, as `run` would): one
+    line; 1 when it cannot be used."""
+    print()
+
+    async def version() -> int:
+        async with await open_configured(config.storage, create=False) as store:
+            return store.schema_before
+
+    try:
+        before = asyncio.run(version())
+    except StoreError as exc:
+        print(f"Database: ERROR {printable(str(exc), 300)}")
+        return 1
+    print(f"Database {config.storage.shown}: OK, schema version {SCHEMA_VERSION} (was {before})")
+    return 0
 
 
 def cel_check(config: Config, now: float | None = None) -> int:
@@ -285,7 +308,7 @@ def summary(config: Config) -> str:
     lines += push_lines(config)
     if routed_numbers(config):
         lines.append(f"ARI:        {ari_line(config)}")
-    lines.append(f"Database:   {config.storage.path}")
+    lines.append(f"Database:   {config.storage.shown}")
     lines.append(f"CEL:        {cel_line(config)}")
     lines.append(f"Logging:    {config.logging.level}, {config.logging.format}")
     return "\n".join(lines)

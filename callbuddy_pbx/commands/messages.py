@@ -8,11 +8,10 @@ import json
 import sys
 from dataclasses import asdict
 from datetime import datetime
-from pathlib import Path
 
 from callbuddy_pbx.commands.display import format_table
-from callbuddy_pbx.commands.options import database_path
-from callbuddy_pbx.store import CallStore, StoreError
+from callbuddy_pbx.commands.storage import open_configured, storage_of
+from callbuddy_pbx.store import StoreError
 from callbuddy_pbx.store.messages import MessageStore, OutboxRow
 from callbuddy_pbx.untrusted import printable
 
@@ -24,7 +23,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"{PROG}: --limit must be at least 1, not {args.limit}", file=sys.stderr)
         return 2
     try:
-        rows = asyncio.run(_fetch(database_path(args), state=args.state, limit=args.limit))
+        rows = asyncio.run(_fetch(args, state=args.state, limit=args.limit))
     except StoreError as exc:
         print(f"{PROG}: {exc} (give --db, or --config of the service that sends the texts)", file=sys.stderr)
         return 1
@@ -38,8 +37,8 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _fetch(path: Path, *, state: str | None, limit: int) -> list[OutboxRow]:
-    async with await CallStore.open(path, create=False) as store:
+async def _fetch(args: argparse.Namespace, *, state: str | None, limit: int) -> list[OutboxRow]:
+    async with await open_configured(storage_of(args), create=False) as store:
         return await MessageStore(store).list_messages(limit=limit, state=state)
 
 

@@ -11,10 +11,9 @@ import sys
 import time
 import zoneinfo
 from datetime import datetime
-from pathlib import Path
 
 from callbuddy_pbx.commands.display import format_table
-from callbuddy_pbx.commands.options import database_path
+from callbuddy_pbx.commands.storage import open_configured, storage_of
 from callbuddy_pbx.config import load_config
 from callbuddy_pbx.periods import parse_since
 from callbuddy_pbx.store import CallStore, StoreError
@@ -44,9 +43,7 @@ def main(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        figures = asyncio.run(
-            _fetch(database_path(args), since, until, args.business, args.tz, configured_businesses(args))
-        )
+        figures = asyncio.run(_fetch(args, since, until, args.business, args.tz, configured_businesses(args)))
     except UnknownBusiness as exc:
         print(f"{PROG}: --business: {exc}", file=sys.stderr)
         return 2
@@ -72,9 +69,9 @@ async def _recorded_businesses(store: CallStore) -> list[str]:
 
 
 async def _fetch(
-    path: Path, since: float, until: float, business: str | None, tz: str, known: list[str] | None = None
+    args: argparse.Namespace, since: float, until: float, business: str | None, tz: str, known: list[str] | None = None
 ) -> RecoveryStats:
-    async with await CallStore.open(path, create=False) as store:
+    async with await open_configured(storage_of(args), create=False) as store:
         if business is not None:
             where = "configured"
             if known is None:  # no --config: the businesses the calls were recorded for (none yet: no check)

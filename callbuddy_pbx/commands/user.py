@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from callbuddy_pbx.commands.display import format_table
+from callbuddy_pbx.commands.storage import open_configured
 from callbuddy_pbx.config import Config, WebUser, load_config
 from callbuddy_pbx.config.reader import unknown_business
 from callbuddy_pbx.config.users import (
@@ -29,7 +30,6 @@ from callbuddy_pbx.config.users import (
     write_users_file,
 )
 from callbuddy_pbx.passwords import MAX_PASSWORD_CHARS, hash_password
-from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.schema import StoreError
 from callbuddy_pbx.untrusted import printable
 from callbuddy_pbx.web.sessions import SessionStore
@@ -179,17 +179,17 @@ def _write(path: Path, users: list[WebUser]) -> bool:
 def _end_sessions(config: Config, name: str) -> None:
     """Log the user out everywhere (their database may not exist yet: then nobody is logged in)."""
     path = config.storage.path
-    if not path.is_file():
+    if config.storage.url is None and not path.is_file():
         return
 
     async def delete() -> int:
-        async with await CallStore.open(path, create=False) as store:
+        async with await open_configured(config.storage, create=False) as store:
             return await SessionStore(store).delete_user(name)
 
     try:
         ended = asyncio.run(delete())
     except (StoreError, sqlite3.Error, OSError) as exc:
-        print(f"{PROG}: could not end {name!r}'s dashboard sessions in {path}: {exc}", file=sys.stderr)
+        print(f"{PROG}: could not end {name!r}'s dashboard sessions in {config.storage.shown}: {exc}", file=sys.stderr)
         return
     if ended:
         print(f"ended {ended} dashboard session{'s' if ended > 1 else ''} of {name!r}")

@@ -15,17 +15,32 @@ from callbuddy_pbx.config.alerts import AlertsConfig, AlertsReader
 from callbuddy_pbx.config.asterisk import AmiReader, AriConfig, AriReader, AsteriskConfig, InboundConfig
 from callbuddy_pbx.config.businesses import Business, BusinessesReader
 from callbuddy_pbx.config.cel import CelConfig, CelReader
+from callbuddy_pbx.config.forwarding import ForwardingReader, SmtpConfig, SmtpReader
 from callbuddy_pbx.config.gateways import GatewayConfig, GatewayReader
 from callbuddy_pbx.config.pbx import PbxConfig, PbxReader
 from callbuddy_pbx.config.push import PushConfig, PushReader
 from callbuddy_pbx.config.reader import NULL, Reader, compose_bounded, is_null, read_bounded
 from callbuddy_pbx.config.texting import TextingReader
 from callbuddy_pbx.config.web import WebConfig, WebReader
+from callbuddy_pbx.db_url import UrlError, check_postgresql, engine_of, masked, sqlite_path
 
 
 @dataclass(frozen=True, slots=True)
 class StorageConfig:
+    """Where calls and texts are kept: an SQLite file (`path`, the default), or the PostgreSQL database `url` names
+    (postgresql://user@host:port/database; its password from the environment, never from the file)."""
+
     path: Path = Path("data/callbuddy.sqlite3")
+    url: str | None = None  # None: SQLite at `path`; else a postgresql:// URL (sqlite:/// URLs become `path`)
+
+    @property
+    def engine(self) -> str:
+        return "sqlite" if self.url is None else "postgresql"
+
+    @property
+    def shown(self) -> str:
+        """Where the store is, as it may be printed or logged: the file, or the URL with no password in it."""
+        return str(self.path) if self.url is None else masked(self.url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +73,7 @@ class Config:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     cel: CelConfig = field(default_factory=CelConfig)  # Asterisk's call records, read to fill gaps in what AMI saw
     push: PushConfig = field(default_factory=PushConfig)  # APNs and FCM credentials that wake mobile softphones
+    smtp: SmtpConfig | None = None  # the server replies forwarded by e-mail go through (None: none configured)
     default_region: str = "US"  # for callers' numbers when no business applies
     source: str | None = None  # the file this came from, for messages
 
@@ -80,8 +96,9 @@ _TOP_KEYS = (
     "outbox",
     "cel",
     "push",
+    "smtp",
 )
-_STORAGE_KEYS = ("path",)
+_STORAGE_KEYS = ("path", "url")
 _OUTBOX_KEYS = ("max_age_hours", "resend_unknown_after_minutes")
 _LOGGING_KEYS = ("level", "format", "library_level")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -153,7 +170,11 @@ class _Reader(Reader):
         gateways = senders.gateways(top.get("gateways", empty))  # before businesses, which name them
         texting = TextingReader(self, senders)
         notices = AlertsReader(self, senders)  # alerts and digests name gateways and default to business senders
-        businesses = BusinessesReader(self).businesses(top.get("businesses", empty), region, texting, notices)
+        smtp = SmtpReader(self).smtp(top.get("smtp"))  # before the businesses: an e-mail target needs it
+        forwarding = ForwardingReader(self, senders, smtp_configured=smtp is not None or "smtp" in top)
+        businesses = BusinessesReader(self, forwarding).businesses(
+            top.get("businesses", empty), region, texting, notices
+        )
         alerts = notices.alerts(top.get("alerts", empty), region, businesses)
         texting.finish()
         web = WebReader(self).web(top.get("web", empty), base_dir, [business.name for business in businesses])
@@ -171,6 +192,7 @@ class _Reader(Reader):
             outbox=self.outbox(top.get("outbox", empty)),
             cel=CelReader(self).cel(top.get("cel", empty), base_dir),
             push=PushReader(self).push(top.get("push", empty), base_dir),
+            smtp=smtp,
             gateways=gateways,
             web=web,
             pbx=pbx,
@@ -185,8 +207,30 @@ class _Reader(Reader):
         path = StorageConfig().path
         if section and "path" in section:
             path = Path(self.non_empty(section["path"], "storage.path", "a file path") or path).expanduser()
+        url = None
+        if section and "url" in section:
+            if "path" in section:
+                self.problem(section["url"], "storage.url", "give storage.path or storage.url, not both")
+            url = self.storage_url(section["url"])
+            if url is not None and engine_of(url) == "sqlite":
+                path, url = sqlite_path(url).expanduser(), None
         # Relative to the configuration file, so the service finds the same database whatever its working directory.
-        return StorageConfig(path=base_dir / path)
+        return StorageConfig(path=base_dir / path, url=url)
+
+    def storage_url(self, node: yaml.Node) -> str | None:
+        """A database URL this build can open (problems say it masked: no password shows in a message)."""
+        url = self.non_empty(node, "storage.url", "a database URL (postgresql://user@host:port/database)")
+        if url is None:
+            return None
+        try:
+            if engine_of(url) == "sqlite":
+                sqlite_path(url)
+            else:
+                check_postgresql(url)
+        except UrlError as exc:
+            self.problem(node, "storage.url", str(exc))
+            return None
+        return url
 
     def outbox(self, node: yaml.Node) -> OutboxConfig:
         section = self.mapping(node, "outbox", _OUTBOX_KEYS)

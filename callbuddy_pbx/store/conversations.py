@@ -13,13 +13,15 @@ it like any text), its author kept beside it (`message_authors`). Every value is
 
 from __future__ import annotations
 
+import functools
 import re
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from callbuddy_pbx.store.db import IN_SCOPE, CallStore, scope_param
+from callbuddy_pbx.store.db import CallStore, scope_param
+from callbuddy_pbx.store.engine import Connection, Dialect, Row, Sql, per_dialect
+from callbuddy_pbx.store.locks import lock_recipient
 from callbuddy_pbx.store.messages import NewText
 
 ANSWER = "answer"  # the outbox kind of a business's answer from a thread
@@ -34,56 +36,62 @@ _THREAD_ID = re.compile(r"([mr])([0-9]{1,18})")
 # Which rows a query reads, per table, by what picks them: every row in scope (the list), one thread's rows (by
 # the indexes on number and business), or the rows of the threads with a row changed since a moment (the live list).
 # The fragments are fixed text, chosen by the caller of `_threads_sql`, never built from data.
-_SCOPED = IN_SCOPE.format(column="business")
 _PICK: dict[str, tuple[str, str, str]] = {
-    "all": ("1", "1", "1"),
+    "all": ("1 = 1", "1 = 1", "1 = 1"),
     "one": (
         "to_number = :number AND business = :business",
         "sender = :number AND business = :business",
         "caller = :number AND business = :business",
     ),
     "changed": (
-        "(to_number, business) IN changed",
-        "(sender, business) IN changed",
-        "(caller, business) IN changed",
+        "(to_number, business) IN (SELECT number, business FROM changed)",
+        "(sender, business) IN (SELECT number, business FROM changed)",
+        "(caller, business) IN (SELECT number, business FROM changed)",
     ),
 }
+
+
 # The threads (number, business) with a row changed at or after :changed_since (empty without one). `+missed`
-# (here and below) keeps SQLite on the indexes of the change time and of the caller, not of `missed` (most calls).
-_CHANGED = """
+# (here and below: `unindexed`) keeps SQLite on the indexes of the change time and of the caller, not of `missed`
+# (most calls).
+def _changed(d: Dialect) -> str:
+    return f"""
     changed (number, business) AS (
         SELECT to_number, business FROM messages WHERE updated_at >= :changed_since
         UNION SELECT sender, business FROM inbound_messages WHERE received_at >= :changed_since
-        UNION SELECT caller, business FROM calls WHERE recorded_at >= :changed_since AND +missed = 1
+        UNION SELECT caller, business FROM calls WHERE recorded_at >= :changed_since AND {d.unindexed("missed")} = 1
     ),
-"""
+"""  # noqa: S608 (fixed text; every value is bound)
 
 
-def _threads_sql(pick: str) -> str:
+def _threads_sql(pick: str, d: Dialect) -> str:
     """Threads newest activity first: grouped and cut to :limit first, then only those are described (unread
     count, caller name, opt-out, last words), so a list costs one pass over the rows plus :limit lookups."""
     texts, replies, calls = _PICK[pick]
+    scoped = d.in_scope("business")
     return f"""
-    WITH {_CHANGED}
+    WITH {_changed(d)}
     events AS (
         SELECT to_number AS number, business, created_at AS at, updated_at AS changed_at, 'text' AS what,
                id AS text_id, NULL AS reply_id
-        FROM messages WHERE business IS NOT NULL AND {_SCOPED} AND {texts}
+        FROM messages WHERE business IS NOT NULL AND {scoped} AND {texts}
         UNION ALL
         SELECT sender, business, received_at, received_at, 'reply', NULL, id
-        FROM inbound_messages WHERE business IS NOT NULL AND {_SCOPED} AND {replies}
+        FROM inbound_messages WHERE business IS NOT NULL AND {scoped} AND {replies}
         UNION ALL
         SELECT caller, business, ended_at, recorded_at, 'call', NULL, NULL
-        FROM calls WHERE +missed = 1 AND caller IS NOT NULL AND business IS NOT NULL AND {_SCOPED} AND {calls}
+        FROM calls
+        WHERE {d.unindexed("missed")} = 1 AND caller IS NOT NULL AND business IS NOT NULL AND {scoped} AND {calls}
     ),
     threads AS (
         SELECT number, business, MAX(at) AS last_at, MAX(changed_at) AS changed_at,
-               MIN(text_id) AS first_text, MIN(reply_id) AS first_reply, SUM(what = 'call') AS missed_calls,
+               MIN(text_id) AS first_text, MIN(reply_id) AS first_reply,
+               COUNT(*) FILTER (WHERE what = 'call') AS missed_calls,
                MAX(CASE WHEN what = 'reply' THEN at END) AS last_reply_at
         FROM events
-        WHERE (:business IS NULL OR business = :business)
+        WHERE (CAST(:business AS TEXT) IS NULL OR business = :business)
         GROUP BY number, business
-        HAVING first_text IS NOT NULL OR first_reply IS NOT NULL
+        HAVING MIN(text_id) IS NOT NULL OR MIN(reply_id) IS NOT NULL
     ),
     picked AS (
         SELECT t.*, r.read_at FROM threads AS t
@@ -96,7 +104,7 @@ def _threads_sql(pick: str) -> str:
         (SELECT COUNT(*) FROM inbound_messages AS i WHERE i.sender = p.number AND i.business = p.business
            AND i.received_at > COALESCE(p.read_at, 0)) AS unread,
         -- `+c.business`: by the caller's index (a few calls), not the business's (all its calls, newest first).
-        (SELECT caller_name FROM calls AS c WHERE c.caller = p.number AND +c.business = p.business
+        (SELECT caller_name FROM calls AS c WHERE c.caller = p.number AND {d.unindexed("c.business")} = p.business
            AND COALESCE(c.caller_name, '') != '' ORDER BY c.ended_at DESC LIMIT 1) AS caller_name,
         COALESCE((SELECT o.opted_out FROM opt_outs AS o WHERE o.number = p.number AND o.business = p.business),
                  0) AS opted_out,
@@ -105,13 +113,13 @@ def _threads_sql(pick: str) -> str:
             WHERE sender = p.number AND business = p.business
             UNION ALL
             SELECT 'text', body, created_at FROM messages WHERE to_number = p.number AND business = p.business
-         ) ORDER BY at DESC LIMIT 1) AS last_said
+         ) AS said ORDER BY at DESC LIMIT 1) AS last_said
     FROM picked AS p
     ORDER BY p.last_at DESC, p.number, p.business
     """  # noqa: S608 (fixed text; every value is bound)
 
 
-_THREADS = {pick: _threads_sql(pick) for pick in _PICK}
+_THREADS: dict[str, Sql] = {pick: per_dialect(functools.partial(_threads_sql, pick)) for pick in _PICK}
 _CALLS = """
     SELECT linkedid, outcome, caller_name, ended_at, recorded_at FROM calls
     WHERE caller = ? AND business = ? AND missed = 1 AND recorded_at >= ? ORDER BY ended_at DESC LIMIT ?
@@ -182,7 +190,7 @@ class AnswerOutcome:
     text_id: int | None = None
 
 
-def _thread(row: sqlite3.Row) -> Thread:
+def _thread(row: Row) -> Thread:
     anchor = f"m{row['first_text']}" if row["first_text"] is not None else f"r{row['first_reply']}"
     who, _, words = str(row["last_said"] or "text:").partition(":")
     return Thread(
@@ -328,13 +336,16 @@ async def number_texted(store: CallStore, number: str, business: str) -> str | N
 async def queue_answer(store: CallStore, text: NewText, author: str, now: float) -> AnswerOutcome:
     """Queue a business's answer in the outbox, in one transaction with the checks that must hold when it is
     stored: not to a number that opted out of this business, not more than ANSWERS_PER_MINUTE to one thread, and
-    once per key (the same form or API call sent twice is DUPLICATE, not a second text)."""
+    once per key (the same form or API call sent twice is DUPLICATE, not a second text).
+
+    Several instances on one PostgreSQL: the thread's lock (store/locks) makes the checks and the insert one step
+    across them, and the key's unique index settles a double submit that reached two instances at once."""
     assert text.business is not None and text.kind == ANSWER
     async with store.transaction() as conn:
-        async with conn.execute("SELECT id, send_at FROM messages WHERE key = ?", (text.key,)) as cursor:
-            known = await cursor.fetchone()
+        await lock_recipient(conn, text.business, text.to)
+        known = await _answer_by_key(conn, text.key)
         if known is not None:
-            return AnswerOutcome(DUPLICATE, send_at=known[1], text_id=known[0])
+            return known
         async with conn.execute(
             "SELECT opted_out FROM opt_outs WHERE number = ? AND business = ?", (text.to, text.business)
         ) as cursor:
@@ -351,8 +362,16 @@ async def queue_answer(store: CallStore, text: NewText, author: str, now: float)
         row = (text.key, ANSWER, text.business, text.to, text.sender, text.gateway, text.body, text.send_at, now, now)
         async with conn.execute(_INSERT_ANSWER, row) as cursor:
             inserted = await cursor.fetchone()
-        assert inserted is not None  # the key was looked up under the same write lock
+        if inserted is None:  # the same answer, stored by another instance since the look-up: that one stands
+            return await _answer_by_key(conn, text.key) or AnswerOutcome(DUPLICATE)
         await conn.execute(
             "INSERT INTO message_authors (message_id, author) VALUES (?, ?)", (inserted[0], author[:MAX_AUTHOR_CHARS])
         )
     return AnswerOutcome(QUEUED, send_at=text.send_at, text_id=int(inserted[0]))
+
+
+async def _answer_by_key(conn: Connection, key: str) -> AnswerOutcome | None:
+    """DUPLICATE with the stored answer's id and time, when an answer with this key is stored."""
+    async with conn.execute("SELECT id, send_at FROM messages WHERE key = ?", (key,)) as cursor:
+        known = await cursor.fetchone()
+    return None if known is None else AnswerOutcome(DUPLICATE, send_at=known[1], text_id=known[0])

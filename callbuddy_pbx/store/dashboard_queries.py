@@ -8,12 +8,12 @@ further, so a filter can never widen what a viewer sees.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from callbuddy_pbx.store.db import IN_SCOPE, CallStore, scope_param
+from callbuddy_pbx.store.db import CallStore, scope_param
+from callbuddy_pbx.store.engine import Dialect, Row, per_dialect
 from callbuddy_pbx.store.messages import MESSAGE_STATES
 
 # Text states a feed can be filtered by; "none" = no missed-call text for the call.
@@ -35,42 +35,57 @@ _ROW = """
         SELECT id FROM messages WHERE linkedid = c.linkedid AND kind = 'missed_call' ORDER BY id DESC LIMIT 1
     )
 """
-_FILTERS = f"""
+
+
+def _filters(d: Dialect) -> str:
+    return f"""
     (:missed_only = 0 OR c.missed = 1)
-    AND {IN_SCOPE.format(column="c.business")}
-    AND (:business IS NULL OR c.business = :business)
-    AND (:outcome IS NULL OR c.outcome = :outcome)
-    AND (:since IS NULL OR c.ended_at >= :since)
-    AND (:until IS NULL OR c.ended_at < :until)
-    AND (:digits IS NULL OR instr(c.caller, :digits) > 0)
-    AND (:text IS NULL OR (:text = 'none' AND m.id IS NULL) OR m.state = :text)
+    AND {d.in_scope("c.business")}
+    AND (CAST(:business AS TEXT) IS NULL OR c.business = :business)
+    AND (CAST(:outcome AS TEXT) IS NULL OR c.outcome = :outcome)
+    AND (CAST(:since AS DOUBLE PRECISION) IS NULL OR c.ended_at >= :since)
+    AND (CAST(:until AS DOUBLE PRECISION) IS NULL OR c.ended_at < :until)
+    AND (CAST(:digits AS TEXT) IS NULL OR {d.position("c.caller", ":digits")} > 0)
+    AND (CAST(:text AS TEXT) IS NULL OR (:text = 'none' AND m.id IS NULL) OR m.state = :text)
 """
+
+
 # Keyset pagination: strictly older than the last row of the previous page, in (ended_at, linkedid) order.
-_PAGE = f"""{_ROW}
-    WHERE {_FILTERS}
-      AND (:before_end IS NULL OR c.ended_at < :before_end OR (c.ended_at = :before_end AND c.linkedid < :before_id))
+_PAGE = per_dialect(
+    lambda d: (
+        f"""{_ROW}
+    WHERE {_filters(d)}
+      AND (CAST(:before_end AS DOUBLE PRECISION) IS NULL OR c.ended_at < :before_end
+           OR (c.ended_at = :before_end AND c.linkedid < :before_id))
     ORDER BY c.ended_at DESC, c.linkedid DESC
     LIMIT :limit
 """
+    )
+)
 # Calls recorded, or whose text changed, in a keyset range of (change time, linkedid): after `from`, up to `to`
 # (inclusive; none: no end). Both time columns are indexed since migration 4; the outer query pages exactly.
-_CHANGED = f"""
+_CHANGED = per_dialect(
+    lambda d: (
+        f"""
     WITH changed (linkedid) AS (
         SELECT linkedid FROM calls WHERE recorded_at >= :from_at
         UNION
         SELECT linkedid FROM messages WHERE updated_at >= :from_at AND linkedid IS NOT NULL
     ), rows AS (
-        SELECT *, MAX(recorded_at, COALESCE(text_updated_at, 0)) AS changed_at FROM (
+        SELECT *, {d.greatest("recorded_at", "COALESCE(text_updated_at, 0)")} AS changed_at FROM (
             {_ROW}
-            WHERE c.linkedid IN (SELECT linkedid FROM changed) AND {_FILTERS}
-        )
+            WHERE c.linkedid IN (SELECT linkedid FROM changed) AND {_filters(d)}
+        ) AS feed
     )
     SELECT * FROM rows
     WHERE (changed_at > :from_at OR (changed_at = :from_at AND linkedid > :from_id))
-      AND (:to_at IS NULL OR changed_at < :to_at OR (changed_at = :to_at AND linkedid <= :to_id))
+      AND (CAST(:to_at AS DOUBLE PRECISION) IS NULL OR changed_at < :to_at
+           OR (changed_at = :to_at AND linkedid <= :to_id))
     ORDER BY changed_at, linkedid
     LIMIT :limit
 """  # noqa: S608 (fixed text; every value is bound)
+    )
+)
 _CLICKS = """
     SELECT k.clicked_at, k.user_agent, t.url FROM link_clicks AS k JOIN link_tokens AS t ON t.token = k.token
     WHERE t.linkedid = ? ORDER BY k.clicked_at, k.id
@@ -168,7 +183,7 @@ def _params(feed: FeedFilter, scope: Sequence[str] | None) -> dict[str, Any]:
     }
 
 
-def _feed_row(row: sqlite3.Row) -> FeedRow:
+def _feed_row(row: Row) -> FeedRow:
     return FeedRow(
         linkedid=row["linkedid"],
         business=row["business"],

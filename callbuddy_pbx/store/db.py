@@ -1,22 +1,24 @@
-"""CallStore: finished calls and their legs in one SQLite file (WAL), written idempotently per linkedid."""
+"""CallStore: finished calls and their legs, written idempotently per linkedid, in SQLite (one file, WAL) or
+PostgreSQL (store/engine.py is the seam; sqlite_engine.py and pg.py the engines)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import sqlite3
+import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
-import aiosqlite
-
+from callbuddy_pbx.db_url import UrlError, engine_of, sqlite_path
 from callbuddy_pbx.model import CallRecord, LegRecord, Outcome
-from callbuddy_pbx.store.schema import StoreError, migrate
+from callbuddy_pbx.store.engine import SQLITE, Connection, Row, per_dialect
+from callbuddy_pbx.store.schema import StoreError
+from callbuddy_pbx.store.sqlite_engine import open_sqlite
 
 # ON CONFLICT (linkedid) DO NOTHING rather than INSERT OR IGNORE: only "already stored" is skipped; a broken record
 # (a NULL in a NOT NULL column) still fails the batch instead of vanishing silently.
@@ -32,16 +34,18 @@ _INSERT_LEG = """
         linkedid, seq, channel, endpoint, dial_status, hangup_cause, answered, started_at, ended_at
     ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-# :businesses is NULL (every business) or a JSON array of the names allowed, bound as a parameter.
+# :businesses is NULL (every business) or a JSON array of the names allowed, bound as a parameter (Dialect.in_scope).
 MAX_KEY_CHARS = 200  # a linkedid is ~25 characters; whatever Asterisk sent, a stored key is bounded
 MAX_ERROR_CHARS = 500
-IN_SCOPE = "(:businesses IS NULL OR {column} IN (SELECT value FROM json_each(:businesses)))"
 # One query for calls and legs: the newest calls first, each call's legs in order (LEFT JOIN keeps leg-less calls).
-_SELECT_CALLS = f"""
+_SELECT_CALLS = per_dialect(
+    lambda d: (
+        f"""
     WITH picked AS (
         SELECT * FROM calls
-        WHERE (:missed_only = 0 OR missed = 1) AND (:since IS NULL OR ended_at >= :since)
-          AND (:linkedid IS NULL OR linkedid = :linkedid) AND {IN_SCOPE.format(column="business")}
+        WHERE (:missed_only = 0 OR missed = 1)
+          AND (CAST(:since AS DOUBLE PRECISION) IS NULL OR ended_at >= :since)
+          AND (CAST(:linkedid AS TEXT) IS NULL OR linkedid = :linkedid) AND {d.in_scope("business")}
         ORDER BY ended_at DESC, linkedid DESC
         LIMIT :limit
     )
@@ -52,45 +56,67 @@ _SELECT_CALLS = f"""
     FROM picked LEFT JOIN call_legs AS leg ON leg.linkedid = picked.linkedid
     ORDER BY picked.ended_at DESC, picked.linkedid DESC, leg.seq
 """  # noqa: S608 (fixed text; every value is bound)
+    )
+)
+_KNOWN_CALLS = per_dialect(
+    lambda d: (
+        f"SELECT linkedid FROM calls WHERE linkedid {d.in_json('?')}"  # noqa: S608 (fixed text)
+        f" UNION SELECT linkedid FROM set_aside_calls WHERE linkedid {d.in_json('?')}"
+    )
+)
 _COUNT_CALLS = "SELECT COUNT(*) FROM calls WHERE (:missed_only = 0 OR missed = 1)"
 
 
-class CallStore:
-    """Use `await CallStore.open(path)`, or `async with await CallStore.open(path) as store`."""
+class Backend(Protocol):
+    """An engine's open database (sqlite_engine.SqliteBackend, pg.PgBackend)."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
-        self._conn = conn
-        self.path = path
-        self._write_lock = asyncio.Lock()  # one write transaction at a time on the shared connection
+    @property
+    def dialect(self) -> str: ...
+    @property
+    def where(self) -> str: ...
+    @property
+    def schema_before(self) -> int: ...
+    @property
+    def reader(self) -> Connection: ...
+    def transaction(self) -> AbstractAsyncContextManager[Connection]: ...
+    async def close(self) -> None: ...
+
+
+class CallStore:
+    """Use `await CallStore.open(path)` (SQLite) or `await CallStore.open_url(url)` (either engine), or
+    `async with await CallStore.open(path) as store`."""
+
+    def __init__(self, backend: Backend, path: Path | None = None) -> None:
+        self._backend = backend
+        self.path = path if path is not None else Path()  # the SQLite file (PostgreSQL: none; see `where`)
+        self.where = backend.where  # for messages: the file, or the URL with no password in it
+        self.dialect = backend.dialect
+        self.schema_before = backend.schema_before  # the schema version found at open (before migrating)
 
     @classmethod
     async def open(cls, path: Path, *, create: bool = True) -> CallStore:
-        """Open (with create=True: create) the database and bring its schema up to date.
+        """Open (with create=True: create) the SQLite database and bring its schema up to date.
 
         With create=False a missing file is a StoreError rather than a new empty database (for read-only commands).
         """
-        target = _connect_target(path, create)
+        return cls(await open_sqlite(path, create=create), path)
+
+    @classmethod
+    async def open_url(cls, url: str, *, create: bool = True) -> CallStore:
+        """Open the store a `storage.url` names: postgresql://user@host:port/database (the password from the
+        environment) or sqlite:///path. A URL that names no engine is a StoreError."""
         try:
-            conn = await aiosqlite.connect(target, uri=True, isolation_level=None)  # we issue BEGIN/COMMIT
-        except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open the database ({exc})") from exc
-        try:
-            conn.row_factory = sqlite3.Row
-            await conn.execute("PRAGMA busy_timeout = 5000")  # another process (run + calls) may hold the lock
-            await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = NORMAL")  # with WAL: durable except for the last commits
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await migrate(conn, str(path))
-        except sqlite3.DatabaseError as exc:
-            await conn.close()
-            raise StoreError(f"{path}: not a usable CallBuddy database ({exc})") from exc
-        except BaseException:
-            await conn.close()
-            raise
-        return cls(conn, path)
+            path = sqlite_path(url) if engine_of(url) == SQLITE else None
+        except UrlError as exc:
+            raise StoreError(str(exc)) from None
+        if path is not None:
+            return await cls.open(path, create=create)
+        from callbuddy_pbx.store.pg import open_postgresql  # psycopg is loaded only by a PostgreSQL store
+
+        return cls(await open_postgresql(url, create=create))
 
     async def close(self) -> None:
-        await self._conn.close()
+        await self._backend.close()
 
     async def __aenter__(self) -> CallStore:
         return self
@@ -115,17 +141,13 @@ class CallStore:
         found: set[str] = set()
         for start in range(0, len(linkedids), 500):
             chunk = json.dumps([key[:MAX_KEY_CHARS] for key in linkedids[start : start + 500]])
-            async with self._conn.execute(
-                "SELECT linkedid FROM calls WHERE linkedid IN (SELECT value FROM json_each(?))"
-                " UNION SELECT linkedid FROM set_aside_calls WHERE linkedid IN (SELECT value FROM json_each(?))",
-                (chunk, chunk),
-            ) as cursor:
+            async with self.connection.execute(_KNOWN_CALLS, (chunk, chunk)) as cursor:
                 found.update(str(row[0]) for row in await cursor.fetchall())
         return found
 
     async def cel_progress(self, source: str) -> int | None:
         """The CEL row id up to which every ended call of `source` is stored (None: this source was never read)."""
-        async with self._conn.execute("SELECT last_id FROM cel_progress WHERE source = ?", (source,)) as cursor:
+        async with self.connection.execute("SELECT last_id FROM cel_progress WHERE source = ?", (source,)) as cursor:
             row = await cursor.fetchone()
         return None if row is None else int(row[0])
 
@@ -150,7 +172,10 @@ class CallStore:
     def is_outage(error: BaseException) -> bool:
         """Whether an error says the database is unavailable (locked, full, read-only, I/O), not that it refused
         the data: the write is to be tried again, not given up."""
-        return isinstance(error, sqlite3.OperationalError | OSError)
+        if isinstance(error, sqlite3.OperationalError | OSError):
+            return True
+        pg = sys.modules.get("callbuddy_pbx.store.pg")  # loaded once a PostgreSQL store was opened
+        return pg is not None and bool(pg.is_outage(error))
 
     async def writable(self) -> bool:
         """Whether the database takes writes now (a write transaction opens): tells a refused call from an outage."""
@@ -161,23 +186,15 @@ class CallStore:
             return False
         return True
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction on the shared connection (BEGIN IMMEDIATE ... COMMIT, ROLLBACK on error)."""
-        async with self._write_lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                if self._conn.in_transaction:
-                    await self._conn.execute("ROLLBACK")
-                raise
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        """One write transaction (SQLite: BEGIN IMMEDIATE on the shared connection; PostgreSQL: a pooled
+        connection), committed at the end of the block, rolled back on an error; one at a time in this process."""
+        return self._backend.transaction()
 
     @property
-    def connection(self) -> aiosqlite.Connection:
+    def connection(self) -> Connection:
         """For reads by the sibling stores (messages); writes go through `transaction()`."""
-        return self._conn
+        return self._backend.reader
 
     async def list_calls(
         self,
@@ -199,8 +216,8 @@ class CallStore:
             "linkedid": linkedid,
             "businesses": scope_param(businesses),
         }
-        calls: dict[str, tuple[sqlite3.Row, list[LegRecord]]] = {}  # insertion order = newest first
-        async with self._conn.execute(_SELECT_CALLS, params) as cursor:
+        calls: dict[str, tuple[Row, list[LegRecord]]] = {}  # insertion order = newest first
+        async with self.connection.execute(_SELECT_CALLS, params) as cursor:
             async for row in cursor:
                 _, legs = calls.setdefault(row["linkedid"], (row, []))
                 if row["leg_seq"] is not None:
@@ -208,7 +225,7 @@ class CallStore:
         return [_call_from(row, legs) for row, legs in calls.values()]
 
     async def count_calls(self, missed_only: bool = False) -> int:
-        async with self._conn.execute(_COUNT_CALLS, {"missed_only": int(missed_only)}) as cursor:
+        async with self.connection.execute(_COUNT_CALLS, {"missed_only": int(missed_only)}) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row is not None else 0
 
@@ -218,7 +235,7 @@ def scope_param(businesses: Sequence[str] | None) -> str | None:
     return None if businesses is None else json.dumps(list(businesses))
 
 
-async def insert_calls(conn: aiosqlite.Connection, records: Sequence[CallRecord]) -> list[CallRecord]:
+async def insert_calls(conn: Connection, records: Sequence[CallRecord]) -> list[CallRecord]:
     """Inside a transaction: insert the calls not stored yet (with their legs); return those that were new."""
     recorded_at = time.time()
     new: list[CallRecord] = []
@@ -242,16 +259,6 @@ def folder_unwritable(folder: Path) -> OSError | None:
     except OSError as exc:
         return exc
     return None
-
-
-def _connect_target(path: Path, create: bool) -> str:
-    """The SQLite URI to open; file-system checks are quick metadata calls, done before the first await."""
-    if create:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path.absolute().as_uri()
-    if not path.is_file():
-        raise StoreError(f"{path}: no such database")
-    return path.absolute().as_uri() + "?mode=rw"  # rw: SQLite must not create a file that is not there
 
 
 def _call_row(record: CallRecord, recorded_at: float) -> tuple[Any, ...]:
@@ -290,7 +297,7 @@ def _leg_row(linkedid: str, seq: int, leg: LegRecord) -> tuple[Any, ...]:
     )
 
 
-def _leg_from(row: sqlite3.Row) -> LegRecord:
+def _leg_from(row: Row) -> LegRecord:
     return LegRecord(
         channel=row["leg_channel"],
         endpoint=row["leg_endpoint"],
@@ -302,7 +309,7 @@ def _leg_from(row: sqlite3.Row) -> LegRecord:
     )
 
 
-def _call_from(row: sqlite3.Row, legs: list[LegRecord]) -> CallRecord:
+def _call_from(row: Row, legs: list[LegRecord]) -> CallRecord:
     try:
         outcome = Outcome(row["outcome"])
     except ValueError:  # written by a newer version with an outcome this one does not know

@@ -12,9 +12,8 @@ import secrets
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.store.engine import Connection
 
 TOKEN_BYTES = 8  # 64 random bits: guessing one live token among millions takes ~10^12 tries
 TOKEN_CHARS = 11  # len(secrets.token_urlsafe(8))
@@ -48,7 +47,7 @@ class LinkToken:
 
 
 async def insert_links(
-    conn: aiosqlite.Connection, links: Sequence[NewLink], stored_text_keys: Collection[str], now: float
+    conn: Connection, links: Sequence[NewLink], stored_text_keys: Collection[str], now: float
 ) -> int:
     """Inside a transaction, after the texts: store the tokens of the texts just stored. Returns how many."""
     rows = [
@@ -90,22 +89,26 @@ class LinkStore:
 
     async def clicks_for_call(self, linkedid: str) -> int:
         """Visits to the links texted after this call."""
-        return await self._count("t.linkedid = ?", (linkedid,))
+        return await self._count("t.linkedid = :linkedid", {"linkedid": linkedid})
 
     async def clicks_for_business(self, business: str, since: float | None = None) -> int:
         """Visits to the business's tracked links (clicked at or after `since`, when given)."""
-        return await self._count("t.business = ? AND (? IS NULL OR c.clicked_at >= ?)", (business, since, since))
+        return await self._count(
+            "t.business = :business AND (CAST(:since AS DOUBLE PRECISION) IS NULL OR c.clicked_at >= :since)",
+            {"business": business, "since": since},
+        )
 
     async def clicks_by_business(self, since: float | None = None) -> dict[str, int]:
         """Visits per business (clicked at or after `since`, when given); businesses without visits are left out."""
         async with self._calls.connection.execute(
             "SELECT t.business, COUNT(*) FROM link_clicks AS c JOIN link_tokens AS t ON t.token = c.token"
-            " WHERE t.business IS NOT NULL AND (? IS NULL OR c.clicked_at >= ?) GROUP BY t.business",
-            (since, since),
+            " WHERE t.business IS NOT NULL AND (CAST(:since AS DOUBLE PRECISION) IS NULL OR c.clicked_at >= :since)"
+            " GROUP BY t.business",
+            {"since": since},
         ) as cursor:
             return {row[0]: int(row[1]) for row in await cursor.fetchall()}
 
-    async def _count(self, where: str, params: tuple[object, ...]) -> int:
+    async def _count(self, where: str, params: dict[str, object]) -> int:
         async with self._calls.connection.execute(
             "SELECT COUNT(*) FROM link_clicks AS c JOIN link_tokens AS t ON t.token = c.token WHERE "  # noqa: S608
             + where,  # one of the fixed conditions above; values are bound

@@ -7,16 +7,18 @@ together or not at all: a crash can neither lose a decided text nor let a replay
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import aiosqlite
 
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.sms.gateway import DeliveryReport, DeliveryState
-from callbuddy_pbx.store.db import IN_SCOPE, CallStore, insert_calls, scope_param
+from callbuddy_pbx.store import claims
+from callbuddy_pbx.store.db import CallStore, insert_calls, scope_param
+from callbuddy_pbx.store.engine import Connection, Row, per_dialect
+from callbuddy_pbx.store.forwards import NewForward, insert_forwards
+from callbuddy_pbx.store.instance import this_process
 from callbuddy_pbx.store.links import NewLink, insert_links
+from callbuddy_pbx.store.locks import lock_recipient
 
 # States of a text. `unknown`: the process died while the gateway had it; it is never re-sent blindly.
 QUEUED, SENDING, SENT, DELIVERED, FAILED, EXPIRED, UNKNOWN, CANCELLED = (
@@ -45,6 +47,8 @@ _LAST_TEXT = """
     WHERE to_number = ? AND business = ? AND kind = 'missed_call' AND created_at >= ?
       AND state IN ('queued', 'sending', 'sent', 'delivered', 'unknown')
 """
+TEXTED_IN_WINDOW = "already_texted_in_window"  # policy.Reason.ALREADY_TEXTED_IN_WINDOW (store/ imports no policy)
+MAX_WINDOWS_KEPT = 10_000
 _REPORT_STATES = {
     DeliveryState.DELIVERED: DELIVERED,
     DeliveryState.FAILED: FAILED,
@@ -130,21 +134,31 @@ _INSERT_TEXT = """
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', 0, ?, ?, ?)
     ON CONFLICT (key) DO NOTHING
 """
-_SELECT_ROWS = """
-    SELECT id, key, kind, linkedid, business, to_number, sender, gateway, body, state, attempts, send_at,
-           created_at, updated_at, sent_at, done_at, message_id, error
-    FROM messages
-"""
+_SELECT_ROWS = f"SELECT {claims.OUTBOX_COLUMNS} FROM messages"  # noqa: S608 (fixed text)
 
 
-_LIST_WHERE = f"""
-    WHERE (:state IS NULL OR state = :state) AND (:since IS NULL OR created_at >= :since)
-      AND (:linkedid IS NULL OR linkedid = :linkedid) AND {IN_SCOPE.format(column="business")}
+_LIST = per_dialect(
+    lambda d: (
+        _SELECT_ROWS
+        + f"""
+    WHERE (CAST(:state AS TEXT) IS NULL OR state = :state)
+      AND (CAST(:since AS DOUBLE PRECISION) IS NULL OR created_at >= :since)
+      AND (CAST(:linkedid AS TEXT) IS NULL OR linkedid = :linkedid) AND {d.in_scope("business")}
     ORDER BY created_at DESC, id DESC LIMIT :limit
 """
+    )
+)
+# An `unknown` text a receipt names by its number and the start of its words (no id recorded for it yet).
+_UNKNOWN_BY_WORDS = per_dialect(
+    lambda d: (
+        "SELECT id FROM messages WHERE gateway = ? AND state = 'unknown' AND message_id IS NULL"  # noqa: S608
+        f" AND ltrim(to_number, '+') = ltrim(?, '+') AND {d.position('body', '?')} = 1"
+        " ORDER BY updated_at, id LIMIT 1"
+    )
+)
 
 
-def _row(row: sqlite3.Row) -> OutboxRow:
+def _row(row: Row) -> OutboxRow:
     return OutboxRow(*row)
 
 
@@ -160,8 +174,15 @@ def same_number(a: str, b: str) -> bool:
 
 
 class MessageStore:
-    def __init__(self, calls: CallStore) -> None:
+    """`instance` names this process in the texts it claims (store/instance.py; another name only in tests that run
+    several instances in one process)."""
+
+    def __init__(self, calls: CallStore, *, instance: str | None = None) -> None:
         self._calls = calls
+        self.instance = instance if instance is not None else this_process()
+        # (number, business) -> the window start `facts` was asked with: the policy decided on what it read, and
+        # save_calls_with_texts checks again, under the pair's lock, that no other instance texted inside it since.
+        self._windows: dict[tuple[str, str], float] = {}
 
     # ---- decisions ------------------------------------------------------------------------------------------
 
@@ -184,14 +205,18 @@ class MessageStore:
         async with self._calls.transaction() as conn:
             new = await insert_calls(conn, records)
             fresh = {record.linkedid for record in new}
+            texts = [t for t in texts if t.linkedid is None or t.linkedid in fresh]
+            late = await self._texted_since_decided(conn, texts)
             await conn.executemany(
                 "INSERT INTO text_decisions (linkedid, send, reason, decided_at) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (linkedid) DO NOTHING",
-                [(v.linkedid, int(v.send), v.reason, now) for v in verdicts if v.linkedid in fresh],
+                [
+                    (v.linkedid, *((0, TEXTED_IN_WINDOW) if v.linkedid in late else (int(v.send), v.reason)), now)
+                    for v in verdicts
+                    if v.linkedid in fresh
+                ],
             )
-            stored = await self._insert_new_texts(
-                conn, [t for t in texts if t.linkedid is None or t.linkedid in fresh], now
-            )
+            stored = await self._insert_new_texts(conn, [t for t in texts if t.linkedid not in late], now)
             if links:
                 await insert_links(conn, links, stored, now)
             await conn.executemany(
@@ -203,16 +228,39 @@ class MessageStore:
             )
         return new
 
+    async def _texted_since_decided(self, conn: Connection, texts: Sequence[NewText]) -> set[str]:
+        """The calls among `texts`' whose caller got a missed-call text from this business inside the window the
+        policy read (`facts`) after it read it: stored by another instance (on another Asterisk server's call) in
+        between. Checked under each pair's lock (taken in one order, so two instances never wait on each other in a
+        circle), so of two instances texting one caller at once the second sees the first's text."""
+        asked = {
+            (t.to, t.business): t.linkedid
+            for t in texts
+            if t.kind == "missed_call" and t.business is not None and t.linkedid is not None
+        }
+        late: set[str] = set()
+        for (number, business), linkedid in sorted(asked.items()):
+            window_start = self._windows.pop((number, business), None)
+            if window_start is None:
+                continue  # not decided on `facts` read here: nothing to check again
+            await lock_recipient(conn, business, number)
+            async with conn.execute(_LAST_TEXT, (number, business, window_start)) as cursor:
+                row = await cursor.fetchone()
+            # The policy's rule: a text exactly a window old no longer counts (now - last < window).
+            if row is not None and row[0] is not None and row[0] > window_start:
+                late.add(linkedid)
+        return late
+
     async def enqueue(self, texts: Sequence[NewText], now: float) -> int:
         async with self._calls.transaction() as conn:
             return await self._insert_texts(conn, texts, now)
 
     @staticmethod
-    async def _insert_texts(conn: aiosqlite.Connection, texts: Sequence[NewText], now: float) -> int:
+    async def _insert_texts(conn: Connection, texts: Sequence[NewText], now: float) -> int:
         return len(await MessageStore._insert_new_texts(conn, texts, now))
 
     @staticmethod
-    async def _insert_new_texts(conn: aiosqlite.Connection, texts: Sequence[NewText], now: float) -> set[str]:
+    async def _insert_new_texts(conn: Connection, texts: Sequence[NewText], now: float) -> set[str]:
         """Insert the texts whose key is not stored yet; return the keys of those inserted."""
         added: set[str] = set()
         for t in texts:
@@ -223,6 +271,9 @@ class MessageStore:
         return added
 
     async def facts(self, number: str, business: str, window_start: float) -> RecipientFacts:
+        if len(self._windows) >= MAX_WINDOWS_KEPT:  # asked and never stored (the batch failed): forget the oldest
+            del self._windows[next(iter(self._windows))]
+        self._windows[(number, business)] = window_start
         conn = self._calls.connection
         async with conn.execute(
             "SELECT opted_out FROM opt_outs WHERE number = ? AND business = ?", (number, business)
@@ -236,16 +287,17 @@ class MessageStore:
     # ---- the outbox -----------------------------------------------------------------------------------------
 
     async def recover_after_crash(self, now: float) -> int:
-        """Texts left `sending` by a process that died: the gateway may or may not have them. Never re-send."""
-        async with (
-            self._calls.transaction() as conn,
-            conn.execute(
-                "UPDATE messages SET state = 'unknown', updated_at = ?,"
-                " error = 'the service stopped while the gateway had this text' WHERE state = 'sending'",
-                (now,),
-            ) as cursor,
-        ):
-            return cursor.rowcount
+        """Texts left `sending` by a process that died: the gateway may or may not have them. Never re-send.
+        At start: this instance's own leftovers and expired claims (on SQLite: every `sending` row; store/claims)."""
+        return await claims.recover_at_start(self._calls, self.instance, now)
+
+    async def settle_expired_claims(self, now: float) -> int:
+        """Texts another instance was sending when it died (its claim's lease ran out): `unknown`, never re-sent."""
+        return await claims.settle_expired(self._calls, self.instance, now)
+
+    async def renew_claims(self, ids: Sequence[int], until: float) -> int:
+        """Keep this instance's claims on the texts it is still sending until `until`."""
+        return await claims.renew(self._calls, ids, self.instance, until)
 
     async def requeue_unknown(self, before: float, now: float) -> int:
         """Queue again the texts left `unknown` (sent, no answer) since before `before` that no receipt settled."""
@@ -270,20 +322,21 @@ class MessageStore:
             row = await cursor.fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
-    async def claim(self, ids: Sequence[int], now: float) -> list[int]:
-        """Mark queued texts as `sending` (only those still queued: a cancel may have won the race)."""
+    async def claim(self, ids: Sequence[int], now: float, lease_s: float = claims.LEASE_S) -> list[int]:
+        """Mark queued texts as `sending` by this instance (only those still queued: a cancel may have won the race)."""
         if not ids:
             return []
-        marks = ",".join("?" * len(ids))  # placeholders only; the values are bound
-        async with (
-            self._calls.transaction() as conn,
-            conn.execute(
-                f"UPDATE messages SET state = 'sending', updated_at = ? WHERE state = 'queued' AND id IN ({marks})"  # noqa: S608
-                " RETURNING id",
-                (now, *ids),
-            ) as cursor,
-        ):
-            return [row[0] for row in await cursor.fetchall()]
+        async with self._calls.transaction() as conn:
+            return await claims.claim_rows(conn, ids, self.instance, now, lease_s)
+
+    async def claim_due(
+        self, now: float, limit: int, choose: Callable[[list[OutboxRow]], list[int]], lease_s: float = claims.LEASE_S
+    ) -> list[int]:
+        """Claim, among up to `limit` due texts no other instance is claiming, those `choose` picks (no I/O in it);
+        returns the ids claimed. One transaction (store/claims)."""
+        return await claims.claim_due(
+            self._calls, self.instance, now, limit, lambda rows: choose([_row(r) for r in rows]), lease_s
+        )
 
     async def apply_send_results(self, updates: Sequence[SendUpdate]) -> None:
         """Record send attempts; receipts that arrived before their send was recorded are applied now."""
@@ -293,9 +346,15 @@ class MessageStore:
                 " error = ?, updated_at = ?,"
                 " sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END,"
                 " done_at = CASE WHEN ? IN ('failed', 'expired', 'delivered') THEN ? ELSE done_at END"
-                " WHERE id = ? AND state = 'sending'",
+                # Only this instance's own claim: a text another instance claimed since (after our lease ran out
+                # and it was settled and queued again) is not ours to write. `unknown` too: settled so because our
+                # lease ran out while we were sending, the gateway's real answer beats that guess.
+                " WHERE id = ? AND claimed_by = ? AND state IN ('sending', 'unknown')",
                 [
-                    (u.state, u.attempts, u.send_at, u.message_id, u.error, u.at, u.state, u.at, u.state, u.at, u.id)
+                    (
+                        *(u.state, u.attempts, u.send_at, u.message_id, u.error, u.at),
+                        *(u.state, u.at, u.state, u.at, u.id, self.instance),
+                    )
                     for u in updates
                 ],
             )
@@ -360,18 +419,14 @@ class MessageStore:
         return False
 
     @staticmethod
-    async def _settle_unknown(conn: aiosqlite.Connection, gateway: str, report: DeliveryReport) -> bool:
+    async def _settle_unknown(conn: Connection, gateway: str, report: DeliveryReport) -> bool:
         """Give the receipt's id to the oldest `unknown` text it can only mean (same gateway, number and start of
         text, no id yet) and mark it sent; True when one was found."""
         if not report.recipient or not report.text_start:
             return False
         if await MessageStore._find_text(conn, gateway, report.message_id, report.recipient, report.at) is not None:
             return False  # the receipt's own text is known by its id
-        async with conn.execute(
-            "SELECT id FROM messages WHERE gateway = ? AND state = 'unknown' AND message_id IS NULL"
-            " AND ltrim(to_number, '+') = ltrim(?, '+') AND instr(body, ?) = 1 ORDER BY updated_at, id LIMIT 1",
-            (gateway, report.recipient, report.text_start),
-        ) as cursor:
+        async with conn.execute(_UNKNOWN_BY_WORDS, (gateway, report.recipient, report.text_start)) as cursor:
             row = await cursor.fetchone()
         if row is None:
             return False
@@ -384,7 +439,7 @@ class MessageStore:
 
     @staticmethod
     async def _find_text(
-        conn: aiosqlite.Connection, gateway: str, message_id: str, recipient: str | None, at: float
+        conn: Connection, gateway: str, message_id: str, recipient: str | None, at: float
     ) -> tuple[int, str] | None:
         """The text a receipt received at `at` is about: (id, state), or None.
 
@@ -408,7 +463,7 @@ class MessageStore:
 
     @staticmethod
     async def _apply_report(
-        conn: aiosqlite.Connection,
+        conn: Connection,
         gateway: str,
         message_id: str,
         state: str,
@@ -430,7 +485,7 @@ class MessageStore:
         return True
 
     @staticmethod
-    async def _in_flight(conn: aiosqlite.Connection, gateway: str, recipient: str | None) -> bool:
+    async def _in_flight(conn: Connection, gateway: str, recipient: str | None) -> bool:
         """Whether a text of this gateway (to `recipient`, when known) is being sent with no id recorded yet."""
         async with conn.execute(
             "SELECT to_number FROM messages WHERE gateway = ? AND state = 'sending' AND message_id IS NULL",
@@ -441,7 +496,7 @@ class MessageStore:
 
     @staticmethod
     async def _settle_text(
-        conn: aiosqlite.Connection, text_id: int, state: str, error_code: str | None, detail: str, at: float
+        conn: Connection, text_id: int, state: str, error_code: str | None, detail: str, at: float
     ) -> None:
         # Only forward: a late "failed" after "delivered" (duplicated receipt) changes nothing.
         error = None if state == DELIVERED else (detail or state) + (f" (error {error_code})" if error_code else "")
@@ -459,7 +514,9 @@ class MessageStore:
             return await self._set_opt_out(conn, number, business, opted_out, now)
 
     @staticmethod
-    async def _set_opt_out(conn: aiosqlite.Connection, number: str, business: str, opted_out: bool, now: float) -> bool:
+    async def _set_opt_out(conn: Connection, number: str, business: str, opted_out: bool, now: float) -> bool:
+        # The pair's lock: an answer another instance is queueing now either sees this opt-out or is cancelled by it.
+        await lock_recipient(conn, business, number)
         async with conn.execute(
             "SELECT opted_out FROM opt_outs WHERE number = ? AND business = ?", (number, business)
         ) as cursor:
@@ -495,6 +552,7 @@ class MessageStore:
         same_keys: Sequence[str] = (),
         within_s: float = 0.0,
         effects: Sequence[ReplyEffect] = (),
+        forwards: Sequence[NewForward] = (),
     ) -> int | None:
         """Store a reply and apply its `effects`, in one transaction (a crash keeps both or neither, so a gateway
         that delivers it again after one finds it new). A reply already stored does nothing at all: None.
@@ -502,7 +560,7 @@ class MessageStore:
 
         A reply is already stored when a row of the same gateway has its `key` (recovery.keys.inbound_key), or one
         of `same_keys` and came in less than `within_s` from `at`. Without a `key` the reply is always new (as rows
-        stored before keys were)."""
+        stored before keys were). Its `forwards` to the owner are stored with it (store/forwards.py)."""
         async with self._calls.transaction() as conn:
             if key is not None and same_keys:
                 marks = ",".join("?" * len(same_keys))  # placeholders only; the values are bound
@@ -516,11 +574,15 @@ class MessageStore:
             async with conn.execute(
                 "INSERT INTO inbound_messages (gateway, sender, to_number, business, body, keyword, received_at,"
                 " message_id, dedupe_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (gateway, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING",
+                " ON CONFLICT (gateway, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING RETURNING id",
                 (gateway, sender, to, business, body, keyword, at, message_id, key),
             ) as cursor:
-                if cursor.rowcount < 1:
-                    return None
+                stored = await cursor.fetchone()  # RETURNING, not lastrowid: PostgreSQL has no lastrowid
+            if stored is None:
+                return None
+            inbound_id = int(stored[0])
+            if forwards:
+                await insert_forwards(conn, inbound_id, forwards, at)
             queued: list[NewText] = []
             for effect in effects:
                 changed = effect.opted_out is not None and await self._set_opt_out(
@@ -549,7 +611,7 @@ class MessageStore:
             "businesses": scope_param(businesses),
             "limit": limit,
         }
-        async with self._calls.connection.execute(_SELECT_ROWS + _LIST_WHERE, params) as cursor:
+        async with self._calls.connection.execute(_LIST, params) as cursor:
             return [_row(r) for r in await cursor.fetchall()]
 
     async def verdict(self, linkedid: str) -> Verdict | None:

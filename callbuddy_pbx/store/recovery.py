@@ -19,10 +19,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-import aiosqlite
-
 from callbuddy_pbx.model import CallRecord
 from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.store.engine import Connection
 
 RECOVERY_WINDOW_S = 7 * 86400.0
 RECOVERED_BY: tuple[str, ...] = ("called_back", "called_again", "replied", "booked")
@@ -84,7 +83,7 @@ _MARK_PAIR = _MARK.format(which="c.caller = :number AND c.business = :business")
 _MARK_SINCE = _MARK.format(which="c.ended_at >= :since")
 
 
-async def mark_pairs(conn: aiosqlite.Connection, pairs: Iterable[tuple[str, str]], now: float) -> None:
+async def mark_pairs(conn: Connection, pairs: Iterable[tuple[str, str]], now: float) -> None:
     """Mark the missed calls of each (caller number, business) pair from their stored signs."""
     params = [
         {"number": number, "business": business, "window": RECOVERY_WINDOW_S, "now": now}

@@ -236,6 +236,47 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX calls_by_caller_business ON calls (caller, business, started_at);
     """,
+    # 11: replies forwarded to the owner (store/forwards.py). One row per (reply, target), inserted in the
+    # transaction that stores the reply and keyed by both (`key`, recovery/forward_rules.forward_key), so a reply
+    # delivered twice or replayed after a restart has one forward per target. A row is marked 'sending' (committed)
+    # before it is sent; `next_attempt_at` is when a row waiting for its server is tried again.
+    """
+    CREATE TABLE reply_forwards (
+        id              INTEGER PRIMARY KEY,
+        key             TEXT    NOT NULL UNIQUE,
+        inbound_id      INTEGER NOT NULL REFERENCES inbound_messages (id),
+        business        TEXT    NOT NULL,
+        channel         TEXT    NOT NULL CHECK (channel IN ('sms', 'email', 'webhook')),
+        target          TEXT    NOT NULL,
+        state           TEXT    NOT NULL CHECK (state IN ('pending', 'sending', 'sent', 'failed')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL    NOT NULL,
+        created_at      REAL    NOT NULL,
+        updated_at      REAL    NOT NULL,
+        sent_at         REAL,
+        last_error      TEXT
+    );
+    CREATE INDEX reply_forwards_due ON reply_forwards (state, next_attempt_at);
+    CREATE INDEX reply_forwards_by_reply ON reply_forwards (inbound_id);
+    """,
+    # 12: push bindings kept across restarts (store/push_bindings.py): a softphone asleep registers again only when
+    # pushed, so the binding its last registration carried is all that can wake it after a restart. One row per
+    # device ("PJSIP/103"), its binding as push/binding.binding_json writes it; an ended binding's row is deleted.
+    """
+    CREATE TABLE push_bindings (
+        device      TEXT    NOT NULL PRIMARY KEY,
+        binding     TEXT    NOT NULL,
+        updated_at  REAL    NOT NULL
+    );
+    """,
+    # 13: several CallBuddy instances on one database (issue 16). A text being sent names the instance that claimed
+    # it (`claimed_by`, store/instance.py) and until when its claim holds (`lease_until`, renewed while the send is in
+    # flight): another instance settles it `unknown` only once the lease ran out, never while its owner is sending.
+    # Rows claimed before have neither: any instance may settle them, as a restart always did.
+    """
+    ALTER TABLE messages ADD COLUMN claimed_by TEXT;
+    ALTER TABLE messages ADD COLUMN lease_until REAL;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -29,37 +29,54 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiosqlite
-
-from callbuddy_pbx.store.db import IN_SCOPE, CallStore, scope_param
+from callbuddy_pbx.store.db import CallStore, scope_param
+from callbuddy_pbx.store.engine import Connection, Dialect, Query, per_dialect
 from callbuddy_pbx.store.recovery import RECOVERED_BY, RECOVERY_WINDOW_S, SIGNS
 
 WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _QUARTER_S = 900
 
-# `:businesses IS NULL OR ...` (IN_SCOPE) keeps one statement per figure; values are always bound.
-_PERIOD_CALLS = f"c.ended_at >= :since AND c.ended_at < :until AND {IN_SCOPE.format(column='c.business')}"
-_CALL_COUNTS = f"""
-    SELECT c.outcome, c.missed, COUNT(*) FROM calls AS c WHERE {_PERIOD_CALLS} GROUP BY c.outcome, c.missed
+
+# `:businesses IS NULL OR ...` (Dialect.in_scope) keeps one statement per figure; values are always bound.
+def _period_calls(d: Dialect) -> str:
+    return f"c.ended_at >= :since AND c.ended_at < :until AND {d.in_scope('c.business')}"
+
+
+_CALL_COUNTS = per_dialect(
+    lambda d: (
+        f"""
+    SELECT c.outcome, c.missed, COUNT(*) FROM calls AS c WHERE {_period_calls(d)} GROUP BY c.outcome, c.missed
 """  # noqa: S608 (a fixed condition, no data)
-_TEXT_COUNTS = f"""
+    )
+)
+_TEXT_COUNTS = per_dialect(
+    lambda d: (
+        f"""
     SELECT
         COUNT(*) FILTER (WHERE m.state != 'cancelled'),
         COUNT(*) FILTER (WHERE m.state = 'delivered'),
         COUNT(*) FILTER (WHERE m.state IN ('failed', 'expired'))
     FROM messages AS m JOIN calls AS c ON c.linkedid = m.linkedid
-    WHERE m.kind = 'missed_call' AND c.missed = 1 AND {_PERIOD_CALLS}
+    WHERE m.kind = 'missed_call' AND c.missed = 1 AND {_period_calls(d)}
 """  # noqa: S608
-_CLICKED = f"""
+    )
+)
+_CLICKED = per_dialect(
+    lambda d: (
+        f"""
     SELECT COUNT(*) FROM calls AS c
-    WHERE c.missed = 1 AND {_PERIOD_CALLS} AND EXISTS (
+    WHERE c.missed = 1 AND {_period_calls(d)} AND EXISTS (
         SELECT 1 FROM link_tokens AS t JOIN link_clicks AS k ON k.token = t.token WHERE t.linkedid = c.linkedid
     )
 """  # noqa: S608
-_LATENCY = f"""
+    )
+)
+_LATENCY = per_dialect(
+    lambda d: (
+        f"""
     WITH latency AS (
         SELECT m.sent_at - c.ended_at AS s FROM messages AS m JOIN calls AS c ON c.linkedid = m.linkedid
-        WHERE m.kind = 'missed_call' AND c.missed = 1 AND m.sent_at IS NOT NULL AND {_PERIOD_CALLS}
+        WHERE m.kind = 'missed_call' AND c.missed = 1 AND m.sent_at IS NOT NULL AND {_period_calls(d)}
     ), ranked AS (
         SELECT s, ROW_NUMBER() OVER (ORDER BY s) AS rank, COUNT(*) OVER () AS n FROM latency
     )
@@ -69,36 +86,60 @@ _LATENCY = f"""
         COUNT(*)
     FROM ranked
 """  # noqa: S608
-_OPTED_OUT = f"""
-    SELECT COUNT(*) FROM opt_outs
-    WHERE opted_out = 1 AND changed_at >= :since AND changed_at < :until AND {IN_SCOPE.format(column="business")}
-"""  # noqa: S608
-_REPLIES = f"""
-    SELECT COUNT(*) FROM inbound_messages
-    WHERE received_at >= :since AND received_at < :until AND {IN_SCOPE.format(column="business")}
-"""  # noqa: S608
-_SIGN_COUNTS = (
-    "WITH"  # noqa: S608 (fixed text; every value is bound)
-    + SIGNS.format(which=_PERIOD_CALLS)
-    + "SELECT how, COUNT(DISTINCT linkedid) FROM signs GROUP BY how"
+    )
 )
-_RECOVERED = f"""
-    SELECT r.how, COUNT(*) FROM recoveries AS r JOIN calls AS c ON c.linkedid = r.linkedid
-    WHERE c.missed = 1 AND {_PERIOD_CALLS} GROUP BY r.how
+_OPTED_OUT = per_dialect(
+    lambda d: (
+        f"""
+    SELECT COUNT(*) FROM opt_outs
+    WHERE opted_out = 1 AND changed_at >= :since AND changed_at < :until AND {d.in_scope("business")}
 """  # noqa: S608
-_TIME_TO_RECOVERY = f"""
+    )
+)
+_REPLIES = per_dialect(
+    lambda d: (
+        f"""
+    SELECT COUNT(*) FROM inbound_messages
+    WHERE received_at >= :since AND received_at < :until AND {d.in_scope("business")}
+"""  # noqa: S608
+    )
+)
+_SIGN_COUNTS = per_dialect(
+    lambda d: (
+        "WITH"  # noqa: S608 (fixed text; every value is bound)
+        + SIGNS.format(which=_period_calls(d))
+        + "SELECT how, COUNT(DISTINCT linkedid) FROM signs GROUP BY how"
+    )
+)
+_RECOVERED = per_dialect(
+    lambda d: (
+        f"""
+    SELECT r.how, COUNT(*) FROM recoveries AS r JOIN calls AS c ON c.linkedid = r.linkedid
+    WHERE c.missed = 1 AND {_period_calls(d)} GROUP BY r.how
+"""  # noqa: S608
+    )
+)
+_TIME_TO_RECOVERY = per_dialect(
+    lambda d: (
+        f"""
     WITH waits AS (
         SELECT r.recovered_at - c.ended_at AS s FROM recoveries AS r JOIN calls AS c ON c.linkedid = r.linkedid
-        WHERE c.missed = 1 AND {_PERIOD_CALLS}
+        WHERE c.missed = 1 AND {_period_calls(d)}
     ), ranked AS (
         SELECT s, ROW_NUMBER() OVER (ORDER BY s) AS rank, COUNT(*) OVER () AS n FROM waits
     )
     SELECT AVG(s) FILTER (WHERE rank IN ((n + 1) / 2, (n + 2) / 2)) FROM ranked
 """  # noqa: S608
-_MISSED_QUARTERS = f"""
-    SELECT CAST(c.ended_at / {_QUARTER_S} AS INTEGER) AS quarter, COUNT(*) FROM calls AS c
-    WHERE c.missed = 1 AND {_PERIOD_CALLS} GROUP BY quarter
+    )
+)
+_MISSED_QUARTERS = per_dialect(
+    lambda d: (
+        f"""
+    SELECT {d.whole(f"c.ended_at / {_QUARTER_S}")} AS quarter, COUNT(*) FROM calls AS c
+    WHERE c.missed = 1 AND {_period_calls(d)} GROUP BY quarter
 """  # noqa: S608
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +258,7 @@ async def recovery_stats(
             else:
                 answered += int(count)
 
-    async def one(sql: str) -> tuple[Any, ...]:
+    async def one(sql: Query) -> tuple[Any, ...]:
         async with conn.execute(sql, params) as cursor:
             row = await cursor.fetchone()
         assert row is not None  # aggregates always return a row
@@ -267,6 +308,6 @@ async def recovery_stats(
     )
 
 
-async def _counts(conn: aiosqlite.Connection, sql: str, params: Mapping[str, Any]) -> dict[str, int]:
+async def _counts(conn: Connection, sql: Query, params: Mapping[str, Any]) -> dict[str, int]:
     async with conn.execute(sql, params) as cursor:
         return {str(key): int(count) for key, count in await cursor.fetchall()}

@@ -72,7 +72,7 @@ def system_handler(ctx: DashboardContext) -> Handler:
             ami_last_event_at=ctx.ami_last_event_at(),
             counts=await system_counts(ctx.store, since=now - FAILED_WINDOW_S),
             version=ctx.version,
-            database=str(ctx.store.path),
+            database=ctx.store.where,  # the file, or the URL with no password in it
             timezone=ctx.common_timezone(None),
             now=now,
         )
