@@ -9,6 +9,7 @@ from datetime import date
 import yaml
 
 from callbuddy_pbx.config.alerts import AlertsReader, DigestConfig
+from callbuddy_pbx.config.forwarding import FORWARD_KEYS, ForwardingReader, ForwardTarget
 from callbuddy_pbx.config.reader import NULL, Reader, shown
 from callbuddy_pbx.config.texting import BUSINESS_TEXTING_KEYS, TextBack, TextingReader, WeeklyHours
 from callbuddy_pbx.phone import to_e164
@@ -22,6 +23,7 @@ _BUSINESS_KEYS = (
     "digest",
     "allow_international",
     "allow_premium",
+    *FORWARD_KEYS,
 )
 
 
@@ -39,13 +41,15 @@ class Business:
     # Whether its desk phones may call abroad / premium-rate numbers (config/dialing.py; a phone's `outbound` wins).
     allow_international: bool = False
     allow_premium: bool = False
+    forward_to: tuple[ForwardTarget, ...] = ()  # where its callers' replies are forwarded (config/forwarding.py)
 
 
 class BusinessesReader:
     """Reads `businesses:` with a Reader (whose problem list it adds to)."""
 
-    def __init__(self, reader: Reader) -> None:
+    def __init__(self, reader: Reader, forwarding: ForwardingReader | None = None) -> None:
         self.r = reader
+        self._forwarding = forwarding  # None: `forward_replies_to` is not read (a reader for businesses alone)
 
     def businesses(
         self, node: yaml.Node, default_region: str, texting: TextingReader, notices: AlertsReader
@@ -90,6 +94,7 @@ class BusinessesReader:
             if "digest" in section:
                 digest = notices.digest(entry, section["digest"], f"{path}.digest", region)
             allow = {key: self._allowed(section, path, key) for key in ("allow_international", "allow_premium")}
+            forward_to = () if self._forwarding is None else self._forwarding.targets(entry, section, path, region)
             if name is not None:
                 result.append(
                     Business(
@@ -103,6 +108,7 @@ class BusinessesReader:
                         holidays=extra.holidays,
                         digest=digest,
                         **allow,
+                        forward_to=forward_to,
                     )
                 )
         return tuple(result)

@@ -18,11 +18,13 @@ from callbuddy_pbx.config import Business, Config
 from callbuddy_pbx.message_text import render
 from callbuddy_pbx.model import CallRecord, Outcome
 from callbuddy_pbx.phone import mask, to_e164
+from callbuddy_pbx.recovery.forward_rules import forward_key, is_forwarded
 from callbuddy_pbx.recovery.keys import REPEAT_WINDOW_S, inbound_key, missed_call_key, neighbour_keys, reply_key
 from callbuddy_pbx.recovery.outbox import Outbox
 from callbuddy_pbx.recovery.policy import Keyword, PolicyFacts, classify_inbound, decide
 from callbuddy_pbx.sms.gateway import DeliveryReport, InboundSms, SmsGateway
 from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.store.forwards import NewForward
 from callbuddy_pbx.store.links import NewLink, new_token
 from callbuddy_pbx.store.messages import (
     FAILED,
@@ -91,6 +93,7 @@ class TextBackService:
         self._businesses = {b.name: b for b in config.businesses}
         self._by_number = {n: b for b in config.businesses for n in b.numbers}
         self._by_sender = {b.text_back.sender: b for b in config.businesses if b.text_back.sender}
+        self.on_forwards: Callable[[], None] | None = None  # a reply to forward was stored: the forwarder's wake
         if metrics is not None:
             metrics.watch_outbox(self.outbox.stats)
 
@@ -217,6 +220,7 @@ class TextBackService:
             elif keyword is Keyword.HELP and business is not None:
                 help_text = self._reply(target, "help", sender, sms.to, gateway, identity, now)
                 effects.append(ReplyEffect(target.name, text=help_text))
+        forwards = self._forwards(business, keyword, text, gateway, identity)
         queued = await self.messages.record_inbound(
             gateway,
             sender,
@@ -230,6 +234,7 @@ class TextBackService:
             same_keys=nearby,
             within_s=REPEAT_WINDOW_S,
             effects=effects,
+            forwards=forwards,
         )
         if queued is None:
             log.info("reply from %s delivered again by %s: already handled", mask(sender), gateway)
@@ -237,6 +242,21 @@ class TextBackService:
         log.info("reply from %s: %s (%d businesses)", mask(sender), keyword.value, len(targets))
         if queued:
             self.outbox.wake()
+        if forwards and self.on_forwards is not None:
+            self.on_forwards()
+
+    @staticmethod
+    def _forwards(
+        business: Business | None, keyword: Keyword, text: str, gateway: str, identity: str
+    ) -> list[NewForward]:
+        """A reply in words to a business's number goes to each of the business's forward targets, keyed by the
+        reply's identity and the target (forward_rules.forward_key): delivered twice, forwarded once."""
+        if business is None or not is_forwarded(keyword, text, business_known=True):
+            return []
+        return [
+            NewForward(forward_key(business.name, gateway, identity, t), business.name, t.channel, t.address)
+            for t in business.forward_to
+        ]
 
     def _business_texted(self, to: str) -> Business | None:
         number = to_e164(to, self._config.default_region)

@@ -8,6 +8,9 @@ notices to send. A problem is an *episode* from the first sample that shows it t
 - alerted again every `repeat_after_s` while it lasts,
 - and, once it ends, a "resolved" notice follows. An episode too short to be alerted ends silently.
 
+Forwarded replies that cannot reach the owner (the forwarder's trouble, service/forwards.py: its server down for a
+minute, or a forward failed in the last hour) are alerted at once: the delay is already in what the forwarder says.
+
 A push service refusing our credentials (routing.service.RoutingService.push_refused) is alerted at once and only
 once per service: it is learnt from calls' pushes and holds until a push through that service is taken again, so a
 reminder would only repeat what nothing has tested since. It is not resumed after a restart either: the service
@@ -30,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from callbuddy_pbx.config.alerts import AlertsConfig
+from callbuddy_pbx.service.forwards import TASK as FORWARDS_TASK
 from callbuddy_pbx.service.notify import Notice, NotificationLog, Notifier, TextRoute, deliver
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.web.health import HealthStatus, safe_detail
@@ -44,6 +48,7 @@ AMI_DOWN = "ami_down"
 TEXT_FAILURES = "text_failures"
 GATEWAY_DOWN = "gateway_down"  # + ":<gateway name>"
 PUSH_REFUSED = "push_refused"  # + ":<provider>" (apns, fcm)
+FORWARDS_FAILING = "forwards_failing"  # replies forwarded to owners are not getting through
 _PUSH_NAMES = {"apns": "Apple (APNs)", "fcm": "Google (FCM)"}
 KINDS: dict[str, str] = {"alert": "alert", "repeat": "alert_repeat", "resolved": "alert_resolved"}  # -> table kind
 
@@ -78,6 +83,7 @@ class Sample:
     gateways: Mapping[str, tuple[bool, str]] = field(default_factory=dict)  # name -> (up, detail)
     failed_texts: int = 0  # texts failed (or expired) within the failures window before `at`
     push_refused: Mapping[str, str] = field(default_factory=dict)  # provider -> the push service's reason
+    forwards_trouble: str = ""  # what the reply forwarder reports (empty: forwarding works, or is not set up)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +130,8 @@ def describe(problem: str) -> str:
         return "Asterisk (AMI) not connected: calls are not being recorded"
     if problem == TEXT_FAILURES:
         return "texts to missed callers are failing"
+    if problem == FORWARDS_FAILING:
+        return "callers' replies are not reaching the owners"
     if problem.startswith(f"{GATEWAY_DOWN}:"):
         return f"SMS gateway {problem.split(':', 1)[1]} down"
     if problem.startswith(f"{PUSH_REFUSED}:"):
@@ -179,6 +187,8 @@ class AlertRules:
             current[TEXT_FAILURES] = (0.0, f"{sample.failed_texts} failed in the last {window}")
         for provider, reason in sorted(sample.push_refused.items()):
             current[push_problem(provider)] = (0.0, reason)
+        if sample.forwards_trouble:
+            current[FORWARDS_FAILING] = (0.0, sample.forwards_trouble)
         notices: list[AlertNotice] = []
         for problem, (after_s, detail) in current.items():
             episode = self._episodes.get(problem)
@@ -218,6 +228,7 @@ def sample_of(
         gateways={name: (g.up, safe_detail(g.detail, secrets)) for name, g in status.gateways.items()},
         failed_texts=failed_texts,
         push_refused={provider: safe_detail(reason, secrets) for provider, reason in (push_refused or {}).items()},
+        forwards_trouble=safe_detail(status.tasks_down.get(FORWARDS_TASK, ""), secrets),
     )
 
 

@@ -1,7 +1,8 @@
 """The service's long-running tasks, each kept alive: a task that raises is logged with its name and started again
 after a back-off (0.5 s doubling to 30 s, back to 0.5 s once it has run for a minute); a task that returns has
 finished its work (it was stopped) and is not started again. While a task waits to be started again it is reported
-down (`down()`), so /healthz says which part is not working instead of the service failing silently.
+down (`down()`), so /healthz says which part is not working instead of the service failing silently. A task that
+runs but whose work fails (forwarded replies whose server is down) says so with `report`, shown the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Supervisor:
         self._min_backoff_s, self._max_backoff_s = min_backoff_s, max_backoff_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._down: dict[str, str] = {}  # name -> why, while waiting to be started again
+        self._trouble: dict[str, str] = {}  # name -> why its work fails, as the running task reports it
         self.restarts: Counter[str] = Counter()
 
     def start(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
@@ -34,8 +36,15 @@ class Supervisor:
         self._tasks[name] = asyncio.create_task(self._keep(name, run), name=name)
 
     def down(self) -> dict[str, str]:
-        """The tasks not running now (waiting to be started again), with the reason."""
-        return dict(self._down)
+        """The tasks not running now (waiting to be started again) or not getting their work done, with the reason."""
+        return {**self._trouble, **self._down}
+
+    def report(self, name: str, trouble: str | None) -> None:
+        """A running task's word that its work is failing (`trouble`: why, bounded), or works again (None)."""
+        if trouble is None or name not in self._tasks:
+            self._trouble.pop(name, None)
+        else:
+            self._trouble[name] = trouble[:MAX_ERROR_CHARS]
 
     async def stop(self, *names: str) -> None:
         """Cancel the named tasks (every task when none is named) and wait for them to end."""
@@ -46,6 +55,7 @@ class Supervisor:
         await asyncio.gather(*tasks, return_exceptions=True)
         for name in chosen:
             self._down.pop(name, None)
+            self._trouble.pop(name, None)
 
     async def _keep(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
         backoff = self._min_backoff_s
