@@ -29,7 +29,7 @@ replaces it; only the push service saying the token is dead (`end_binding`) ends
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -137,6 +137,8 @@ class DeviceRegistry:
         self._max = max_devices
         self._devices: dict[str, _State] = {}
         self.dropped = 0  # devices not kept because the registry was full
+        # Told of every change of a device's push binding (a new one, or None: ended), to keep it across restarts.
+        self.on_binding: Callable[[str, PushBinding | None], None] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> DeviceRegistry:
@@ -203,7 +205,7 @@ class DeviceRegistry:
                 continue
             for contact in contacts.values():
                 if contact.binding is not None:
-                    device.binding = contact.binding
+                    self._set_binding(device, contact.binding)
             # Contacts the endpoint listed but PJSIPShowContacts did not are static (an aor's `contact =`): kept
             # with their unknown status, which follows the device state.
             for uri, contact in device.contacts.items():
@@ -271,13 +273,12 @@ class DeviceRegistry:
         self._recompute(device, contact_event=True)
         return before != (device.registered, tuple(device.contacts), device.binding)
 
-    @staticmethod
-    def _new_contact(device: _State, raw_uri: str, reachable: bool | None) -> _Contact:
+    def _new_contact(self, device: _State, raw_uri: str, reachable: bool | None) -> _Contact:
         """A contact first seen; its binding (read from the URI as Asterisk gave it, never a cut one) becomes the
         device's. A contact without one leaves the device's last binding alone."""
         binding = parse_contact(raw_uri)
         if binding is not None:
-            device.binding = binding
+            self._set_binding(device, binding)
         return _Contact(reachable, binding=binding)
 
     # -- push bindings -------------------------------------------------------------------------------------------------
@@ -293,8 +294,28 @@ class DeviceRegistry:
                 contact.binding = None
         if device.binding != binding:
             return False
-        device.binding = None
+        self._set_binding(device, None)
         return True
+
+    def restore_bindings(self, bindings: Mapping[str, PushBinding]) -> int:
+        """Bindings kept from before a restart, for the configured phones that have none yet (a phone asleep now
+        registers again only when pushed). Returns how many were restored; none is reported to `on_binding`."""
+        restored = 0
+        for name, binding in bindings.items():
+            if name not in self._people and name not in self._push_phones:
+                continue  # no longer a phone of this config
+            device = self._device(name)
+            if device is not None and device.binding is None:
+                device.binding = binding
+                restored += 1
+        return restored
+
+    def _set_binding(self, device: _State, binding: PushBinding | None) -> None:
+        if binding == device.binding:
+            return
+        device.binding = binding
+        if self.on_binding is not None:
+            self.on_binding(device.name, binding)
 
     def push_woke(self, name: str, wake_ms: float, at: float) -> None:
         """A push woke the device: it registered `wake_ms` after the push was sent (routing/wake reports it)."""

@@ -9,6 +9,7 @@ parameter that does not look right gives no binding rather than a push to a made
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -54,6 +55,41 @@ class PushBinding:
             f"PushBinding(provider={self.provider.value!r}, device_token={self.masked_token!r}, app={self.app!r}, "
             f"team_id={self.team_id!r}, sandbox={self.sandbox!r}, dialect={self.dialect!r})"
         )
+
+
+def binding_json(binding: PushBinding) -> str:
+    """The binding as kept across restarts (store/push_bindings): a sleeping phone must still be woken after one."""
+    return json.dumps(
+        {
+            "provider": binding.provider.value,
+            "token": binding.device_token,
+            "app": binding.app,
+            "team_id": binding.team_id,
+            "sandbox": binding.sandbox,
+            "dialect": binding.dialect,
+        },
+        separators=(",", ":"),
+    )
+
+
+def binding_from_json(text: str) -> PushBinding | None:
+    """A kept binding read back, held to the rules a Contact URI's is: anything malformed gives None."""
+    try:
+        kept = json.loads(text) if len(text) <= _MAX_KEPT_CHARS else None
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(kept, dict):
+        return None
+    try:
+        provider = Provider(str(kept.get("provider")))
+    except ValueError:
+        return None
+    token, app, team_id, sandbox, dialect = (kept.get(k) for k in ("token", "app", "team_id", "sandbox", "dialect"))
+    if not isinstance(token, str) or not all(isinstance(v, str | None) for v in (app, team_id)):
+        return None
+    if not isinstance(sandbox, bool | None) or dialect not in _KEPT_DIALECTS:
+        return None
+    return _binding(provider, token, app=app, team_id=team_id, sandbox=sandbox, dialect=dialect)
 
 
 def mask_token(token: str) -> str:
@@ -225,3 +261,6 @@ _DIALECTS: tuple[_Dialect, ...] = (
         providers={"apple": Provider.APNS, "apns": Provider.APNS, "google": Provider.FCM, "firebase": Provider.FCM},
     ),
 )
+
+_KEPT_DIALECTS = frozenset({"rfc8599", *(dialect.name for dialect in _DIALECTS)})
+_MAX_KEPT_CHARS = 2048  # a binding is a token (at most a few hundred characters) and a few names
