@@ -13,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from callbuddy_pbx.commands.options import version
+from callbuddy_pbx.commands.storage import open_configured
 from callbuddy_pbx.config import Config, load_config
 from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.routing.service import RoutingService
@@ -20,12 +21,14 @@ from callbuddy_pbx.service.alerts import AlertMonitor
 from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.service.digest import DigestScheduler
 from callbuddy_pbx.service.healthz import service_health
+from callbuddy_pbx.service.leadership import election
 from callbuddy_pbx.service.logs import setup_logging
 from callbuddy_pbx.service.metrics import Metrics, store_backlog
 from callbuddy_pbx.service.notify import Notifier, alert_route
 from callbuddy_pbx.service.site import service_site
 from callbuddy_pbx.sms.factory import build_gateways
-from callbuddy_pbx.store.db import CallStore, folder_unwritable
+from callbuddy_pbx.store.db import folder_unwritable
+from callbuddy_pbx.store.schema import StoreError
 from callbuddy_pbx.web.health import config_secrets
 from callbuddy_pbx.web.server import start_web
 
@@ -37,7 +40,7 @@ ROUTING_STOP_S = 5.0  # on stop, how long handing calls back to the dialplan may
 async def serve(config: Config) -> None:
     stopped_by: list[str] = []  # the signal that asked the service to stop, for the last line logged
     stopping: list[asyncio.Future[None]] = []  # held: the loop keeps only weak references to tasks
-    store = await CallStore.open(config.storage.path)
+    store = await open_configured(config.storage)
     gateways = build_gateways(config)
     metrics = Metrics()
     metrics.watch_backlog(store_backlog(store))
@@ -57,11 +60,13 @@ async def serve(config: Config) -> None:
         push_refused=routing.push_refused if routing is not None else None,
     )
     helpers = ["alerts", "digests"]
-    service.supervisor.start("alerts", monitor.run)
+    # Alerts come from the instance that follows Asterisk: a standby sees no AMI link, and two would alert twice.
+    service.owned.append(("alerts", monitor.run))
     service.supervisor.start("digests", DigestScheduler(config, store, notifier).run)
-    if routing is not None:
-        service.supervisor.start("routing", routing.run)
+    if routing is not None:  # like the AMI link, only while this instance owns the Asterisk links
+        service.owned.append(("routing", routing.run))
         helpers.append("routing")
+    service.leadership = election(config)  # on PostgreSQL, one of the instances sharing it owns them
     app = service_site(config, store, service, gateways, metrics, routing=routing)
     runner: web.AppRunner | None = None
     try:
@@ -87,7 +92,7 @@ async def serve(config: Config) -> None:
         config.asterisk.host,
         config.asterisk.port,
         config.asterisk.username,
-        config.storage.path,
+        config.storage.shown,
     )
     try:
         await service.run()
@@ -103,12 +108,12 @@ async def serve(config: Config) -> None:
             await runner.cleanup()
         await store.close()
         why = f"on {stopped_by[0]}" if stopped_by else "without being asked to (see above)"
-        log.info("stopped %s: calls drained to %s, database closed", why, config.storage.path)
+        log.info("stopped %s: calls drained to %s, database closed", why, config.storage.shown)
 
 
 def main(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    problem = storage_problem(config.storage.path)
+    problem = storage_problem(config.storage.path) if config.storage.url is None else None
     if problem is not None:
         print(f"{PROG}: {problem}", file=sys.stderr)
         return 1
@@ -119,12 +124,16 @@ def main(args: argparse.Namespace) -> int:
         Path(args.config).absolute(),
         config.asterisk.host,
         config.asterisk.port,
-        config.storage.path,
+        config.storage.shown,
     )
     # What is loaded by now (modules, the config) lives as long as the process: out of the collector's sight, a full
     # collection no longer walks it (15-25 ms that would otherwise land on calls being routed; bench/routing.py).
     gc.freeze()
-    asyncio.run(serve(config))
+    try:
+        asyncio.run(serve(config))
+    except StoreError as exc:  # the database cannot be opened (PostgreSQL down, a newer schema): one line, exit 1
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

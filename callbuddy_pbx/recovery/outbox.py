@@ -7,6 +7,10 @@ Trouble with the gateway defers, never drops: a gateway that cannot take texts (
 it: accepted, rejected (failed), or a temporary error repeated `max_retries` times (failed). A send that left and
 got no answer is `unknown`: a receipt may still settle it; it is never sent again blindly (unless
 `resend_unknown_after_s` is set). Each sender's own rate is kept too.
+
+Several instances may share one PostgreSQL database: each claims the due texts no other is claiming
+(MessageStore.claim_due) with a lease it renews while the send is in flight, and settles `unknown` the texts of an
+instance that died mid-send once their lease ran out (store/claims). Whichever instance is free sends; none twice.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from callbuddy_pbx.phone import mask
 from callbuddy_pbx.recovery.pacing import GatewayPace
 from callbuddy_pbx.recovery.ratelimit import SenderLimits
 from callbuddy_pbx.sms.gateway import OutgoingSms, SendResult, SendStatus, SmsGateway
+from callbuddy_pbx.store.claims import LEASE_S
 from callbuddy_pbx.store.messages import EXPIRED, FAILED, QUEUED, SENT, UNKNOWN, MessageStore, OutboxRow, SendUpdate
 
 log = logging.getLogger(__name__)
@@ -46,6 +51,7 @@ class Outbox:
         max_in_flight: int = 200,
         max_age_s: float = MAX_AGE_S,
         resend_unknown_after_s: float | None = None,
+        lease_s: float = LEASE_S,
         clock: Callable[[], float] = time.time,
         on_update: Callable[[OutboxRow, SendUpdate], None] | None = None,
     ) -> None:
@@ -58,6 +64,8 @@ class Outbox:
         self._max_in_flight = max_in_flight
         self._max_age_s = max_age_s
         self._resend_unknown_after_s = resend_unknown_after_s
+        self._lease_s = lease_s
+        self._claimed: set[int] = set()  # ids this instance claimed whose result is not recorded yet: leases to renew
         self._paces: dict[str, GatewayPace] = {name: GatewayPace() for name in gateways}
         self._unknown_checked_at = float("-inf")
         self._clock = clock
@@ -79,6 +87,7 @@ class Outbox:
             self.stats["recovered_unknown"] += recovered
             log.warning("%d texts were being sent when the service stopped; marked unknown, not re-sent", recovered)
         writer = asyncio.create_task(self._write_updates(), name="outbox-writer")
+        leases = asyncio.create_task(self._keep_leases(), name="outbox-leases")
         try:
             while True:
                 self._wakeup.clear()
@@ -94,9 +103,29 @@ class Outbox:
                 task.cancel()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
             await self._updates.join()
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            # What is still claimed stays `sending` until its lease runs out: the gateway may have it (a cancelled
+            # send), so this instance's next start or another instance settles it `unknown`, never sends it again.
+            for task in (writer, leases):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _keep_leases(self) -> None:
+        """Every third of a lease: renew this instance's claims, and settle the expired claims of instances that
+        died mid-send (on SQLite there are none: store/claims)."""
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            now = self._clock()
+            try:
+                if self._claimed:
+                    await self._messages.renew_claims(sorted(self._claimed), now + self._lease_s)
+                settled = await self._messages.settle_expired_claims(now)
+            except Exception:
+                log.exception("could not renew or check the outbox's claims; trying again")
+                continue
+            if settled:
+                self.stats["recovered_unknown"] += settled
+                log.warning("%d texts were being sent by an instance that stopped; marked unknown, not resent", settled)
 
     async def _dispatch_due(self) -> float:
         """Start sending what is due and allowed; return how long to sleep before looking again."""
@@ -111,27 +140,35 @@ class Outbox:
             if resent:
                 log.warning("%d texts with no answer and no receipt are sent again (resend_unknown_after)", resent)
         ready: list[OutboxRow] = []
-        taken: Counter[str] = Counter()
-        for row in await self._messages.due(now, DUE_BATCH):
-            if len(ready) >= slots:
-                break
-            gateway = self._gateways.get(row.gateway)
-            # A text is claimed (`sending`) only when its gateway can write it out at once: one that waited inside
-            # the process would be taken for one the SMSC may have (`unknown`) if the service died meanwhile.
-            if gateway is not None and self._busy[row.gateway] + taken[row.gateway] >= gateway.in_flight_limit:
-                continue
-            pace = self._paces.get(row.gateway)
-            if pace is None:
-                ready.append(row)  # fails at once below, with a clear error
-            elif (pace_wait := pace.wait_s(now)) > 0:
-                wait = min(wait, pace_wait)
-            elif self._limits.try_take(row.gateway, row.sender, now):
-                pace.take(now)  # free now (wait 0): takes the slot, or makes this text the down gateway's probe
-                ready.append(row)
-                taken[row.gateway] += 1
-            else:
-                wait = min(wait, self._limits.wait_s(row.gateway, row.sender, now))
-        claimed = set(await self._messages.claim([row.id for row in ready], now)) if ready else set()
+
+        def choose(due: list[OutboxRow]) -> list[int]:
+            """Which due texts to send now (runs inside the claim's transaction: no I/O)."""
+            nonlocal wait
+            ready.clear()
+            taken: Counter[str] = Counter()
+            for row in due:
+                if len(ready) >= slots:
+                    break
+                gateway = self._gateways.get(row.gateway)
+                # A text is claimed (`sending`) only when its gateway can write it out at once: one that waited
+                # inside the process would be taken for one the SMSC may have (`unknown`) if the service died.
+                if gateway is not None and self._busy[row.gateway] + taken[row.gateway] >= gateway.in_flight_limit:
+                    continue
+                pace = self._paces.get(row.gateway)
+                if pace is None:
+                    ready.append(row)  # fails at once below, with a clear error
+                elif (pace_wait := pace.wait_s(now)) > 0:
+                    wait = min(wait, pace_wait)
+                elif self._limits.try_take(row.gateway, row.sender, now):
+                    pace.take(now)  # free now (wait 0): takes the slot, or makes this text the down gateway's probe
+                    ready.append(row)
+                    taken[row.gateway] += 1
+                else:
+                    wait = min(wait, self._limits.wait_s(row.gateway, row.sender, now))
+            return [row.id for row in ready]
+
+        claimed = set(await self._messages.claim_due(now, DUE_BATCH, choose, self._lease_s))
+        self._claimed.update(claimed)
         for row in ready:
             if row.id in claimed:
                 task = asyncio.create_task(self._send(row), name=f"send {row.key}")
@@ -225,6 +262,7 @@ class Outbox:
                 await asyncio.sleep(1.0)
                 continue
             for row, update in batch:
+                self._claimed.discard(row.id)  # recorded: no lease to keep
                 if self._on_update is not None:
                     try:
                         self._on_update(row, update)

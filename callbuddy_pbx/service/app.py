@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 
 from callbuddy_pbx.asterisk.ami import AmiActionError, AmiClient, AmiError, AmiNotConnected
 from callbuddy_pbx.asterisk.ami_protocol import AmiMessage
@@ -22,7 +24,11 @@ from callbuddy_pbx.phone import mask
 from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.serialize import call_to_dict
 from callbuddy_pbx.service.cel_reconcile import CelReconciler
+from callbuddy_pbx.service.forwards import TASK as FORWARDS_TASK
+from callbuddy_pbx.service.forwards import ReplyForwarder
+from callbuddy_pbx.service.leadership import LEAD_STOP_S, Ownership, SingleBox
 from callbuddy_pbx.service.metrics import Metrics
+from callbuddy_pbx.service.push_bindings import BindingKeeper
 from callbuddy_pbx.service.recovery_marks import RecoveryMarker
 from callbuddy_pbx.service.supervisor import Supervisor
 from callbuddy_pbx.store.db import CallStore
@@ -61,10 +67,12 @@ class CallService:
         self.text_back = text_back
         self.metrics = metrics
         matcher = InboundMatcher.from_config(config)
+        self._config, self._matcher = config, matcher  # a new tracker after a lost ownership
         self.tracker = CallTracker(matcher)
         self.outbound = OutboundTracker.from_config(config)  # desks calling out: call backs mark recoveries
         self.recovery = RecoveryMarker(RecoveryStore(store))
         self.devices = DeviceRegistry.from_config(config)  # the phones: registered or not, ringing, in a call
+        self.push_bindings = BindingKeeper(self.devices, store)  # a sleeping softphone's binding outlives a restart
         self.last_event_at: float | None = None  # when the last AMI event arrived (epoch seconds)
         self.ami = AmiClient(
             config.asterisk,
@@ -88,6 +96,15 @@ class CallService:
                 link_up=lambda: self.ami.connected and self._caught_up,
             )
         self.supervisor = Supervisor()  # the service's long-running tasks (run.py adds its own)
+        # Which instance runs the Asterisk links (AMI, CEL, `owned`): an election on PostgreSQL (run.py sets it);
+        # a single box always does. Everything else (the writer, the outbox, the web side) runs on every instance.
+        self.leadership: Ownership = SingleBox()
+        self.owned: list[tuple[str, Callable[[], Awaitable[None]]]] = []  # run.py: the ARI router
+        # Replies forwarded to the owners (by text, e-mail, webhook): only when a business has somewhere to send them.
+        self.forwarder: ReplyForwarder | None = None
+        if text_back is not None and ReplyForwarder.wanted(config):
+            self.forwarder = ReplyForwarder(config, store, text_back)
+            self.forwarder.on_trouble = partial(self.supervisor.report, FORWARDS_TASK)
         self._gateways_started = False
         self.calls_stored = 0
         self.ready = asyncio.Event()  # set once connected and reconciled with Asterisk's live channels
@@ -99,19 +116,21 @@ class CallService:
         """Run until cancelled or `stop()`; the store writer drains what was judged before returning. The writer,
         the grace-period tick and the outbox are supervised: one that fails is logged, reported down in health
         and started again."""
+        await self.push_bindings.restore()  # before Asterisk is asked about its phones
+        self.supervisor.start("push-bindings", self.push_bindings.run)
         self.supervisor.start("call-writer", self._write_calls)
         self.supervisor.start("call-tick", self._tick)
         self.supervisor.start("recovery-marks", self.recovery.run)
-        if self.cel is not None:
-            self.supervisor.start("cel-reconcile", self.cel.run)
         if self.text_back is not None:
             # Beside the AMI link, not before it: a gateway that is slow to bind must not make us miss calls
             # (their texts wait, durable, in the outbox).
             self.supervisor.start("text-back", self._send_texts)
+        if self.forwarder is not None:
+            self.supervisor.start(FORWARDS_TASK, self.forwarder.run)
         try:
-            await self.ami.run()
+            await self.leadership.run(self._own_links)
         finally:
-            await self.supervisor.stop("call-tick", "text-back", "cel-reconcile", "recovery-marks")
+            await self.supervisor.stop("call-tick", "text-back", "cel-reconcile", "recovery-marks", FORWARDS_TASK)
             if self.cel is not None:
                 self.cel.close()  # calls it still held go to the writer, drained below
             try:
@@ -120,6 +139,9 @@ class CallService:
                 log.error("stopping with %d judged calls not stored (database unavailable)", self._finished.qsize())
             await self.supervisor.stop("call-writer")
             await self.recovery.flush()
+            await self.supervisor.stop("push-bindings")
+            with contextlib.suppress(Exception):  # the database away at the very end: they are learnt again
+                await self.push_bindings.flush()
             if self.text_back is not None:
                 await self.text_back.close()
 
@@ -131,7 +153,39 @@ class CallService:
         await self.text_back.outbox.run()
 
     async def stop(self) -> None:
+        await self.leadership.close()
         await self.ami.close()
+
+    async def _own_links(self) -> None:
+        """The Asterisk links, while this instance owns them: until `stop()` (returns), or until the ownership is
+        lost (cancelled): then the router stops first (two routers on one call is the worst case; its calls go back
+        to the dialplan), then the AMI link and CEL, and the calls in progress are left to the next owner (it adopts
+        the live ones from Asterisk's channel list and judges the ended ones from CEL)."""
+        for name, run in self.owned:
+            self.supervisor.start(name, run)
+        if self.cel is not None:
+            self.supervisor.start("cel-reconcile", self.cel.run)
+        observing = asyncio.ensure_future(self.ami.run())
+        try:
+            await asyncio.wait([observing])  # a cancel lands here, not in the AMI client: the router goes first
+            observing.result()
+        except asyncio.CancelledError:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.supervisor.stop(*(name for name, _ in self.owned)), LEAD_STOP_S)
+            observing.cancel()
+            await asyncio.gather(observing, return_exceptions=True)
+            await self.supervisor.stop("cel-reconcile")
+            self._leave_calls()
+            raise
+
+    def _leave_calls(self) -> None:
+        """Ownership lost: forget the calls in progress (judging them here too would judge them twice)."""
+        if self.tracker.active_calls:
+            log.info("%d calls in progress left to the next owner", self.tracker.active_calls)
+        self.tracker = CallTracker(self._matcher)
+        self.outbound = OutboundTracker.from_config(self._config)
+        self._caught_up = False
+        self.ready.clear()
 
     async def wait_stored(self) -> None:
         """Return once every call judged so far has been through the store writer (read-only: for tests, probes)."""

@@ -28,6 +28,7 @@ def service_health(
     started = text_back.gateways_started if text_back is not None else set()
     network_errors = text_back.network_errors if text_back is not None else {}
     cel = service.cel
+    leadership = service.leadership
     return HealthStatus(
         link_health(service.ami, secrets),
         {
@@ -48,6 +49,9 @@ def service_health(
             held=cel.held,
         ),
         call_back_problem=service.call_backs.problem,
+        role=leadership.role.value if leadership.elected else None,
+        owner_since=leadership.owner_since if leadership.elected else None,
+        leadership_problem=None if leadership.problem is None else safe_detail(leadership.problem, secrets),
     )
 
 

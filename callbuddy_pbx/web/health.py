@@ -1,9 +1,11 @@
 """What /healthz reports (is the service able to do its job?), as values the dashboard, the API and the alerts read.
 
 The service is healthy only when the AMI link is logged in (and the routing app's ARI link, when it routes calls)
-and every configured gateway is up. Gateways are judged from what they expose: SMPP by `bound` (and `last_error`), a
-gateway with an `up` property by that, an HTTP gateway by being started with its last send not failed for network
-reasons; a gateway exposing nothing is up. Details are bounded, phone numbers masked, known secrets scrubbed.
+and every configured gateway is up; an instance standing by for another (several on one PostgreSQL) needs no
+Asterisk link, only its gateways and the database its election runs on. Gateways are judged from what they expose:
+SMPP by `bound` (and `last_error`), a gateway with an `up` property by that, an HTTP gateway by being started with
+its last send not failed for network reasons; a gateway exposing nothing is up. Details are bounded, phone numbers
+masked, known secrets scrubbed.
 """
 
 from __future__ import annotations
@@ -56,11 +58,19 @@ class HealthStatus:
     # Why Asterisk refuses call backs (asterisk/callbacks.py), for the installer; None: it does not. Not a failure of
     # /healthz: calls are still followed and texted.
     call_back_problem: str | None = None
+    # With several instances on one PostgreSQL: "owner" (runs the Asterisk links) or "standby" (serves the web side
+    # and sends texts; its links are the owner's job, so their being down is no failure); None on a single box.
+    role: str | None = None
+    owner_since: float | None = None  # epoch seconds this instance became the owner
+    # Why the election's database cannot be reached: a standby that cannot ask for the lock could not take over.
+    leadership_problem: str | None = None
 
     @property
     def ok(self) -> bool:
-        ari_ok = self.ari is None or self.ari.connected
         gateways_ok = all(gateway.up for gateway in self.gateways.values())
+        if self.role == "standby":
+            return gateways_ok and not self.tasks_down and self.leadership_problem is None
+        ari_ok = self.ari is None or self.ari.connected
         cel_ok = self.cel is None or self.cel.readable
         return self.ami.connected and ari_ok and gateways_ok and cel_ok and not self.tasks_down
 
@@ -81,6 +91,12 @@ class HealthStatus:
                 "held": self.cel.held,
             }
         body["tasks"] = {"down": dict(self.tasks_down)}
+        if self.role is not None:
+            body["leadership"] = {
+                "role": self.role,
+                "owner_since": self.owner_since,
+                "problem": self.leadership_problem,
+            }
         if self.call_back_problem is not None:
             body["call_back"] = {"problem": self.call_back_problem}
         return body

@@ -1,0 +1,353 @@
+"""Which instance owns the Asterisk links: an advisory lock on a real PostgreSQL (tests/pg.py), two contenders.
+
+Exactly one owner at a time; an owner whose lock connection is killed (or stops answering) stops its links at once
+and stands by; the other takes over within 5 s, and only after the old owner's links are stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from callbuddy_pbx.routing.service import RoutingService
+from callbuddy_pbx.service import leadership
+from callbuddy_pbx.service.app import CallService
+from callbuddy_pbx.service.leadership import Leadership, Role, SingleBox, lock_key, postgresql_connect
+from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
+from callbuddy_pbx.sim.ari_server import SimulatedAriServer
+from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.web.health import AmiHealth, HealthStatus
+from tests.pg import Cluster
+from tests.servers import free_port
+from tests.test_router import bridged, originated
+from tests.test_run_routing import AMI_SECRET, DID, routed_config
+from tests.test_sim_ari import PASSWORD
+from tests.test_textback_e2e import TRACES, salon_config
+from tests.waiting import wait_until
+
+TAKEOVER_LIMIT_S = 5.0
+
+
+@dataclass
+class Links:
+    """A stand-in for the AMI observer and router: when each instance's links ran, and whether two ever overlapped."""
+
+    running: set[str] = field(default_factory=set)
+    overlaps: int = 0
+    started: dict[str, list[float]] = field(default_factory=dict)
+    stopped: dict[str, list[float]] = field(default_factory=dict)
+
+    def lead(self, name: str) -> Any:
+        async def run() -> None:
+            if self.running:
+                self.overlaps += 1
+            self.running.add(name)
+            self.started.setdefault(name, []).append(time.monotonic())
+            try:
+                await asyncio.Event().wait()  # until cancelled: the links run until the lock is lost
+            finally:
+                self.running.discard(name)
+                self.stopped.setdefault(name, []).append(time.monotonic())
+
+        return run
+
+
+@contextlib.asynccontextmanager
+async def contenders(url: str, key: int, links: Links, *names: str) -> AsyncIterator[dict[str, Leadership]]:
+    elected = {name: Leadership(postgresql_connect(url, None), key, name=name) for name in names}
+    tasks = [asyncio.create_task(e.run(links.lead(name))) for name, e in elected.items()]
+    try:
+        yield elected
+    finally:
+        for e in elected.values():
+            await e.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def lock_holder(url: str, key: int) -> int | None:
+    """The backend pid holding the advisory lock `key` (pg_locks splits a bigint key in two oids)."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s::oid"
+            " AND objid = %s::oid AND objsubid = 1",
+            (unsigned >> 32, unsigned & 0xFFFF_FFFF),
+        ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def terminate(url: str, pid: int) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def fresh_key() -> int:
+    return lock_key(f"test:{uuid.uuid4()}")
+
+
+async def test_exactly_one_owner_and_a_takeover_within_5_s_when_its_connection_is_killed(pg_cluster: Cluster) -> None:
+    url, key, links = pg_cluster.url("callbuddy_tests"), fresh_key(), Links()
+    async with contenders(url, key, links, "a", "b") as elected:
+        await wait_until(lambda: len(links.running) == 1, 10)
+        (first,) = links.running
+        second = "b" if first == "a" else "a"
+        await asyncio.sleep(1.5)  # the standby keeps asking, and never gets it
+        assert elected[first].role is Role.OWNER and elected[second].role is Role.STANDBY
+        assert links.running == {first} and second not in links.started
+        holder = lock_holder(url, key)
+        assert holder is not None
+
+        killed = time.monotonic()
+        terminate(url, holder)
+        await wait_until(lambda: first not in links.running, 3)
+        assert elected[first].role is Role.STANDBY  # it said so as it stopped
+        await wait_until(lambda: second in links.running, TAKEOVER_LIMIT_S)
+        takeover = links.started[second][0] - killed
+        print(f"takeover {takeover:.2f} s")
+        assert takeover < TAKEOVER_LIMIT_S
+        assert links.stopped[first][0] < links.started[second][0] and links.overlaps == 0
+
+        await asyncio.sleep(2.0)  # the old owner stands by again, and does not take the lock back
+        assert links.running == {second} and len(links.started[first]) == 1
+        assert elected[first].role is Role.STANDBY and elected[second].role is Role.OWNER
+        assert elected[second].owner_since is not None
+
+
+async def test_the_new_owner_waits_out_the_grace_before_starting_its_links(pg_cluster: Cluster) -> None:
+    """The server frees the lock when it ends the old session, which the old owner may not have noticed yet."""
+    url, key, links = pg_cluster.url("callbuddy_tests"), fresh_key(), Links()
+    async with contenders(url, key, links, "a"):
+        began = time.monotonic()
+        await wait_until(lambda: "a" in links.running, 10)
+        assert links.started["a"][0] - began >= leadership.TAKEOVER_GRACE_S
+    assert leadership.TAKEOVER_GRACE_S > leadership.CHECK_S + leadership.CHECK_TIMEOUT_S + leadership.LEAD_STOP_S
+
+
+async def test_the_owner_stops_its_links_when_the_database_stops_answering(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lock connection that hangs (a network cut: no error, no answer) is a lost lock within the check's time;
+    a new connection that hangs the same way is given up too, and tried again, until the database answers."""
+    monkeypatch.setattr(leadership, "CONNECT_TIMEOUT_S", 0.2)
+
+    class Hanging:
+        def __init__(self) -> None:
+            self.hang = False
+
+        async def execute(self, query: Any, params: Any = None, /) -> Any:
+            while self.hang:  # no answer, no error, for as long as the cut lasts
+                await asyncio.sleep(0.01)
+            return self
+
+        async def fetchone(self) -> tuple[bool]:
+            return (True,)
+
+        async def close(self) -> None:
+            return None
+
+    conn = Hanging()
+    connects = 0
+
+    async def connect() -> Hanging:
+        nonlocal connects
+        connects += 1
+        return conn
+
+    links = Links()
+    elected = Leadership(connect, 1, name="a", grace_s=0.1)
+    task = asyncio.create_task(elected.run(links.lead("a")))
+    try:
+        await wait_until(lambda: "a" in links.running, 5)
+        conn.hang, cut = True, time.monotonic()
+        await wait_until(lambda: "a" not in links.running, 5)
+        assert time.monotonic() - cut <= leadership.CHECK_S + leadership.CHECK_TIMEOUT_S + 0.3
+        assert elected.role is Role.STANDBY and elected.problem == "lock connection: TimeoutError"
+        await wait_until(lambda: connects >= 3, 5)  # it stands by: new connections, asking again
+        conn.hang = False
+        await wait_until(lambda: elected.problem is None, 5)  # the database answers again
+    finally:
+        await elected.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_links_that_end_on_stop_release_the_lock(pg_cluster: Cluster) -> None:
+    url, key = pg_cluster.url("callbuddy_tests"), fresh_key()
+    elected = Leadership(postgresql_connect(url, None), key, name="a", grace_s=0.0)
+    ran = asyncio.Event()
+
+    async def lead() -> None:
+        ran.set()  # and return: the service was asked to stop
+
+    await asyncio.wait_for(elected.run(lead), 10)
+    assert ran.is_set() and elected.role is Role.STANDBY
+    assert lock_holder(url, key) is None
+
+
+async def test_a_single_box_always_owns_and_runs_its_links() -> None:
+    box, ran = SingleBox(), asyncio.Event()
+
+    async def lead() -> None:
+        ran.set()
+
+    await box.run(lead)
+    assert ran.is_set() and box.role is Role.OWNER and not box.elected
+
+
+@pytest.mark.parametrize("role", ["standby", "owner"])
+def test_a_standby_is_healthy_without_asterisk_links_and_an_owner_is_not(role: str) -> None:
+    down = AmiHealth(False, "not connected yet")
+    status = HealthStatus(down, ari=down, role=role, owner_since=None if role == "standby" else 1.0e9)
+    assert status.ok is (role == "standby")
+    assert status.to_json()["leadership"] == {"role": role, "owner_since": status.owner_since, "problem": None}
+    # A standby that cannot reach the database could not take over: with every instance so, nobody follows Asterisk.
+    cut_off = dataclasses.replace(status, leadership_problem="lock connection: OperationalError: refused")
+    assert not cut_off.ok and cut_off.to_json()["leadership"]["problem"] == cut_off.leadership_problem
+    assert "leadership" not in HealthStatus(AmiHealth(True)).to_json()  # a single box: as before
+
+
+def test_the_lock_key_is_stable_and_per_link() -> None:
+    assert lock_key("asterisk:pbx1:5038") == lock_key("asterisk:pbx1:5038")
+    assert lock_key("asterisk:pbx1:5038") != lock_key("asterisk:pbx2:5038")
+    assert -(2**63) <= lock_key("asterisk:pbx1:5038") < 2**63
+
+
+# ---- the service's links follow the lock ----------------------------------------------------------------------------
+
+
+@dataclass
+class Router:
+    """A stand-in for the ARI router: whether the AMI link was still up when it stopped (the router goes first)."""
+
+    service: CallService | None = None
+    runs: int = 0
+    stopped_with_ami_up: list[bool] = field(default_factory=list)
+
+    async def run(self) -> None:
+        self.runs += 1
+        try:
+            await asyncio.Event().wait()
+        finally:
+            assert self.service is not None
+            self.stopped_with_ami_up.append(self.service.ami.connected)
+
+
+async def test_the_service_runs_its_links_only_while_it_holds_the_lock(pg_cluster: Cluster, tmp_path: Path) -> None:
+    """Two CallServices on one database and one Asterisk: only the owner logs in to AMI and runs its router; the
+    owner whose lock connection is killed stops its router, then its AMI link, and stands by; the other logs in."""
+    url, key = pg_cluster.fresh_url(), fresh_key()
+    server = SimulatedAmiServer(secret="s3cret")
+    await server.start()
+    config = salon_config(server.port, tmp_path / "unused.sqlite3")
+    config = dataclasses.replace(
+        config, asterisk=dataclasses.replace(config.asterisk, reconnect_min_s=0.05, reconnect_max_s=0.1)
+    )
+    stores = [await CallStore.open_url(url) for _ in range(2)]
+    services, routers, tasks = [], [], []
+    most_clients = 0
+
+    async def count_clients() -> None:
+        nonlocal most_clients
+        while True:
+            most_clients = max(most_clients, server.clients)
+            await asyncio.sleep(0.005)
+
+    counting = asyncio.create_task(count_clients())
+    try:
+        for index, store in enumerate(stores):
+            service = CallService(config, store)
+            service.leadership = Leadership(postgresql_connect(url, None), key, name=f"svc{index}")
+            router = Router(service)
+            service.owned.append(("routing", router.run))
+            services.append(service)
+            routers.append(router)
+            tasks.append(asyncio.create_task(service.run()))
+        await wait_until(lambda: server.logins == 1 and any(s.ami.connected for s in services), 10)
+        owner = next(i for i, s in enumerate(services) if s.ami.connected)
+        other = 1 - owner
+        await asyncio.sleep(1.0)
+        assert routers[owner].runs == 1 and routers[other].runs == 0 and server.clients == 1
+        trace = next(t for t in TRACES if t.name.startswith("01-"))
+        await server.replay_raw(trace.raw[: len(trace.raw) // 2])  # a call rings, followed by the owner
+        await wait_until(lambda: services[owner].tracker.active_calls == 1, 3)
+
+        holder = lock_holder(url, key)
+        assert holder is not None
+        terminate(url, holder)
+        await wait_until(lambda: not services[owner].ami.connected, 3)
+        assert routers[owner].stopped_with_ami_up == [True]  # the router stopped first
+        assert services[owner].tracker.active_calls == 0  # its calls are the next owner's to judge, not its own
+        assert services[owner].leadership.role is Role.STANDBY
+        await wait_until(lambda: services[other].ami.connected, TAKEOVER_LIMIT_S)
+        assert server.logins == 2 and routers[other].runs == 1
+
+        # And back: the first one's (re-used) AMI client and router run again when it owns again.
+        holder = lock_holder(url, key)
+        assert holder is not None
+        terminate(url, holder)
+        await wait_until(lambda: services[owner].ami.connected, 2 * TAKEOVER_LIMIT_S)
+        assert routers[owner].runs == 2 and server.logins == 3 and most_clients == 1
+    finally:
+        counting.cancel()
+        for service in services:
+            await service.stop()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        for store in stores:
+            await store.close()
+        await server.stop()
+
+
+async def test_the_ari_router_runs_only_on_the_owner_and_hands_its_calls_back_when_it_loses(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """The routed number's calls: only the owner has an ARI WebSocket; the owner that loses the lock hands the call it
+    was ringing back to the dialplan (fail-open) before it lets go, and the next owner routes the next call."""
+    url, key = pg_cluster.fresh_url(), fresh_key()
+    async with SimulatedAmiServer(secret=AMI_SECRET) as ami, SimulatedAriServer(password=PASSWORD) as ari:
+        config = routed_config(tmp_path, ami, ari, free_port())
+        stores = [await CallStore.open_url(url) for _ in range(2)]
+        services, tasks = [], []
+        try:
+            for index, store in enumerate(stores):
+                service = CallService(config, store)
+                service.leadership = Leadership(postgresql_connect(url, None), key, name=f"svc{index}")
+                routing = RoutingService(config, service.devices)
+                service.owned.append(("routing", routing.run))
+                services.append((service, routing))
+                tasks.append(asyncio.create_task(service.run()))
+            await wait_until(lambda: any(routing.ready for _, routing in services), 10)
+            owner = next(i for i, (_, routing) in enumerate(services) if routing.ready)
+            other = 1 - owner
+            await asyncio.sleep(1.0)
+            assert ari.open_websockets == 1 and ami.clients == 1 and not services[other][1].connected
+
+            ari.phone_never_answers("100")
+            ari.phone_never_answers("101")
+            ringing = ari.inbound_call(DID)
+            await wait_until(lambda: len(originated(ari)) == 2, 5)
+            holder = lock_holder(url, key)
+            assert holder is not None
+            terminate(url, holder)
+            await wait_until(lambda: ari.continued == [(ringing, {})], 3)  # back to the dialplan, which rings
+            await wait_until(lambda: services[other][1].ready, TAKEOVER_LIMIT_S)
+            assert ari.open_websockets == 1 and not services[owner][1].connected
+
+            ari.phone_answers_after("101", 0.1)
+            caller = ari.inbound_call(DID, caller_number="15553334444")
+            await wait_until(lambda: any(caller in bridge for bridge in bridged(ari)), 5)  # the new owner routes
+        finally:
+            for service, routing in services:
+                await service.stop()
+                await routing.stop()
+            await asyncio.wait_for(asyncio.gather(*tasks), 10)
+            for store in stores:
+                await store.close()
