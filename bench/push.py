@@ -52,6 +52,7 @@ from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 from callbuddy_pbx.sim.mobile_phones import MobileSoftphone
 
 PASSWORD = "bench-secret"
+DELIVERY_S = 0.01  # the simulated APNs hands pushes on to the phones this often
 TEAM_ID, KEY_ID, BUNDLE_ID = "TEAM123456", "KEY7890ABC", "com.example.bench"
 
 
@@ -99,17 +100,25 @@ async def serve_apns(calls: int, ari_control_port: int, setup: Any) -> None:
     deliveries: set[asyncio.Task[None]] = set()
     done = asyncio.Event()
     async with aiohttp.ClientSession() as http:
+        pending: list[dict[str, str]] = []
 
-        async def deliver(push: ReceivedPush) -> None:
-            kind = push.headers.get("apns-push-type", "")
-            body = {"token": push.device_token, "push_type": kind}
-            async with http.post(f"http://127.0.0.1:{ari_control_port}/pushed", json=body) as response:
+        async def deliver() -> None:
+            batch = pending[:]
+            pending.clear()
+            async with http.post(f"http://127.0.0.1:{ari_control_port}/pushed", json=batch) as response:
                 response.raise_for_status()
 
         def on_push(push: ReceivedPush) -> None:
             if push.payload.get("type") == "call":
                 pushed_at.setdefault(str(push.payload.get("call_id")), push.received_at)
-            task = asyncio.ensure_future(deliver(push))
+            # Handed on to the phones in batches every DELIVERY_S (Apple's own delivery takes longer than that):
+            # one request per push would keep this process from reading the next pushes as they arrive.
+            if not pending:
+                asyncio.get_running_loop().call_later(DELIVERY_S, spawn_delivery)
+            pending.append({"token": push.device_token, "push_type": push.headers.get("apns-push-type", "")})
+
+        def spawn_delivery() -> None:
+            task = asyncio.ensure_future(deliver())
             deliveries.add(task)
             task.add_done_callback(deliveries.discard)
 
@@ -171,8 +180,8 @@ async def serve_ari(calls: int, wake_s: float, spread_s: float, answer_s: float,
         return web.json_response(None)
 
     async def pushed(request: web.Request) -> web.Response:
-        body = await request.json()
-        sim.pbx.mobiles.push_received(str(body["token"]), str(body["push_type"]))
+        for push in await request.json():
+            sim.pbx.mobiles.push_received(str(push["token"]), str(push["push_type"]))
         return web.json_response(None)
 
     async def burst(request: web.Request) -> web.Response:
