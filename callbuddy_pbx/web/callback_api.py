@@ -12,9 +12,7 @@ is the 404 of none.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -24,18 +22,15 @@ from callbuddy_pbx.config.web import ApiToken
 from callbuddy_pbx.store.conversations import find_thread
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.web import callback_words
+from callbuddy_pbx.web.api_json import Handler, Scoped, json_answer, json_object
 from callbuddy_pbx.web.callback import CALL_BACK_ID, call_backs_of, progress
 from callbuddy_pbx.web.conversations import THREAD_PATH
 
 MAX_JSON_BYTES = 1024
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Scoped = Callable[[web.Request, ApiToken], Awaitable[web.StreamResponse]]
-_NO_STORE = {"Cache-Control": "no-store"}
 _UNAVAILABLE = frozenset({Stage.REFUSED, Stage.UNAVAILABLE})
 
 
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, headers=_NO_STORE, dumps=json.dumps)
+_json = json_answer
 
 
 def _allows(token: ApiToken, business: str) -> bool:
@@ -48,13 +43,10 @@ def call_back_api_routes(app: web.Application, store: CallStore, authorised: Cal
         thread = await find_thread(store, request.match_info["thread"], scope)
         if thread is None:
             return _json({"error": "no such conversation"}, 404)
-        if request.content_length is None or request.content_length > MAX_JSON_BYTES:
-            return _json({"error": f"send a JSON body of at most {MAX_JSON_BYTES} bytes"}, 413)
-        try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        phone = body.get("phone") if isinstance(body, dict) else None
+        body = await json_object(request, MAX_JSON_BYTES)
+        if isinstance(body, web.Response):
+            return body
+        phone = body.get("phone")
         if not isinstance(phone, str):
             return _json({"error": 'expected {"phone": "<extension>"}'}, 400)
         call_backs = call_backs_of(request.app)

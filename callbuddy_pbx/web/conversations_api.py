@@ -12,8 +12,7 @@ Reading a thread through the API does not mark it read: a tool polling it must n
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -30,21 +29,12 @@ from callbuddy_pbx.store.conversations import (
     thread_items,
 )
 from callbuddy_pbx.store.db import CallStore
+from callbuddy_pbx.web.api_json import Handler, Scoped, json_answer, json_object, token_scope
 from callbuddy_pbx.web.conversation_words import refusal
 from callbuddy_pbx.web.conversations import THREAD_PATH, Answering
 
 MAX_JSON_BYTES = 8192  # an answer is at most 640 characters
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Scoped = Callable[[web.Request, ApiToken], Awaitable[web.StreamResponse]]
-_NO_STORE = {"Cache-Control": "no-store"}
-
-
-def _json(body: Any, status: int = 200) -> web.Response:
-    return web.json_response(body, status=status, headers=_NO_STORE, dumps=json.dumps)
-
-
-def _scope(token: ApiToken) -> list[str] | None:
-    return list(token.businesses) if token.businesses else None
+_json, _scope = json_answer, token_scope
 
 
 def thread_dict(thread: Thread) -> dict[str, Any]:
@@ -80,16 +70,11 @@ def conversation_api_routes(
         found = await find_thread(store, request.match_info["thread"], _scope(token))
         if found is None:
             return _json({"error": "no such conversation"}, 404)
-        if request.content_length is None or request.content_length > MAX_JSON_BYTES:
-            return _json({"error": f"send a JSON body of at most {MAX_JSON_BYTES} bytes"}, 413)
-        try:
-            body = json.loads(await request.read())
-        except (ValueError, UnicodeDecodeError):
-            body = None
-        text = body.get("text") if isinstance(body, dict) else None
-        key = request.headers.get("Idempotency-Key") or (
-            body.get("idempotency_key") if isinstance(body, dict) else None
-        )
+        body = await json_object(request, MAX_JSON_BYTES)
+        if isinstance(body, web.Response):
+            return body
+        text = body.get("text")
+        key = request.headers.get("Idempotency-Key") or body.get("idempotency_key")
         if not isinstance(text, str) or not isinstance(key, str):
             return _json({"error": 'expected {"text": "...", "idempotency_key": "..."}'}, 400)
         if answers is None:
