@@ -24,7 +24,9 @@ import trustme
 
 from callbuddy_pbx.push import http2
 from callbuddy_pbx.push.http2 import Http2Client, Http2Error, Http2Timeout
-from tests.push_servers import server_tls
+from tests.push_servers import ca, client_tls, server_tls
+
+__all__ = ["ca", "client_tls"]  # fixtures
 
 
 @dataclass
@@ -124,18 +126,6 @@ def respond(conn: h2.connection.H2Connection, writer: asyncio.StreamWriter, stre
 
 async def answer_ok(server: ScriptedServer, seen: Seen, conn: h2.connection.H2Connection, writer: Any) -> None:
     respond(conn, writer, seen.stream_id, b"")
-
-
-@pytest.fixture
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def client_tls(ca: trustme.CA) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    ca.configure_trust(context)
-    return context
 
 
 @pytest.fixture

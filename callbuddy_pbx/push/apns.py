@@ -18,7 +18,7 @@ import logging
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -26,14 +26,16 @@ import jwt
 
 from callbuddy_pbx.config.push import ApnsConfig
 from callbuddy_pbx.push.binding import Provider, PushBinding
-from callbuddy_pbx.push.http2 import Http2Client, Http2Error, Http2Response, Http2Timeout
+from callbuddy_pbx.push.http2 import Http2Client
 from callbuddy_pbx.push.sender import (
     CallPush,
     CancelReason,
+    Pending,
     PushOutcome,
     PushResult,
     bounded_reason,
     retry_after,
+    settle,
 )
 
 log = logging.getLogger(__name__)
@@ -111,7 +113,7 @@ class ApnsSender:
         }
         return await self._send(binding, headers, payload, "cancel", self._begin(binding, headers, payload))
 
-    def _begin(self, binding: PushBinding, headers: dict[str, str], payload: dict[str, Any]) -> _Pending:
+    def _begin(self, binding: PushBinding, headers: dict[str, str], payload: dict[str, Any]) -> Pending:
         """Check the binding and start the request (see `_request`)."""
         if binding.provider is not Provider.APNS:
             return PushResult(PushOutcome.BAD_REQUEST, reason=f"not an APNs binding ({binding.provider.value})")
@@ -121,17 +123,17 @@ class ApnsSender:
         return self._request(binding, headers, payload)
 
     async def _send(
-        self, binding: PushBinding, headers: dict[str, str], payload: dict[str, Any], kind: str, first: _Pending
+        self, binding: PushBinding, headers: dict[str, str], payload: dict[str, Any], kind: str, first: Pending
     ) -> PushResult:
-        result = await _result(first)
+        result = await settle(first, "APNs", answer)
         if result.reason == "ExpiredProviderToken":  # our clock or Apple's: make a new token, once
             self._token = None
-            result = await _result(self._request(binding, headers, payload))
+            result = await settle(self._request(binding, headers, payload), "APNs", answer)
         level = logging.INFO if result.sent else logging.WARNING
         log.log(level, "APNs %s push to %s: %s %s", kind, binding.masked_token, result.outcome.value, result.reason)
         return result
 
-    def _request(self, binding: PushBinding, headers: dict[str, str], payload: dict[str, Any]) -> _Pending:
+    def _request(self, binding: PushBinding, headers: dict[str, str], payload: dict[str, Any]) -> Pending:
         """The request, begun (the HTTP/2 client writes it at once when it can), or why it cannot be made."""
         base = self._base_url or service_url(self._credentials, binding)
         try:
@@ -157,22 +159,6 @@ class ApnsSender:
             )
             self._token = (token, now)
         return self._token[0]
-
-
-_Pending = Coroutine[Any, Any, Http2Response] | PushResult  # a request on its way, or the result without one
-
-
-async def _result(pending: _Pending) -> PushResult:
-    """What came of a begun request."""
-    if isinstance(pending, PushResult):
-        return pending
-    try:
-        response = await pending
-    except Http2Timeout:
-        return PushResult(PushOutcome.RETRY_LATER, reason="no answer from APNs in time")
-    except Http2Error as exc:
-        return PushResult(PushOutcome.RETRY_LATER, reason=bounded_reason(f"APNs unreachable: {exc}"))
-    return answer(response.status, response.body, response.headers)
 
 
 def service_url(credentials: ApnsConfig, binding: PushBinding) -> str:

@@ -26,10 +26,12 @@ from callbuddy_pbx.push.http2 import Http2Client, Http2Error, Http2Response, Htt
 from callbuddy_pbx.push.sender import (
     CallPush,
     CancelReason,
+    Pending,
     PushOutcome,
     PushResult,
     bounded_reason,
     retry_after,
+    settle,
 )
 
 log = logging.getLogger(__name__)
@@ -104,16 +106,16 @@ class FcmSender:
         }
         return self._settle(binding, message, kind, self._begin(message))
 
-    async def _settle(self, binding: PushBinding, message: dict[str, Any], kind: str, first: _Pending) -> PushResult:
-        result = await _result(first)
+    async def _settle(self, binding: PushBinding, message: dict[str, Any], kind: str, first: Pending) -> PushResult:
+        result = await settle(first, "FCM", answer)
         if result.status == HTTPStatus.UNAUTHORIZED and self._access is not None:  # revoked early: a new one, once
             self._access = None
-            result = await _result(self._post(message))
+            result = await settle(self._post(message), "FCM", answer)
         level = logging.INFO if result.sent else logging.WARNING
         log.log(level, "FCM %s push to %s: %s %s", kind, binding.masked_token, result.outcome.value, result.reason)
         return result
 
-    def _begin(self, message: dict[str, Any]) -> _Pending:
+    def _begin(self, message: dict[str, Any]) -> Pending:
         """With an access token at hand the request is written now; else it waits for one (`_post`)."""
         now = self._clock()
         if self._access is not None and now < self._access[1]:
@@ -193,23 +195,6 @@ class FcmSender:
         else:  # invalid_grant (a deleted or disabled key), invalid_client, or an answer that is not a token
             result = PushResult(PushOutcome.CREDENTIALS_REJECTED, status, reason)
         raise _TokenRefused(result)
-
-
-# a request on its way (its answer, or a result without one once a token was asked for)
-_Pending = Coroutine[Any, Any, PushResult | Http2Response]
-
-
-async def _result(pending: _Pending) -> PushResult:
-    """What came of a begun request."""
-    try:
-        response = await pending
-    except Http2Timeout:
-        return PushResult(PushOutcome.RETRY_LATER, reason="no answer from FCM in time")
-    except Http2Error as exc:
-        return PushResult(PushOutcome.RETRY_LATER, reason=bounded_reason(f"FCM unreachable: {exc}"))
-    if isinstance(response, PushResult):
-        return response
-    return answer(response.status, response.body, response.headers)
 
 
 async def _done(result: PushResult) -> PushResult:

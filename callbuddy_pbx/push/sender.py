@@ -8,11 +8,13 @@ push service or the network says: every answer is a `PushResult`, whose `outcome
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
 from callbuddy_pbx.push.binding import Provider, PushBinding
+from callbuddy_pbx.push.http2 import Http2Error, Http2Response, Http2Timeout
 
 MAX_REASON_CHARS = 200  # a service's own words are kept for the operator, bounded
 MAX_NAME_CHARS = 80  # a caller name comes from the network; APNs refuses a VoIP payload over 5 KB
@@ -73,6 +75,27 @@ class PushSender(Protocol):
     async def send_cancel(self, binding: PushBinding, call: CallPush, reason: CancelReason) -> PushResult: ...
 
     async def close(self) -> None: ...
+
+
+# A request on its way (its answer, or a result without one: a token could not be had), or the result of one that
+# needed no request (a binding it could not be sent to).
+Pending = Awaitable[Http2Response | PushResult] | PushResult
+Answer = Callable[[int, bytes, Mapping[str, str]], PushResult]  # what a service's HTTP answer means
+
+
+async def settle(pending: Pending, service: str, answer: Answer) -> PushResult:
+    """What came of a begun request: the service's answer as `answer` reads it, or RETRY_LATER when none came."""
+    if isinstance(pending, PushResult):
+        return pending
+    try:
+        response = await pending
+    except Http2Timeout:
+        return PushResult(PushOutcome.RETRY_LATER, reason=f"no answer from {service} in time")
+    except Http2Error as exc:
+        return PushResult(PushOutcome.RETRY_LATER, reason=bounded_reason(f"{service} unreachable: {exc}"))
+    if isinstance(response, PushResult):
+        return response
+    return answer(response.status, response.body, response.headers)
 
 
 def bounded_reason(text: str) -> str:
