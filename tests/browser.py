@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from playwright.async_api import BrowserContext, async_playwright
+from playwright.async_api import BrowserContext, ConsoleMessage, Page, async_playwright
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling Google's hosts, which this closed network refuses.
@@ -40,3 +40,18 @@ async def browser_context(tmp_path: Path) -> AsyncIterator[BrowserContext]:
             yield context
         finally:
             await context.close()
+
+
+async def watched_page(context: BrowserContext) -> tuple[Page, list[str]]:
+    """A new page whose console errors and warnings are collected (a page the CSP breaks says so there), with a
+    10 s timeout: a form or script the policy blocks fails the test soon, not after 30 s."""
+    page = await context.new_page()
+    page.set_default_timeout(10_000)
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            problems.append(message.text)
+
+    page.on("console", on_console)
+    return page, problems

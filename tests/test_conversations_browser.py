@@ -8,12 +8,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from playwright.async_api import BrowserContext, ConsoleMessage, expect
+from playwright.async_api import BrowserContext, expect
 
 from callbuddy_pbx.store.conversations import list_threads
 
 # The fixtures are named after their functions: the parameters that use them shadow these imports (F811 below).
-from tests.browser import browser_context  # noqa: F401
+from tests.browser import browser_context, watched_page  # noqa: F401
 from tests.conversations_site import until
 from tests.test_dashboard_e2e import GLOW_DID, OWNER_PASSWORD, Site, log_in, screenshot_path, site_fixture  # noqa: F401
 
@@ -25,15 +25,7 @@ async def test_an_owner_reads_a_reply_as_it_comes_and_answers_it(
     site: Site,
     tmp_path: Path,
 ) -> None:
-    page = await browser_context.new_page()
-    page.set_default_timeout(10_000)
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            problems.append(message.text)
-
-    page.on("console", on_console)
+    page, problems = await watched_page(browser_context)
     await site.call("ring_all_no_answer", caller=CALLER[1:], caller_name="<b>Ann</b>", did=GLOW_DID[1:])
     await until(lambda: len(site.gateway.sent) == 1)
     await log_in(page, site, "glow", OWNER_PASSWORD, "/conversations")

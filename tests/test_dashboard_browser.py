@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import BaseTestServer, TestServer
-from playwright.async_api import BrowserContext, ConsoleMessage, Page
+from playwright.async_api import BrowserContext, Page
 
 from callbuddy_pbx.config import WebUser
 from callbuddy_pbx.model import Outcome
@@ -24,7 +24,7 @@ from callbuddy_pbx.web.server import create_app
 from callbuddy_pbx.web.viewer import ADMIN, BUSINESS
 
 # The fixture is named after its function: the parameters that use it shadow this import (F811 below).
-from tests.browser import browser_context  # noqa: F401
+from tests.browser import browser_context, watched_page  # noqa: F401
 from tests.test_dashboard_helpers import (  # noqa: F401 (fixtures)
     BOLT,
     GLOW,
@@ -71,15 +71,7 @@ async def visit(page: Page, url: str) -> None:
 
 async def open_page(context: BrowserContext, user: str, url: str) -> tuple[Page, list[str]]:
     """Log in as `user` through the login form (the page asks for it) and land on `url`."""
-    page = await context.new_page()
-    page.set_default_timeout(10_000)  # a form or script the policy blocks fails the test soon, not after 30 s
-    problems: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            problems.append(message.text)
-
-    page.on("console", on_console)
+    page, problems = await watched_page(context)
     page.on("pageerror", lambda error: problems.append(str(error)))
     await page.goto(url)
     assert "/login?" in page.url, "a dashboard page without a session must ask to log in"
