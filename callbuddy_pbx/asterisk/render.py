@@ -2,22 +2,23 @@
 
 Every file starts with MARKER so `render` can tell its own files from an installer's. The installer's own additions
 go in `*_custom.conf` files, which the rendered files include with `#tryinclude` and which are never written.
-This module renders the loopback-only links (manager.conf, http.conf, ari.conf), CEL (cel.conf,
-cel_sqlite3_custom.conf: Asterisk's own record of every call, in SQLite, where the service reads the calls it did
-not see over AMI) and logger.conf (with the security log fail2ban reads); `render_pjsip` the phones and trunks;
-`render_dialplan` the dialplan and voicemail.
+This module renders the loopback-only links (manager.conf, http.conf, ari.conf), CEL (cel.conf, and
+cel_sqlite3_custom.conf or, with `cel.pgsql`, cel_pgsql.conf: Asterisk's own record of every call, where the service
+reads the calls it did not see over AMI) and logger.conf (with the security log fail2ban reads); `render_pjsip` the
+phones and trunks; `render_dialplan` the dialplan and voicemail.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from callbuddy_pbx.asterisk.render_base import RenderError as RenderError
 from callbuddy_pbx.asterisk.render_base import custom_include
 from callbuddy_pbx.asterisk.render_dialplan import FALLBACK_CONTEXT as FALLBACK_CONTEXT
 from callbuddy_pbx.asterisk.render_dialplan import render_dialplan, render_extensions, render_voicemail
 from callbuddy_pbx.asterisk.render_pjsip import render_pjsip
-from callbuddy_pbx.config import Config
+from callbuddy_pbx.config import CelConfig, Config
 from callbuddy_pbx.config.asterisk import ARI_USER as ARI_USER  # the default ARI user, rendered unless ari.username
 from callbuddy_pbx.config.asterisk import ari_password, http_prefix, loopback_bind
 from callbuddy_pbx.shipped import places, shipped_dir
@@ -27,6 +28,7 @@ DIALPLANS_DIR = shipped_dir("dialplans")  # inside the installed package, or the
 LIBRARY_GLOB = "callbuddy-*.conf"  # shipped dialplan files the rendered extensions.conf includes
 HTTP_BIND = ("127.0.0.1", 8088)  # Asterisk's HTTP server (ARI) unless ari.url names another loopback address/port
 CEL_SQLITE_CONF = "cel_sqlite3_custom.conf"  # the service reads what it configures: no custom file beside it
+CEL_PGSQL_CONF = "cel_pgsql.conf"  # its custom file holds the password alone ([global](+), password = ...)
 
 
 def header(name: str) -> str:
@@ -49,7 +51,7 @@ def render_all(config: Config) -> dict[str, str]:
         "extensions_callbuddy.conf": render_dialplan(config),
         "voicemail.conf": render_voicemail(config),
         "cel.conf": render_cel(),
-        CEL_SQLITE_CONF: render_cel_sqlite(),
+        **_cel_backend(config),
         "logger.conf": render_logger(),
         **library,
     }
@@ -175,6 +177,13 @@ events = ALL
 """
 
 
+def _cel_backend(config: Config) -> dict[str, str]:
+    """The CEL backend the service reads: cel_pgsql's table when `cel.pgsql` names one, else cel_sqlite3_custom."""
+    if config.cel.pgsql is not None:
+        return {CEL_PGSQL_CONF: render_cel_pgsql(config.cel, config.storage.url)}
+    return {CEL_SQLITE_CONF: render_cel_sqlite()}
+
+
 def render_cel_sqlite() -> str:
     """The table the service reads. linkedid must be among the columns (the sample Asterisk ships has none)."""
     return f"""
@@ -186,6 +195,47 @@ table = cel
 columns = {CEL_COLUMNS}
 fields = {CEL_FIELDS}
 """
+
+
+def render_cel_pgsql(cel: CelConfig, storage_url: str | None) -> str:
+    """cel_pgsql's connection and table: the database of `cel.pgsql.url` (else the store's), never a password."""
+    from callbuddy_pbx.asterisk.cel_pgsql import CEL_PGSQL_ADD_ID, CEL_PGSQL_TABLE  # psycopg: PostgreSQL only
+
+    if cel.pgsql is None:
+        raise RenderError("cel_pgsql.conf needs cel.pgsql")
+    url = cel.pgsql.url or storage_url
+    if url is None:
+        raise RenderError("cel_pgsql.conf needs a database: set cel.pgsql.url (the store is SQLite)")
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    host = parts.hostname or query.get("host", "")
+    settings = {
+        "hostname": host if host and not host.startswith("/") else "",  # none: Unix socket
+        "port": str(parts.port or query.get("port", "") or ""),
+        "dbname": unquote(parts.path.lstrip("/")),
+        "user": unquote(parts.username or query.get("user", "")),
+    }
+    zone = cel.timezone or "UTC"
+    lines = [
+        "",
+        "; The service reads the rows Asterisk writes with this: `cel.pgsql` in callbuddy.yaml names the database",
+        f"; and the table ({cel.pgsql.table}), one table per Asterisk server. Create it once, as its owner:",
+        *(f";   {line}" for line in CEL_PGSQL_TABLE.format(table=cel.pgsql.table).splitlines()),
+        f"; A table made without an id: {CEL_PGSQL_ADD_ID.format(table=cel.pgsql.table)}",
+        "; Asterisk's user needs INSERT on it and USAGE on its id sequence; the service's user SELECT.",
+        "; The password goes in cel_pgsql_custom.conf ([global](+), then password = ...) or in ~/.pgpass of the user",
+        "; Asterisk runs as; never here.",
+        "[global]",
+        *(f"{key} = {value}" for key, value in settings.items() if value),
+        f"table = {cel.pgsql.table}",
+        "appname = asterisk-cel",
+    ]
+    if zone == "UTC":
+        lines.append("usegmtime = yes  ; eventtime in UTC: the service reads it so (cel.timezone not set)")
+    else:
+        lines.append(f"usegmtime = no  ; eventtime in Asterisk's local time, which must be {zone} (cel.timezone)")
+    lines += ["", *custom_include("cel_pgsql_custom.conf"), ""]
+    return "\n".join(lines)
 
 
 # ---- logs: the security log fail2ban reads ---------------------------------------------------------------------------

@@ -27,13 +27,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from callbuddy_pbx.asterisk.cel import LINKEDID_END, CelRow, judge
-from callbuddy_pbx.asterisk.cel_sqlite import CHUNK_ROWS, CelSourceError, CelSqlite, judge_range
+from callbuddy_pbx.asterisk.cel_source import CelSource, CelSourceError
+from callbuddy_pbx.asterisk.cel_sqlite import CHUNK_ROWS, CelSqlite, judge_range
 from callbuddy_pbx.asterisk.inbound import InboundMatcher
 from callbuddy_pbx.config import CelConfig
 from callbuddy_pbx.model import CallRecord
-from callbuddy_pbx.store.db import CallStore
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,16 @@ WORKER_ROWS = 100_000  # more rows than this to read (a long gap): judged in wor
 MAX_WORKERS = 4
 JUDGE_BATCH = 50  # calls judged between two yields to the event loop: live AMI events never wait long
 ERROR_PAUSE_MAX_S = 60.0
+
+
+class CelProgressStore(Protocol):
+    """What the reconciler needs of the store (CallStore, or one Asterisk server's view of it)."""
+
+    async def known_calls(self, linkedids: Sequence[str]) -> set[str]: ...
+
+    async def cel_progress(self, source: str) -> int | None: ...
+
+    async def set_cel_progress(self, source: str, last_id: int, at: float) -> None: ...
 
 
 @dataclass(slots=True)
@@ -60,9 +71,9 @@ class CelReconciler:
     def __init__(
         self,
         config: CelConfig,
-        source: CelSqlite,
+        source: CelSource,
         matcher: InboundMatcher,
-        store: CallStore,
+        store: CelProgressStore,
         *,
         submit: Callable[[CallRecord], None],
         followed: Callable[[str], bool],
@@ -143,12 +154,13 @@ class CelReconciler:
         scan = _Scan()
         if (
             last - progress > WORKER_ROWS
+            and isinstance(self._source, CelSqlite)  # workers open the SQLite file; PostgreSQL is read here
             and (os.cpu_count() or 1) > 1
             and await self._scan_in_workers(progress, last, scan)
         ):
             bounds = []
         else:
-            # The next chunk is read (in a thread: SQLite works without the GIL) while this one is judged.
+            # The next chunk is read (in a thread: SQLite and libpq work without the GIL) while this one is judged.
             bounds = [(start, min(last, start + CHUNK_ROWS)) for start in range(progress, last, CHUNK_ROWS)]
         reading = asyncio.ensure_future(asyncio.to_thread(self._source.rows, *bounds[0])) if bounds else None
         for index in range(len(bounds)):
