@@ -55,6 +55,7 @@ class CallRecord:
     legs: tuple[LegRecord, ...] = field(default=())
     observed_from_start: bool = True  # False when the call was already in progress when the service connected
     from_cel: bool = False  # judged from Asterisk's CEL rows: the AMI link missed some or all of it
+    node: str = ""  # the Asterisk server (asterisk.nodes) it rang on; "": the only one
 
     @property
     def missed(self) -> bool:
@@ -67,3 +68,9 @@ class CallRecord:
     @property
     def duration_s(self) -> float:
         return max(0.0, self.ended_at - self.started_at)
+
+
+def node_key(linkedid: str, node: str) -> str:
+    """The key a call is stored, texted and shown under: its Linkedid, and `@<node>` when it rang on one of several
+    Asterisk servers (Linkedids are unique per server only). The only Asterisk of a config keeps plain Linkedids."""
+    return f"{linkedid}@{node}" if node else linkedid

@@ -26,5 +26,6 @@ def call_to_dict(record: CallRecord) -> dict[str, Any]:
         "hangup_cause": record.hangup_cause,
         "observed_from_start": record.observed_from_start,
         "from_cel": record.from_cel,
+        **({"node": record.node} if record.node else {}),  # one of several Asterisk servers (asterisk.nodes)
         "legs": [asdict(leg) for leg in record.legs],
     }

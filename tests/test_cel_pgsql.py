@@ -391,9 +391,10 @@ def test_the_pgsql_section_is_read(write: Write) -> None:
     config = load_config(write("cel:\n  pgsql: {table: cel_pbx1, url: 'postgresql://cb@db:5433/pbx', timezone: UTC}\n"))
     assert config.cel == CelConfig(pgsql=CelPgsqlConfig("cel_pbx1", "postgresql://cb@db:5433/pbx"), timezone="UTC")
     assert config.cel.enabled and config.cel.sqlite is None
-    defaults = load_config(write("cel:\n  pgsql: {}\n  poll_seconds: 2\n", "b.yaml")).cel
+    on_pg = "storage: {url: 'postgresql://cb@db/pbx'}\n"
+    defaults = load_config(write(f"cel:\n  pgsql: {{}}\n  poll_seconds: 2\n{on_pg}", "b.yaml")).cel
     assert defaults.pgsql == CelPgsqlConfig("cel", None) and defaults.poll_s == 2 and defaults.timezone is None
-    assert load_config(write("cel:\n  pgsql:\n", "c.yaml")).cel.pgsql == CelPgsqlConfig()
+    assert load_config(write(f"cel:\n  pgsql:\n{on_pg}", "c.yaml")).cel.pgsql == CelPgsqlConfig()
     assert load_config(write("cel: {sqlite: m.db}\n", "d.yaml")).cel.pgsql is None
 
 

@@ -151,7 +151,7 @@ async def test_devices_that_cannot_be_asked_do_not_hold_up_calls(
 ) -> None:
     denied = {"pjsipshowendpoints", "pjsipshowcontacts", "devicestatelist"}
     refused = ("not answered", "not allowed")
-    with caplog.at_level(logging.INFO, logger="callbuddy_pbx.service.app"):
+    with caplog.at_level(logging.INFO, logger="callbuddy_pbx.service.devices_seed"):
         async with service_on(tmp_path, None, denied=denied) as (server, service, calls):
             await until(lambda: service.ready.is_set())
             await until(lambda: sum(any(w in r.getMessage() for w in refused) for r in caplog.records) == 3)

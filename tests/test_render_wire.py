@@ -15,7 +15,7 @@ import pytest
 
 from callbuddy_pbx.asterisk.render import FALLBACK_CONTEXT, render_all
 from callbuddy_pbx.config import Config, load_config
-from callbuddy_pbx.service.app import DEVICE_ACTIONS
+from callbuddy_pbx.service.devices_seed import DEVICE_ACTIONS
 from callbuddy_pbx.service.pbx_status import CONTACTS_ACTION, ENDPOINTS_ACTION, REGISTRATIONS_ACTION
 from tests.test_render_routing import Channel, context, extension, run
 
@@ -30,7 +30,7 @@ SERVICE_ACTIONS: dict[str, tuple[str, ...]] = {
     "Logoff": (),
     "Ping": (),
     "CoreShowChannels": ("system", "reporting"),  # app.py: reconcile after a reconnect
-    "DeviceStateList": ("call", "reporting"),  # app.py DEVICE_ACTIONS
+    "DeviceStateList": ("call", "reporting"),  # devices_seed.py DEVICE_ACTIONS
     REGISTRATIONS_ACTION: ("system", "reporting"),  # pbx_status.py (`check`): trunk registrations
 }
 # Registered by res_pjsip with `system` alone: refused to the rendered user, and the service does without them.

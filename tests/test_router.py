@@ -399,7 +399,12 @@ def _without_name(query: dict[str, str]) -> dict[str, str]:
 def test_the_router_never_touches_the_store_or_texts() -> None:
     """The AMI observer is the single judge: nothing in routing/ can reach the store, texting or the tracker."""
     forbidden = ("callbuddy_pbx.store", "callbuddy_pbx.recovery", "callbuddy_pbx.sms", "callbuddy_pbx.service.notify")
-    forbidden += ("callbuddy_pbx.service.app", "callbuddy_pbx.asterisk.tracker", "callbuddy_pbx.service.alerts")
+    forbidden += (
+        "callbuddy_pbx.service.app",
+        "callbuddy_pbx.service.node_link",
+        "callbuddy_pbx.asterisk.tracker",
+        "callbuddy_pbx.service.alerts",
+    )
     for path in Path(router_module.__file__).parent.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []

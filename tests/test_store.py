@@ -77,7 +77,7 @@ async def test_open_creates_schema_in_new_directory(tmp_path):
     assert call_columns == [
         "linkedid", "business", "did", "caller", "caller_raw", "caller_name", "outcome", "missed", "answered_by",
         "started_at", "ring_at", "answered_at", "ended_at", "hangup_cause", "observed_from_start", "recorded_at",
-        "from_cel",
+        "from_cel", "node",
     ]  # fmt: skip
     assert leg_columns == [
         "linkedid", "seq", "channel", "endpoint", "dial_status", "hangup_cause", "answered", "started_at", "ended_at",

@@ -40,7 +40,11 @@ class InboundMatcher:
         trunk_endpoints: tuple[str, ...] = (),
         internal_contexts: tuple[str, ...] = DEFAULT_INTERNAL_CONTEXTS,
         default_region: str = "US",
+        by_number: bool | None = None,
     ) -> None:
+        # Matched by the dialled number when businesses are configured: on a node none of them rings on too (its
+        # calls are then nobody's), rather than every call in an inbound context.
+        self._by_numbers = bool(businesses) if by_number is None else by_number
         self._businesses = businesses
         self._by_number = {number: business for business in businesses for number in business.numbers}
         self._regions = tuple(dict.fromkeys([default_region, *(b.default_region for b in businesses)]))
@@ -50,9 +54,11 @@ class InboundMatcher:
         self._default_region = default_region
 
     @classmethod
-    def from_config(cls, config: Config) -> InboundMatcher:
+    def from_config(cls, config: Config, node: str = "") -> InboundMatcher:
+        """The matcher for the calls of one Asterisk server (`node`; "" : the only one): its businesses' numbers."""
         return cls(
-            config.businesses,
+            tuple(business for business in config.businesses if business.on_node(node)) if node else config.businesses,
+            by_number=bool(config.businesses),
             contexts=config.inbound.contexts,
             trunk_endpoints=config.inbound.trunk_endpoints,
             internal_contexts=config.inbound.internal_contexts,
@@ -66,7 +72,7 @@ class InboundMatcher:
     def match(self, channel: str, context: str, exten: str) -> InboundMatch | None:
         if not self.could_be_inbound(channel, context):
             return None
-        if self._businesses:
+        if self._by_numbers:
             for region in self._regions:
                 did = to_e164(exten, region)
                 if did is not None and did in self._by_number:

@@ -36,13 +36,15 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from callbuddy_pbx.asterisk.ami import AmiAuthError, AmiClient, AmiConnectError, AmiError, AmiMessage
-from callbuddy_pbx.asterisk.cel_sqlite import CelSourceError, CelSqlite
+from callbuddy_pbx.asterisk.cel_source import open_cel_source
+from callbuddy_pbx.asterisk.cel_sqlite import CelSourceError
 from callbuddy_pbx.asterisk.render_dialplan import emergency_numbers, phone_settings
 from callbuddy_pbx.commands.check_push import push_lines, push_live_lines, push_warnings
 from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.commands.storage import open_configured
-from callbuddy_pbx.config import SECRET_ENV_VAR, Business, Config, GatewayConfig, WebConfig, load_config
+from callbuddy_pbx.config import SECRET_ENV_VAR, Business, CelConfig, Config, GatewayConfig, WebConfig, load_config
 from callbuddy_pbx.config.pbx import AUTO_SECRET, PbxConfig
+from callbuddy_pbx.db_url import masked
 from callbuddy_pbx.message_text import CALLER_NAME_MAX, encoding_of, fields_of, non_gsm_characters, render, segments
 from callbuddy_pbx.service.ari_status import check_ari, password_is_derived, routed_numbers
 from callbuddy_pbx.service.pbx_status import Finding, Level, PbxStatus, fetch_pbx_status, problems
@@ -128,14 +130,23 @@ def _os_reason(exc: OSError) -> str:
 
 
 def live_check(config: Config) -> int:
-    """Compare the YAML with the running PBX and print what to fix; 1 when the PBX lacks what the YAML describes."""
-    code, reached = _pbx_check(config)
+    """Compare the YAML with the running PBX (each of them, with asterisk.nodes) and print what to fix; 1 when a PBX
+    lacks what the YAML describes."""
+    code, reached = 0, False
+    for index, node in enumerate(config.asterisk_nodes):
+        one = dataclasses.replace(config, asterisk=node.ami, cel=node.cel)  # the checks below ask "the" Asterisk
+        if config.nodes:
+            print(f"\n== {node.shown} ==")
+        node_code, node_reached = _pbx_check(one)
+        code = max(code, node_code)
+        if index == 0:  # the server the ARI router follows
+            reached = node_reached
+        if node.cel.enabled:
+            code = max(code, cel_check(one))
     if config.storage.url is not None:
         code = max(code, database_check(config))
     if routed_numbers(config):
         code = max(code, ari_check(config, pbx_reached=reached))
-    if config.cel.enabled:
-        code = max(code, cel_check(config))
     return code
 
 
@@ -159,7 +170,7 @@ def database_check(config: Config) -> int:
 
 def cel_check(config: Config, now: float | None = None) -> int:
     """Whether Asterisk's CEL rows can be read and are being written: one line; 1 when they cannot be read."""
-    source = CelSqlite(config.cel)
+    source = open_cel_source(config.cel, config.storage.url)
     print()
     try:
         probe = source.probe()
@@ -168,7 +179,7 @@ def cel_check(config: Config, now: float | None = None) -> int:
         return 1
     finally:
         source.close()
-    where = f"CEL (Asterisk's call records) in {printable(str(source.path), 200)}"
+    where = f"CEL (Asterisk's call records) in {printable(cel_where(config.cel, config.storage.url), 200)}"
     if probe.rows == 0:
         print(f"{where}: WARNING no rows yet; make a test call (cel.conf: enable = yes; cel_sqlite3_custom loaded)")
         return 0
@@ -281,17 +292,24 @@ def live_table(findings: list[Finding]) -> str:
 
 def summary(config: Config) -> str:
     """What the configuration means, in a few lines. Secrets are only said to be set, never shown."""
-    ami = config.asterisk
-    lines = [
-        f"{config.source}: OK",
-        f"Asterisk:   {ami.host}:{ami.port} as {ami.username} (secret {'set' if ami.secret else 'NOT set'})",
-    ]
+    lines = [f"{config.source}: OK"]
+    for node in config.asterisk_nodes:
+        ami = node.ami
+        secret = "set" if ami.secret else "NOT set"
+        label = "Asterisk:" if not node.name else f"  {node.name}:"
+        if node.name and node is config.nodes[0]:
+            lines.append("Asterisk:   several servers (asterisk.nodes)")
+        lines.append(f"{label:<12}{ami.host}:{ami.port} as {ami.username} (secret {secret})")
+        if node.name:
+            lines.append(f"              CEL: {cel_line(node.cel, config.storage.url)}")
     if config.businesses:
         lines.append(f"Businesses: {len(config.businesses)}")
         for business in config.businesses:
             numbers = ", ".join(business.numbers)
+            on_node = f", on {business.node}" if business.node else ""
             lines.append(
-                f"  {business.name}: {numbers} (time zone {business.timezone}, region {business.default_region})"
+                f"  {business.name}: {numbers} (time zone {business.timezone}, region {business.default_region}"
+                f"{on_node})"
             )
             lines.extend("    " + line for line in texting_lines(business))
     else:
@@ -309,19 +327,26 @@ def summary(config: Config) -> str:
     if routed_numbers(config):
         lines.append(f"ARI:        {ari_line(config)}")
     lines.append(f"Database:   {config.storage.shown}")
-    lines.append(f"CEL:        {cel_line(config)}")
+    if not config.nodes:
+        lines.append(f"CEL:        {cel_line(config.cel, config.storage.url)}")
     lines.append(f"Logging:    {config.logging.level}, {config.logging.format}")
     return "\n".join(lines)
 
 
-def cel_line(config: Config) -> str:
-    cel = config.cel
-    if cel.sqlite is None:
+def cel_where(cel: CelConfig, database_url: str | None) -> str:
+    """Where CEL is read from, for people: the SQLite file, or the PostgreSQL table (its URL masked)."""
+    if cel.pgsql is not None:
+        url = cel.pgsql.url or database_url
+        return f"{masked(url) if url else 'storage.url'} (table {cel.pgsql.table})"
+    return f"{cel.sqlite} (table {cel.table})"
+
+
+def cel_line(cel: CelConfig, database_url: str | None = None) -> str:
+    if not cel.enabled:
         return "off (calls that happen while CallBuddy is stopped or cut off from Asterisk are not found)"
     minutes = cel.text_within_s / 60
-    return (
-        f"{cel.sqlite} (table {cel.table}); calls found there are texted when they ended less than {minutes:g} min ago"
-    )
+    where = cel_where(cel, database_url)
+    return f"{where}; calls found there are texted when they ended less than {minutes:g} min ago"
 
 
 def pbx_lines(pbx: PbxConfig) -> list[str]:

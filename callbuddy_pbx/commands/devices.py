@@ -18,7 +18,7 @@ from callbuddy_pbx.asterisk.devices import DeviceRegistry
 from callbuddy_pbx.asterisk.devices_model import Device, masked_contact
 from callbuddy_pbx.commands.display import format_table
 from callbuddy_pbx.config import SECRET_ENV_VAR, Config, load_config
-from callbuddy_pbx.service.app import DEVICE_ACTIONS, SYSTEM_ONLY_ACTIONS, seed_devices
+from callbuddy_pbx.service.devices_seed import DEVICE_ACTIONS, SYSTEM_ONLY_ACTIONS, seed_devices
 from callbuddy_pbx.untrusted import printable
 
 PROG = "callbuddy-pbx devices"

@@ -66,7 +66,8 @@ async def serve(config: Config) -> None:
     if routing is not None:  # like the AMI link, only while this instance owns the Asterisk links
         service.owned.append(("routing", routing.run))
         helpers.append("routing")
-    service.leadership = election(config)  # on PostgreSQL, one of the instances sharing it owns them
+    for node in service.nodes:  # on PostgreSQL, one of the instances sharing it owns each server's link
+        node.leadership = election(config, node.node)
     app = service_site(config, store, service, gateways, metrics, routing=routing)
     runner: web.AppRunner | None = None
     try:
@@ -87,13 +88,9 @@ async def serve(config: Config) -> None:
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
-    log.info(
-        "watching Asterisk at %s:%d as %s; calls go to %s",
-        config.asterisk.host,
-        config.asterisk.port,
-        config.asterisk.username,
-        config.storage.shown,
-    )
+    for server in config.asterisk_nodes:
+        log.info("watching %s at %s:%d as %s", server.shown, server.ami.host, server.ami.port, server.ami.username)
+    log.info("calls go to %s", config.storage.shown)
     try:
         await service.run()
     finally:
@@ -119,11 +116,10 @@ def main(args: argparse.Namespace) -> int:
         return 1
     setup_logging(config.logging.level, config.logging.format, config.logging.library_level)
     log.info(
-        "callbuddy-pbx %s starting with %s: Asterisk AMI at %s:%d, database %s",
+        "callbuddy-pbx %s starting with %s: %s, database %s",
         version(),
         Path(args.config).absolute(),
-        config.asterisk.host,
-        config.asterisk.port,
+        ", ".join(f"{node.shown} AMI at {node.ami.host}:{node.ami.port}" for node in config.asterisk_nodes),
         config.storage.shown,
     )
     # What is loaded by now (modules, the config) lives as long as the process: out of the collector's sight, a full

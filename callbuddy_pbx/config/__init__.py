@@ -8,6 +8,7 @@ from callbuddy_pbx.config.asterisk import (
     SECRET_ENV_VAR,
     AriConfig,
     AsteriskConfig,
+    AsteriskNode,
     InboundConfig,
 )
 from callbuddy_pbx.config.businesses import Business
@@ -51,6 +52,7 @@ __all__ = [
     "ApnsConfig",
     "AriConfig",
     "AsteriskConfig",
+    "AsteriskNode",
     "Business",
     "CelConfig",
     "Config",

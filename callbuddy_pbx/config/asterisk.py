@@ -13,10 +13,12 @@ import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
 
+from callbuddy_pbx.config.cel import CelConfig, CelReader
 from callbuddy_pbx.config.derived_secrets import derive_secret
 from callbuddy_pbx.config.pbx import MIN_SIP_SECRET_CHARS, PbxConfig, PbxReader, public_address
 from callbuddy_pbx.config.reader import Reader, shown
@@ -75,6 +77,7 @@ class InboundConfig:
 
 
 _ASTERISK_KEYS = ("host", "port", "username", "secret")
+_NODE_KEYS = ("name", *_ASTERISK_KEYS, "systemname", "cel")
 _TIMING_KEYS = (
     "connect_timeout_s",
     "action_timeout_s",
@@ -88,36 +91,134 @@ SECRET_ENV_VAR = "CALLBUDDY_AMI_SECRET"  # noqa: S105 (a variable name) - read w
 _ENDPOINT = re.compile(r"[A-Za-z][A-Za-z0-9]*/\S+")
 
 
+# A node's name goes into every call key (`<linkedid>@<name>`), URLs and lock names: short, plain, lower case.
+NODE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_SYSTEMNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+@dataclass(frozen=True, slots=True)
+class AsteriskNode:
+    """One Asterisk server the service follows: its AMI link and its CEL source.
+
+    `name` is "" for the one Asterisk of a config without `asterisk.nodes` (its calls keep their plain Linkedids as
+    keys, as before); a named node's calls are keyed `<linkedid>@<name>`, since Linkedids are unique per server only.
+    """
+
+    name: str
+    ami: AsteriskConfig
+    cel: CelConfig = field(default_factory=CelConfig)
+    systemname: str | None = None  # Asterisk's `systemname` (asterisk.conf), when set: shown and checked, not keyed
+
+    @property
+    def shown(self) -> str:
+        return self.name or "Asterisk"
+
+
+def node_secret_env_var(name: str) -> str:
+    """`CALLBUDDY_AMI_SECRET_SITE_B` for node `site-b`: each node's AMI secret may come from its own variable."""
+    return f"{SECRET_ENV_VAR}_{name.upper().replace('-', '_')}"
+
+
 class AmiReader:
     """Reads `asterisk:` and `inbound:` with a Reader (whose problem list it adds to)."""
 
     def __init__(self, reader: Reader) -> None:
         self.r = reader
 
-    def asterisk(self, node: yaml.Node) -> AsteriskConfig:
-        section = self.r.mapping(node, "asterisk", _ASTERISK_KEYS + _TIMING_KEYS)
-        base = AsteriskConfig(secret=os.environ.get(SECRET_ENV_VAR, ""))
+    def asterisk(
+        self, node: yaml.Node, base_dir: Path, store_on_postgresql: bool | None = None
+    ) -> tuple[AsteriskConfig, tuple[AsteriskNode, ...]]:
+        """`asterisk:`: one Asterisk's AMI settings, or `nodes:`, several named servers (then the first one's AMI
+        settings stand for "the" Asterisk where one is meant, and the list is returned too; else it is ())."""
+        section = self.r.mapping(node, "asterisk", (*_ASTERISK_KEYS, *_TIMING_KEYS, "nodes"))
+        secret = os.environ.get(SECRET_ENV_VAR, "")
         if not section:
-            return base
+            return AsteriskConfig(secret=secret), ()
+        if "nodes" not in section:
+            return self._ami(section, "asterisk", secret), ()
+        if other := [key for key in section if key != "nodes"]:
+            self.r.problem(
+                section[other[0]],
+                f"asterisk.{other[0]}",
+                "give each node its own settings under asterisk.nodes, not beside it",
+            )
+        nodes = self._nodes(section["nodes"], base_dir, store_on_postgresql)
+        return (nodes[0].ami if nodes else AsteriskConfig(secret=secret)), nodes
+
+    def _nodes(self, node: yaml.Node, base_dir: Path, on_postgresql: bool | None) -> tuple[AsteriskNode, ...]:
+        items = self.r.items(node, "asterisk.nodes")
+        if items is None:
+            return ()
+        if not items:
+            self.r.problem(node, "asterisk.nodes", "expected at least one Asterisk server")
+        found: list[AsteriskNode] = []
+        names: dict[str, int] = {}  # name -> line
+        links: dict[tuple[str, int], str] = {}  # (host, port) -> name
+        for item, path in items:
+            entry = self.r.mapping(item, path, _NODE_KEYS + _TIMING_KEYS)
+            if entry is None:
+                continue
+            name = self._node_name(item, entry, path, names)
+            secret = os.environ.get(node_secret_env_var(name), os.environ.get(SECRET_ENV_VAR, "")) if name else ""
+            ami = self._ami(entry, path, secret)
+            cel = CelConfig()
+            if "cel" in entry:
+                cel = CelReader(self.r).cel(entry["cel"], base_dir, f"{path}.cel", store_on_postgresql=on_postgresql)
+            systemname = None
+            if "systemname" in entry:
+                systemname = self.r.non_empty(entry["systemname"], f"{path}.systemname", "Asterisk's systemname")
+                if systemname is not None and not _SYSTEMNAME.fullmatch(systemname):
+                    what = f"{shown(systemname)} is not a systemname"
+                    self.r.problem(entry["systemname"], f"{path}.systemname", what)
+                    systemname = None
+            if name is None:
+                continue
+            link = (ami.host, ami.port)
+            if link in links:
+                self.r.problem(item, path, f"{name} reaches the same AMI ({ami.host}:{ami.port}) as {links[link]}")
+            links.setdefault(link, name)
+            found.append(AsteriskNode(name, ami, cel, systemname))
+        return tuple(found)
+
+    def _node_name(self, item: yaml.Node, entry: dict[str, yaml.Node], path: str, names: dict[str, int]) -> str | None:
+        if "name" not in entry:
+            self.r.problem(item, path, "missing required key 'name' (the server's short name, such as site-a)")
+            return None
+        name = self.r.non_empty(entry["name"], f"{path}.name", "a node name")
+        if name is None:
+            return None
+        if not NODE_NAME.fullmatch(name):
+            self.r.problem(
+                entry["name"], f"{path}.name", f"{shown(name)}: use lower-case letters, digits and '-' (at most 32)"
+            )
+            return None
+        if name in names:
+            self.r.problem(entry["name"], f"{path}.name", f"{name!r} is already used (line {names[name]})")
+            return None
+        names[name] = entry["name"].start_mark.line + 1
+        return name
+
+    def _ami(self, section: dict[str, yaml.Node], path: str, secret: str) -> AsteriskConfig:
+        base = AsteriskConfig(secret=secret)
         host, port, username, secret = base.host, base.port, base.username, base.secret
         if "host" in section:
-            host = self.r.non_empty(section["host"], "asterisk.host", "a host name or address") or host
+            host = self.r.non_empty(section["host"], f"{path}.host", "a host name or address") or host
             if public_address(host) is not None:  # an IP literal only: names are not resolved while reading
                 self.r.problem(
                     section["host"],
-                    "asterisk.host",
+                    f"{path}.host",
                     f"{host} is a public address: AMI must not be reached over the internet; "
                     "put CallBuddy on the PBX host or a private network",
                 )
         if "port" in section:
-            port = self.r.integer(section["port"], "asterisk.port", 1, 65535) or port
+            port = self.r.integer(section["port"], f"{path}.port", 1, 65535) or port
         if "username" in section:
-            username = self.r.non_empty(section["username"], "asterisk.username", "an AMI user name") or username
+            username = self.r.non_empty(section["username"], f"{path}.username", "an AMI user name") or username
         if "secret" in section:
-            secret = self.r.text(section["secret"], "asterisk.secret", secret=True) or ""
+            secret = self.r.text(section["secret"], f"{path}.secret", secret=True) or ""
 
         def seconds(key: str, default: float) -> float:
-            value = self.r.positive(section[key], f"asterisk.{key}") if key in section else None
+            value = self.r.positive(section[key], f"{path}.{key}") if key in section else None
             return default if value is None else value
 
         config = AsteriskConfig(
@@ -135,7 +236,7 @@ class AmiReader:
         if config.reconnect_min_s > config.reconnect_max_s:
             self.r.problem(
                 section.get("reconnect_min_s", section.get("reconnect_max_s")),
-                "asterisk.reconnect_min_s",
+                f"{path}.reconnect_min_s",
                 f"{config.reconnect_min_s:g} is more than reconnect_max_s ({config.reconnect_max_s:g})",
             )
         return config

@@ -3,6 +3,7 @@ by `texting`, its daily digest by `alerts`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -17,6 +18,7 @@ from callbuddy_pbx.phone import to_e164
 _BUSINESS_KEYS = (
     "name",
     "numbers",
+    "node",
     "timezone",
     "default_region",
     *BUSINESS_TEXTING_KEYS,
@@ -42,14 +44,21 @@ class Business:
     allow_international: bool = False
     allow_premium: bool = False
     forward_to: tuple[ForwardTarget, ...] = ()  # where its callers' replies are forwarded (config/forwarding.py)
+    node: str | None = None  # the Asterisk server (asterisk.nodes) its numbers ring on; None: any of them
+
+    def on_node(self, node: str) -> bool:
+        return self.node is None or self.node == node
 
 
 class BusinessesReader:
     """Reads `businesses:` with a Reader (whose problem list it adds to)."""
 
-    def __init__(self, reader: Reader, forwarding: ForwardingReader | None = None) -> None:
+    def __init__(
+        self, reader: Reader, forwarding: ForwardingReader | None = None, *, nodes: Sequence[str] = ()
+    ) -> None:
         self.r = reader
         self._forwarding = forwarding  # None: `forward_replies_to` is not read (a reader for businesses alone)
+        self._nodes = tuple(nodes)  # the names of asterisk.nodes (none: one Asterisk, `node:` is not allowed)
 
     def businesses(
         self, node: yaml.Node, default_region: str, texting: TextingReader, notices: AlertsReader
@@ -95,6 +104,7 @@ class BusinessesReader:
                 digest = notices.digest(entry, section["digest"], f"{path}.digest", region)
             allow = {key: self._allowed(section, path, key) for key in ("allow_international", "allow_premium")}
             forward_to = () if self._forwarding is None else self._forwarding.targets(entry, section, path, region)
+            on_node = self._node(section["node"], f"{path}.node") if "node" in section else None
             if name is not None:
                 result.append(
                     Business(
@@ -109,9 +119,22 @@ class BusinessesReader:
                         digest=digest,
                         **allow,
                         forward_to=forward_to,
+                        node=on_node,
                     )
                 )
         return tuple(result)
+
+    def _node(self, node: yaml.Node, path: str) -> str | None:
+        name = self.r.non_empty(node, path, "the name of one of asterisk.nodes")
+        if name is None:
+            return None
+        if not self._nodes:
+            self.r.problem(node, path, "there is one Asterisk (no asterisk.nodes): leave node out")
+            return None
+        if name not in self._nodes:
+            self.r.problem(node, path, f"{shown(name)} is not one of asterisk.nodes ({', '.join(self._nodes)})")
+            return None
+        return name
 
     def _allowed(self, section: dict[str, yaml.Node], path: str, key: str) -> bool:
         return key in section and self.r.boolean(section[key], f"{path}.{key}") is True

@@ -61,8 +61,11 @@ class CelReader:
     def __init__(self, reader: Reader) -> None:
         self.r = reader
 
-    def cel(self, node: yaml.Node, base_dir: Path, key: str = "cel") -> CelConfig:
-        """The section at `node`; `key` is its path in messages (`asterisk.nodes[2].cel` for a node's own)."""
+    def cel(
+        self, node: yaml.Node, base_dir: Path, key: str = "cel", *, store_on_postgresql: bool | None = None
+    ) -> CelConfig:
+        """The section at `node`; `key` is its path in messages (`asterisk.nodes[2].cel` for a node's own).
+        `store_on_postgresql` False: a `pgsql:` without a url has no database to read (None: not known here)."""
         section = self.r.mapping(node, key, _KEYS)
         base = CelConfig()
         if not section:
@@ -70,7 +73,7 @@ class CelReader:
         pgsql: CelPgsqlConfig | None = None
         timezone: str | None = None
         if "pgsql" in section:
-            pgsql, timezone = self.pgsql(section["pgsql"], join(key, "pgsql"))
+            pgsql, timezone = self.pgsql(section["pgsql"], join(key, "pgsql"), store_on_postgresql)
             if "sqlite" in section:
                 self.r.problem(
                     key_node(node, "sqlite"), join(key, "sqlite"), f"give {key}.sqlite or {key}.pgsql, not both"
@@ -121,9 +124,13 @@ class CelReader:
             pgsql=pgsql,
         )
 
-    def pgsql(self, node: yaml.Node, key: str) -> tuple[CelPgsqlConfig, str | None]:
+    def pgsql(
+        self, node: yaml.Node, key: str, store_on_postgresql: bool | None = None
+    ) -> tuple[CelPgsqlConfig, str | None]:
         """`pgsql:` (empty: table `cel` in the store's database) and its time zone."""
         section = self.r.mapping(node, key, _PGSQL_KEYS) or {}
+        if "url" not in section and store_on_postgresql is False:
+            self.r.problem(node, key, "the store is SQLite, so name cel_pgsql's database: give url")
         table = "cel"
         if "table" in section:
             name = self.r.non_empty(section["table"], join(key, "table"), "a table name") or table

@@ -12,7 +12,14 @@ from pathlib import Path
 import yaml
 
 from callbuddy_pbx.config.alerts import AlertsConfig, AlertsReader
-from callbuddy_pbx.config.asterisk import AmiReader, AriConfig, AriReader, AsteriskConfig, InboundConfig
+from callbuddy_pbx.config.asterisk import (
+    AmiReader,
+    AriConfig,
+    AriReader,
+    AsteriskConfig,
+    AsteriskNode,
+    InboundConfig,
+)
 from callbuddy_pbx.config.businesses import Business, BusinessesReader
 from callbuddy_pbx.config.cel import CelConfig, CelReader
 from callbuddy_pbx.config.forwarding import ForwardingReader, SmtpConfig, SmtpReader
@@ -76,6 +83,16 @@ class Config:
     smtp: SmtpConfig | None = None  # the server replies forwarded by e-mail go through (None: none configured)
     default_region: str = "US"  # for callers' numbers when no business applies
     source: str | None = None  # the file this came from, for messages
+    nodes: tuple[AsteriskNode, ...] = ()  # `asterisk.nodes`: several named Asterisk servers (() : one, `asterisk`)
+
+    @property
+    def asterisk_nodes(self) -> tuple[AsteriskNode, ...]:
+        """Every Asterisk server followed: the named nodes, or the one unnamed Asterisk of `asterisk:` and `cel:`."""
+        return self.nodes or (AsteriskNode("", self.asterisk, self.cel),)
+
+    @property
+    def several_nodes(self) -> bool:
+        return len(self.nodes) > 1
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -172,7 +189,11 @@ class _Reader(Reader):
         notices = AlertsReader(self, senders)  # alerts and digests name gateways and default to business senders
         smtp = SmtpReader(self).smtp(top.get("smtp"))  # before the businesses: an e-mail target needs it
         forwarding = ForwardingReader(self, senders, smtp_configured=smtp is not None or "smtp" in top)
-        businesses = BusinessesReader(self, forwarding).businesses(
+        storage = self.storage(top.get("storage", empty), base_dir)
+        asterisk, nodes = AmiReader(self).asterisk(top.get("asterisk", empty), base_dir, storage.url is not None)
+        if nodes and "cel" in top:
+            self.problem(top["cel"], "cel", "with asterisk.nodes, give each node its own cel: section")
+        businesses = BusinessesReader(self, forwarding, nodes=[node.name for node in nodes]).businesses(
             top.get("businesses", empty), region, texting, notices
         )
         alerts = notices.alerts(top.get("alerts", empty), region, businesses)
@@ -183,14 +204,21 @@ class _Reader(Reader):
         pbx_reader = PbxReader(self, businesses, region)
         pbx = pbx_reader.pbx(top.get("pbx", empty), base_dir)  # after the businesses
         ari = AriReader(self, pbx_reader).ari(top.get("ari", empty), pbx)  # after pbx: its key, its routing
+        on_postgresql = storage.url is not None
+        cel = (
+            nodes[0].cel
+            if nodes
+            else CelReader(self).cel(top.get("cel", empty), base_dir, store_on_postgresql=on_postgresql)
+        )
         return Config(
-            asterisk=AmiReader(self).asterisk(top.get("asterisk", empty)),
+            asterisk=asterisk,
+            nodes=nodes,
             businesses=businesses,
             inbound=AmiReader(self).inbound(top.get("inbound", empty)),
-            storage=self.storage(top.get("storage", empty), base_dir),
+            storage=storage,
             logging=self.logging(top.get("logging", empty)),
             outbox=self.outbox(top.get("outbox", empty)),
-            cel=CelReader(self).cel(top.get("cel", empty), base_dir),
+            cel=cel,
             push=PushReader(self).push(top.get("push", empty), base_dir),
             smtp=smtp,
             gateways=gateways,

@@ -8,9 +8,19 @@ from collections.abc import Callable, Iterable, Mapping
 from aiohttp import web
 
 from callbuddy_pbx.service.app import CallService
+from callbuddy_pbx.service.cel_reconcile import CelReconciler
 from callbuddy_pbx.service.metrics import CONTENT_TYPE, Metrics
+from callbuddy_pbx.service.node_link import NodeLink
 from callbuddy_pbx.sms.gateway import SmsGateway
-from callbuddy_pbx.web.health import CelHealth, HealthStatus, Link, gateway_health, link_health, safe_detail
+from callbuddy_pbx.web.health import (
+    CelHealth,
+    HealthStatus,
+    Link,
+    NodeHealth,
+    gateway_health,
+    link_health,
+    safe_detail,
+)
 
 
 def service_health(
@@ -29,6 +39,7 @@ def service_health(
     network_errors = text_back.network_errors if text_back is not None else {}
     cel = service.cel
     leadership = service.leadership
+    nodes = {node.name: node_health(node, secrets) for node in service.nodes} if service.first.name else {}
     return HealthStatus(
         link_health(service.ami, secrets),
         {
@@ -40,18 +51,33 @@ def service_health(
         outbox_backlog=service.metrics.backlog if service.metrics is not None else None,
         ari=None if ari is None else link_health(ari, secrets),
         tasks_down={name: safe_detail(why, secrets) for name, why in service.supervisor.down().items()},
-        cel=None
-        if cel is None
-        else CelHealth(
-            readable=cel.last_error is None,
-            last_error=None if cel.last_error is None else safe_detail(cel.last_error, secrets),
-            found=cel.found,
-            held=cel.held,
-        ),
+        cel=None if cel is None else cel_health(cel, secrets),
         call_back_problem=service.call_backs.problem,
         role=leadership.role.value if leadership.elected else None,
         owner_since=leadership.owner_since if leadership.elected else None,
         leadership_problem=None if leadership.problem is None else safe_detail(leadership.problem, secrets),
+        nodes=nodes,
+    )
+
+
+def node_health(node: NodeLink, secrets: tuple[str, ...]) -> NodeHealth:
+    leadership = node.leadership
+    return NodeHealth(
+        link_health(node.ami, secrets),
+        cel=None if node.cel is None else cel_health(node.cel, secrets),
+        role=leadership.role.value if leadership.elected else None,
+        owner_since=leadership.owner_since if leadership.elected else None,
+        leadership_problem=None if leadership.problem is None else safe_detail(leadership.problem, secrets),
+        problem=None if node.problem is None else safe_detail(node.problem, secrets),
+    )
+
+
+def cel_health(cel: CelReconciler, secrets: tuple[str, ...]) -> CelHealth:
+    return CelHealth(
+        readable=cel.last_error is None,
+        last_error=None if cel.last_error is None else safe_detail(cel.last_error, secrets),
+        found=cel.found,
+        held=cel.held,
     )
 
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
-from callbuddy_pbx.config import Config
+from callbuddy_pbx.config import AsteriskNode, Config
 
 log = logging.getLogger(__name__)
 
@@ -258,13 +258,15 @@ def postgresql_connect(url: str, password: str | None) -> Connect:
     return connect
 
 
-def election(config: Config) -> Ownership:
-    """The election for the configured Asterisk: on the store's PostgreSQL database when there is one (several
-    instances may share it), else none (a single box owns its links)."""
+def election(config: Config, node: AsteriskNode | None = None) -> Ownership:
+    """The election for one Asterisk server's link (None: the first, or only, one): on the store's PostgreSQL
+    database when there is one (several instances may share it), else none (a single box owns its links). Each
+    server is elected on its own, so the links of several spread over the instances that ask first."""
     if config.storage.url is None:
         return SingleBox()
     from callbuddy_pbx.store.pg import password_from_environment  # psycopg: PostgreSQL installations only
 
-    identity = link_identity(config.asterisk.host, config.asterisk.port)
+    ami = (node or config.asterisk_nodes[0]).ami
+    identity = link_identity(ami.host, ami.port)
     connect = postgresql_connect(config.storage.url, password_from_environment())
     return Leadership(connect, lock_key(identity), name=identity)

@@ -14,6 +14,7 @@ from callbuddy_pbx.recovery.answers import Answers
 from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.service.healthz import health_routes, service_health
 from callbuddy_pbx.service.metrics import Metrics
+from callbuddy_pbx.service.node_link import CallBacksBySite
 from callbuddy_pbx.sms.factory import webhook_gateways
 from callbuddy_pbx.sms.gateway import SmsGateway
 from callbuddy_pbx.store.db import CallStore
@@ -59,6 +60,9 @@ def service_site(
         phones=config.pbx.phones,
         health=health,
         devices=service.devices.snapshot,
+        devices_by_site=(lambda: [(node.name, node.devices.snapshot()) for node in service.nodes])
+        if len(service.nodes) > 1
+        else None,
         ami_last_event_at=lambda: service.last_event_at,
         version=version(),
         live_poll_s=live_poll_s,
@@ -69,7 +73,10 @@ def service_site(
     answers = Answers(config, store, text_back.outbox.wake) if text_back is not None else None
 
     def routes(app: web.Application) -> None:
-        app[CALL_BACKS_KEY] = service.call_backs  # "Call back" on the dashboard and in the API (web/callback.py)
+        # "Call back" on the dashboard and in the API (web/callback.py), through the business's own server.
+        app[CALL_BACKS_KEY] = (
+            CallBacksBySite(service.nodes, config.businesses) if len(service.nodes) > 1 else service.call_backs
+        )
         health_routes(app, health, metrics)
         link_routes(app, LinkStore(store))
         if config.web.api_tokens:

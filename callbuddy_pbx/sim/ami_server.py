@@ -255,6 +255,7 @@ class SimulatedAmiServer:
         self.reject_logins = False
         self.response_delays: dict[str, float] = {}  # lower-case action name -> seconds (answered out of order)
         self.variables: dict[str, str] = {}  # global variables for Getvar
+        self.systemname = ""  # asterisk.conf `systemname`, as CoreSettings tells it ("" : not set)
         self.pjsip: SimulatedPjsip | None = None  # what the PJSIPShow* actions list (None: res_pjsip not loaded)
         self.denied_actions: set[str] = set()  # lower-case action names answered `Permission denied`
         self.write_classes: set[str] | None = None  # manager.conf `write` (None: all); Originate needs `originate`
@@ -279,6 +280,7 @@ class SimulatedAmiServer:
             "logoff": self._logoff,
             "ping": self._ping,
             "getvar": self._getvar,
+            "coresettings": self._core_settings,
             "coreshowchannels": self._core_show_channels,
             "pjsipshowendpoints": self._pjsip_show_endpoints,
             "pjsipshowcontacts": self._pjsip_show_contacts,
@@ -667,6 +669,12 @@ class SimulatedAmiServer:
 
     async def _ping(self, client: _Client, action: AmiMessage) -> bool:
         await self._reply(client, _response(action, "Success", Ping="Pong", Timestamp=f"{time.time():.6f}"))
+        return True
+
+    async def _core_settings(self, client: _Client, action: AmiMessage) -> bool:
+        """As manager.c answers it (SystemName empty when asterisk.conf sets none)."""
+        fields = {"AMIversion": "10.0.0", "AsteriskVersion": "22.1.0", "SystemName": self.systemname}
+        await self._reply(client, _response(action, "Success", **fields, CoreMaxCalls="0", CoreRunUser="asterisk"))
         return True
 
     async def _getvar(self, client: _Client, action: AmiMessage) -> bool:

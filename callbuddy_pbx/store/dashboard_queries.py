@@ -25,7 +25,7 @@ MAX_PAGE = 1000
 # keeps a row per call should a follow-up text ever be added). Clicks: visits to the links of the call's texts.
 _ROW = """
     SELECT c.linkedid, c.business, c.did, c.caller, c.caller_name, c.outcome, c.missed, c.started_at, c.ring_at,
-           c.answered_at, c.ended_at, c.recorded_at,
+           c.answered_at, c.ended_at, c.recorded_at, c.node,
            m.state AS text_state, m.created_at AS text_created_at, m.sent_at AS text_sent_at,
            m.done_at AS text_done_at, m.error AS text_error, m.updated_at AS text_updated_at,
            (SELECT COUNT(*) FROM link_tokens AS t JOIN link_clicks AS k ON k.token = t.token
@@ -131,6 +131,7 @@ class FeedRow:
     text_error: str | None
     text_updated_at: float | None
     clicks: int
+    node: str = ""  # the Asterisk server it rang on, with several (asterisk.nodes); "" with one
 
     @property
     def ring_s(self) -> float | None:
@@ -197,6 +198,7 @@ def _feed_row(row: Row) -> FeedRow:
         answered_at=row["answered_at"],
         ended_at=row["ended_at"],
         recorded_at=row["recorded_at"],
+        node=row["node"],
         text_state=row["text_state"],
         text_created_at=row["text_created_at"],
         text_sent_at=row["text_sent_at"],

@@ -25,8 +25,8 @@ from callbuddy_pbx.store.sqlite_engine import open_sqlite
 _INSERT_CALL = """
     INSERT INTO calls (
         linkedid, business, did, caller, caller_raw, caller_name, outcome, missed, answered_by,
-        started_at, ring_at, answered_at, ended_at, hangup_cause, observed_from_start, from_cel, recorded_at
-    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        started_at, ring_at, answered_at, ended_at, hangup_cause, observed_from_start, from_cel, recorded_at, node
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (linkedid) DO NOTHING
 """
 _INSERT_LEG = """
@@ -280,6 +280,7 @@ def _call_row(record: CallRecord, recorded_at: float) -> tuple[Any, ...]:
         int(record.observed_from_start),
         int(record.from_cel),
         recorded_at,
+        record.node,
     )
 
 
@@ -331,4 +332,5 @@ def _call_from(row: Row, legs: list[LegRecord]) -> CallRecord:
         legs=tuple(legs),
         observed_from_start=bool(row["observed_from_start"]),
         from_cel=bool(row["from_cel"]),
+        node=row["node"],
     )

@@ -277,6 +277,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE messages ADD COLUMN claimed_by TEXT;
     ALTER TABLE messages ADD COLUMN lease_until REAL;
     """,
+    # 14: several Asterisk servers (asterisk.nodes, issue 16). The server a call rang on, shown and filtered by; its
+    # key (`linkedid`) already names it (`<linkedid>@<node>`). '' : the only Asterisk, as every call before.
+    """
+    ALTER TABLE calls ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -265,6 +265,10 @@ PG_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE messages ADD COLUMN claimed_by {TEXT};
     ALTER TABLE messages ADD COLUMN lease_until {REAL};
     """,
+    # 14: the Asterisk server a call rang on (several servers)
+    f"""
+    ALTER TABLE calls ADD COLUMN node {TEXT} NOT NULL DEFAULT '';
+    """,
 )
 PG_SCHEMA_VERSION = len(PG_MIGRATIONS)
 _VERSION_TABLE = "CREATE TABLE IF NOT EXISTS callbuddy_schema (version integer NOT NULL)"

@@ -9,6 +9,7 @@ and the database file. Times are on the businesses' shared clock (UTC when they 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -37,6 +38,7 @@ class DeviceRow:
     connection: str  # "Connected", "Not connected", "Unknown"
     contacts: tuple[str, ...]  # where it is registered, push tokens masked
     wake: WakeWords
+    site: str = ""  # the Asterisk server it is on, with several (asterisk.nodes)
 
 
 def device_row(device: Device, book: PhoneBook, timezone: str = "UTC", now: float = 0.0) -> DeviceRow:
@@ -53,10 +55,15 @@ def devices_handler(ctx: DashboardContext) -> Handler:
     async def devices(request: web.Request, viewer: Viewer) -> web.StreamResponse:
         admin_only(viewer)
         book = ctx.phone_book
-        found = sorted(ctx.devices(), key=lambda device: (device.name, device.endpoint))
+        sites = ctx.devices_by_site() if ctx.devices_by_site is not None else [("", ctx.devices())]
         timezone, now = ctx.common_timezone(None), ctx.clock()
-        rows = [device_row(device, book, timezone, now) for device in found]
-        return render(request, "devices.html", rows=rows, timezone=timezone)
+        rows = [
+            dataclasses.replace(device_row(device, book, timezone, now), site=site)
+            for site, devices in sites
+            for device in sorted(devices, key=lambda device: (device.name, device.endpoint))
+        ]
+        several = any(row.site for row in rows)
+        return render(request, "devices.html", rows=rows, timezone=timezone, several_sites=several)
 
     return page(devices)
 

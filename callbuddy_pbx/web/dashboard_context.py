@@ -29,6 +29,8 @@ class DashboardContext:
     clock: Callable[[], float] = time.time
     live_poll_s: float = 1.0  # how often a live feed asks the database for changes
     phones: tuple[Phone, ...] = ()  # the configured phones (pbx.phones): their names and people on every page
+    # With several Asterisk servers (asterisk.nodes): each server's name and devices, for /devices; None: `devices`.
+    devices_by_site: Callable[[], Sequence[tuple[str, Sequence[Device]]]] | None = None
 
     @property
     def phone_book(self) -> PhoneBook:

@@ -48,6 +48,38 @@ class CelHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeHealth:
+    """One of several Asterisk servers (asterisk.nodes): its link as this instance sees it."""
+
+    ami: AmiHealth
+    cel: CelHealth | None = None
+    role: str | None = None  # "owner" or "standby" with several instances; None on a single box
+    owner_since: float | None = None
+    leadership_problem: str | None = None
+    problem: str | None = None  # why its events are not followed (the server is not the one configured)
+
+    @property
+    def ok(self) -> bool:
+        if self.role == "standby":  # another instance follows this server
+            return self.leadership_problem is None
+        return self.ami.connected and self.problem is None and (self.cel is None or self.cel.readable)
+
+    def to_json(self) -> dict[str, Any]:
+        ami = {"connected": self.ami.connected, "last_error": self.ami.last_error}
+        body: dict[str, Any] = {"ok": self.ok, "ami": ami, "problem": self.problem}
+        if self.cel is not None:
+            body["cel"] = _cel_json(self.cel)
+        if self.role is not None:
+            problem = self.leadership_problem
+            body["leadership"] = {"role": self.role, "owner_since": self.owner_since, "problem": problem}
+        return body
+
+
+def _cel_json(cel: CelHealth) -> dict[str, Any]:
+    return {"readable": cel.readable, "last_error": cel.last_error, "found": cel.found, "held": cel.held}
+
+
+@dataclass(frozen=True, slots=True)
 class HealthStatus:
     ami: AmiHealth
     gateways: Mapping[str, GatewayHealth] = field(default_factory=dict)
@@ -64,15 +96,18 @@ class HealthStatus:
     owner_since: float | None = None  # epoch seconds this instance became the owner
     # Why the election's database cannot be reached: a standby that cannot ask for the lock could not take over.
     leadership_problem: str | None = None
+    # With several Asterisk servers: each by name (the fields above are then the first one's, with the router's).
+    nodes: Mapping[str, NodeHealth] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         gateways_ok = all(gateway.up for gateway in self.gateways.values())
+        nodes_ok = all(node.ok for node in self.nodes.values())
         if self.role == "standby":
-            return gateways_ok and not self.tasks_down and self.leadership_problem is None
+            return gateways_ok and nodes_ok and not self.tasks_down and self.leadership_problem is None
         ari_ok = self.ari is None or self.ari.connected
         cel_ok = self.cel is None or self.cel.readable
-        return self.ami.connected and ari_ok and gateways_ok and cel_ok and not self.tasks_down
+        return self.ami.connected and ari_ok and gateways_ok and cel_ok and nodes_ok and not self.tasks_down
 
     def to_json(self, backlog: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -84,12 +119,7 @@ class HealthStatus:
         if self.ari is not None:
             body["ari"] = {"connected": self.ari.connected, "last_error": self.ari.last_error}
         if self.cel is not None:
-            body["cel"] = {
-                "readable": self.cel.readable,
-                "last_error": self.cel.last_error,
-                "found": self.cel.found,
-                "held": self.cel.held,
-            }
+            body["cel"] = _cel_json(self.cel)
         body["tasks"] = {"down": dict(self.tasks_down)}
         if self.role is not None:
             body["leadership"] = {
@@ -99,6 +129,8 @@ class HealthStatus:
             }
         if self.call_back_problem is not None:
             body["call_back"] = {"problem": self.call_back_problem}
+        if self.nodes:
+            body["nodes"] = {name: node.to_json() for name, node in self.nodes.items()}
         return body
 
 
@@ -112,7 +144,8 @@ def safe_detail(text: str, secrets: Iterable[str] = ()) -> str:
 
 def config_secrets(config: Config) -> tuple[str, ...]:
     """Every credential in the configuration, to scrub from health details."""
-    found = [config.asterisk.secret, config.web.webhook_token, *(t.token for t in config.web.api_tokens)]
+    found = [*(node.ami.secret for node in config.asterisk_nodes), config.web.webhook_token]
+    found += [token.token for token in config.web.api_tokens]
     for gateway in config.gateways:
         found += [gateway.password, gateway.auth_token, *(value for _, value in gateway.headers)]
     return tuple(secret for secret in found if secret)
