@@ -351,3 +351,168 @@ async def test_the_ari_router_runs_only_on_the_owner_and_hands_its_calls_back_wh
             await asyncio.wait_for(asyncio.gather(*tasks), 10)
             for store in stores:
                 await store.close()
+
+
+# ---- holding on while the database is away ---------------------------------------------------------------------
+
+
+@dataclass
+class Routed(Links):
+    """Links whose router (what must never run twice) stops on `hold` and starts again on `resume`."""
+
+    routers: set[str] = field(default_factory=set)
+    router_overlaps: int = 0
+    holds: int = 0
+    resumes: int = 0
+
+    def route(self, name: str) -> None:
+        if self.routers - {name}:
+            self.router_overlaps += 1
+        self.routers.add(name)
+
+    def lead(self, name: str) -> Any:
+        observe = super().lead(name)
+
+        async def run() -> None:
+            self.route(name)
+            try:
+                await observe()
+            finally:
+                self.routers.discard(name)
+
+        return run
+
+    def hooks(self, name: str) -> dict[str, Any]:
+        async def hold() -> None:
+            self.holds += 1
+            self.routers.discard(name)
+
+        async def resume() -> None:
+            self.resumes += 1
+            self.route(name)
+
+        return {"hold": hold, "resume": resume}
+
+
+def cuttable(url: str) -> tuple[Any, list[bool]]:
+    """A lock connection maker that cannot reach the database while `cut[0]` is True."""
+    cut = [False]
+    real = postgresql_connect(url, None)
+
+    async def connect() -> Any:
+        if cut[0]:
+            raise OSError("connection refused (the database is away)")
+        return await real()
+
+    return connect, cut
+
+
+async def test_an_owner_cut_off_from_the_database_follows_on_without_its_router_until_it_is_back(
+    pg_cluster: Cluster,
+) -> None:
+    """Nobody else can take the lock while the database is away: the owner keeps observing (its calls wait for the
+    database), only its router stops; once the database answers it takes the lock back and routes again."""
+    url, key, links = pg_cluster.url("callbuddy_tests"), fresh_key(), Routed()
+    connect, cut = cuttable(url)
+    elected = Leadership(connect, key, name="a", grace_s=0.5)
+    task = asyncio.create_task(elected.run(links.lead("a"), **links.hooks("a")))
+    try:
+        await wait_until(lambda: links.routers == {"a"}, 10)
+        cut[0] = True
+        holder = lock_holder(url, key)
+        assert holder is not None
+        terminate(url, holder)  # the session dies with the outage
+        await wait_until(lambda: elected.role is Role.HOLDING, 5)
+        assert links.running == {"a"} and links.routers == set() and links.holds == 1
+        await wait_until(lambda: "database is away" in (elected.problem or ""), 5)  # trying again, and saying why
+        assert elected.role is Role.HOLDING
+        await asyncio.sleep(1.5)
+        assert links.running == {"a"} and len(links.started["a"]) == 1  # observing all along
+        cut[0] = False
+        await wait_until(lambda: links.routers == {"a"} and elected.role is Role.OWNER, 10)
+        assert links.resumes == 1 and len(links.started["a"]) == 1 and "a" not in links.stopped
+        assert lock_holder(url, key) is not None and elected.problem is None
+    finally:
+        await elected.close()
+        task.cancel()  # as the service's stop ends its links (here: a stand-in that runs until cancelled)
+        await asyncio.gather(task, return_exceptions=True)
+    assert "a" not in links.running
+
+
+async def test_an_owner_cut_off_while_another_takes_over_stops_once_it_sees_the_lock_taken(
+    pg_cluster: Cluster,
+) -> None:
+    """A network cut between one owner and the database: the other instance takes over (after its grace, with the
+    cut owner's router already stopped); the cut owner observes on meanwhile (its calls are stored once: keys), and
+    stops as soon as it reaches the database and finds the lock taken. Two routers never run at once."""
+    url, key, links = pg_cluster.url("callbuddy_tests"), fresh_key(), Routed()
+    connect_a, cut_a = cuttable(url)
+    a = Leadership(connect_a, key, name="a")
+    a_task = asyncio.create_task(a.run(links.lead("a"), **links.hooks("a")))
+    await wait_until(lambda: links.routers == {"a"}, 10)
+    b = Leadership(postgresql_connect(url, None), key, name="b")
+    b_task = asyncio.create_task(b.run(links.lead("b"), **links.hooks("b")))
+    try:
+        await asyncio.sleep(1.0)
+        assert b.role is Role.STANDBY and "b" not in links.started
+        cut_a[0] = True
+        holder = lock_holder(url, key)
+        assert holder is not None
+        terminate(url, holder)
+        await wait_until(lambda: links.routers == {"b"}, TAKEOVER_LIMIT_S + 1)
+        assert a.role is Role.HOLDING and links.running == {"a", "b"}  # both observe: harmless, keys are unique
+        cut_a[0] = False
+        await wait_until(lambda: "a" not in links.running, 5)
+        assert a.role is Role.STANDBY and b.role is Role.OWNER and links.routers == {"b"}
+        assert links.router_overlaps == 0 and len(links.started["a"]) == 1
+        await asyncio.sleep(1.5)
+        assert links.running == {"b"} and links.routers == {"b"}  # a stands by, and does not take it back
+    finally:
+        for elected in (a, b):
+            await elected.close()
+        for task in (a_task, b_task):
+            task.cancel()
+        await asyncio.gather(a_task, b_task, return_exceptions=True)
+
+
+async def test_a_service_cut_off_from_its_database_keeps_its_ami_link_and_calls_and_stops_only_its_router(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """The owner's database goes away: the router stops at once (its calls go back to the dialplan), the AMI link
+    stays logged in and the call ringing meanwhile is followed to its end; once the database answers, the same
+    instance owns again and its router runs again, without a second AMI login."""
+    url, key = pg_cluster.fresh_url(), fresh_key()
+    server = SimulatedAmiServer(secret="s3cret")
+    await server.start()
+    config = salon_config(server.port, tmp_path / "unused.sqlite3")
+    store = await CallStore.open_url(url)
+    connect, cut = cuttable(url)
+    calls: list[Any] = []
+    service = CallService(config, store, on_call=calls.append)
+    service.leadership = Leadership(connect, key, name="svc")
+    router = Router(service)
+    service.owned.append(("routing", router.run))
+    task = asyncio.create_task(service.run())
+    try:
+        await wait_until(lambda: service.ami.connected and router.runs == 1, 10)
+        trace = next(t for t in TRACES if t.name.startswith("01-"))
+        half = len(trace.raw) // 2
+        await server.replay_raw(trace.raw[:half])
+        await wait_until(lambda: service.tracker.active_calls == 1, 3)
+        cut[0] = True
+        holder = lock_holder(url, key)
+        assert holder is not None
+        terminate(url, holder)
+        await wait_until(lambda: service.leadership.role is Role.HOLDING, 3)
+        assert router.stopped_with_ami_up == [True] and service.ami.connected
+        await server.replay_raw(trace.raw[half:])  # the call ends while the database is away
+        await wait_until(lambda: service.tracker.active_calls == 0, 3)
+        cut[0] = False
+        await wait_until(lambda: router.runs == 2 and service.leadership.role is Role.OWNER, 10)
+        await wait_until(lambda: len(calls) == 1, 5)
+        assert server.logins == 1 and calls[0].observed_from_start  # followed whole, on one login
+    finally:
+        await service.stop()
+        await asyncio.wait_for(task, 10)
+        await store.close()
+        await server.stop()

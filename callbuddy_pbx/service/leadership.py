@@ -40,11 +40,15 @@ CONNECT_TIMEOUT_S = 5
 SERVER_KEEPALIVE = {"tcp_keepalives_idle": 5, "tcp_keepalives_interval": 1, "tcp_keepalives_count": 3}
 
 Lead = Callable[[], Coroutine[Any, Any, None]]
+Hook = Callable[[], Awaitable[None]]
 
 
 class Role(enum.StrEnum):
     OWNER = "owner"
     STANDBY = "standby"
+    # The owner's lock connection failed: it goes on following Asterisk (its calls are kept until the database is
+    # back) with what must never run twice (the router) stopped, until it knows whether the lock is still its own.
+    HOLDING = "holding"
 
 
 def lock_key(identity: str) -> int:
@@ -72,7 +76,7 @@ class Ownership(Protocol):
     @property
     def problem(self) -> str | None: ...
 
-    async def run(self, lead: Lead) -> None: ...
+    async def run(self, lead: Lead, *, hold: Hook | None = None, resume: Hook | None = None) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -87,7 +91,7 @@ class SingleBox:
         self.role = Role.OWNER
         self.owner_since: float | None = time.time()
 
-    async def run(self, lead: Lead) -> None:
+    async def run(self, lead: Lead, *, hold: Hook | None = None, resume: Hook | None = None) -> None:
         await lead()
 
     async def close(self) -> None:
@@ -122,31 +126,74 @@ class Leadership:
         # Why the lock cannot be asked for (the database unreachable), None once it answers: a standby that cannot ask
         # could not take over either, and with every instance so, nobody follows Asterisk (health says so).
         self.problem: str | None = None
+        self._held: asyncio.Task[None] | None = None  # the links, kept running while holding (see run)
+        self._hold: Hook | None = None
+        self._resume: Hook | None = None
 
     async def close(self) -> None:
         self._closing.set()
 
-    async def run(self, lead: Lead) -> None:
-        while not self._closing.is_set():
-            conn: LockConnection | None = None
-            try:
-                conn = await self._connect()
-                await self._keepalive(conn)
-                if not await self._wait_for_lock(conn):
-                    return
-                if await self._own(conn, lead):
-                    return  # lead returned: the service is stopping
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # psycopg.Error, OSError, TimeoutError: the lock connection is gone
-                problem = f"lock connection: {_described(exc)}"
-                if problem != self.problem or self.role is Role.OWNER:  # said once, not at every try while it lasts
-                    self._standby(problem)
-                self.problem = problem
-            finally:
-                if conn is not None:
-                    await _close_quietly(conn)
-            await self._pause(RECONNECT_S)
+    async def run(self, lead: Lead, *, hold: Hook | None = None, resume: Hook | None = None) -> None:
+        """`hold` (when given): the lock connection failed while owning; stop what must never run twice and keep
+        `lead` running (the database may just be away: nobody else can take the lock then, and the calls followed
+        meanwhile are kept). Once a connection is back, the lock is taken again (then `resume`, after the grace) or
+        it is another instance's (then `lead` is stopped). Without `hold`, a failed connection stops `lead` at once."""
+        self._hold, self._resume = hold, resume
+        try:
+            while not self._closing.is_set():
+                conn: LockConnection | None = None
+                try:
+                    conn = await self._connect()
+                    await self._keepalive(conn)
+                    if self._held is not None:
+                        await self._take_back(conn)
+                    if self._held is None and not await self._wait_for_lock(conn):
+                        return
+                    if await self._own(conn, lead):
+                        return  # lead returned: the service is stopping
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # psycopg.Error, OSError, TimeoutError: the lock connection is gone
+                    problem = f"lock connection: {_described(exc)}"
+                    if self._held is not None:
+                        if self.role is not Role.HOLDING:
+                            log.warning(
+                                "role: holding %s (%s): following Asterisk on, its calls kept until the database is "
+                                "back; the router stopped",
+                                self._name,
+                                problem,
+                            )
+                        self.role = Role.HOLDING
+                    elif problem != self.problem or self.role is Role.OWNER:  # said once, not at every try
+                        self._standby(problem)
+                    self.problem = problem
+                finally:
+                    if conn is not None:
+                        await _close_quietly(conn)
+                await self._pause(RECONNECT_S)
+        finally:
+            if self._held is not None:  # stopping while holding: the links end with the service
+                held, self._held = self._held, None
+                await _stop(held)
+
+    async def _take_back(self, conn: LockConnection) -> None:
+        """Holding, with a connection again: the lock is ours again (`_held` stays, for `_own` to go on with), or
+        it is another instance's (the links stop: it adopts the calls in progress; ours already ended are kept)."""
+        assert self._held is not None
+        if self._held.done():
+            self._held = None
+            self._standby("the links ended while the database was away")
+            return
+        async with asyncio.timeout(CHECK_TIMEOUT_S + POLL_S):
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,))
+            row = await cursor.fetchone()
+        self.problem = None
+        if row is not None and row[0] is True:
+            return
+        held, self._held = self._held, None
+        await _stop(held)
+        self.role = Role.OWNER  # so that _standby says the links stopped
+        self._standby("another instance took the links while the database was away")
 
     async def _keepalive(self, conn: LockConnection) -> None:
         async with asyncio.timeout(CONNECT_TIMEOUT_S):  # a server that accepts and then hangs is no server
@@ -176,17 +223,31 @@ class Leadership:
             await self._pause(min(CHECK_S, max(0.0, grace_until - time.monotonic())))
         if self._closing.is_set():
             return True
-        self.role, self.owner_since = Role.OWNER, time.time()
-        self.terms += 1
-        log.info("role: owner of %s (Asterisk links start now)", self._name)
-        task = asyncio.create_task(lead(), name=f"lead {self._name}")
+        task, self._held = self._held, None
+        if task is None:
+            self.role, self.owner_since = Role.OWNER, time.time()
+            self.terms += 1
+            log.info("role: owner of %s (Asterisk links start now)", self._name)
+            task = asyncio.create_task(lead(), name=f"lead {self._name}")
+        else:
+            self.role = Role.OWNER
+            log.info("role: owner of %s again (the database is back; the router starts again)", self._name)
+            if self._resume is not None:
+                await self._resume()
         try:
             while not task.done():
                 await asyncio.wait([task], timeout=CHECK_S)
                 if not task.done():
                     await self._check(conn)
+        except Exception:
+            if self._hold is None or self._closing.is_set():
+                await _stop(task)
+                raise
+            self._held = task  # the database may only be away: go on following Asterisk, the router stopped
+            await self._hold()
+            raise
         except BaseException:
-            await _stop(task)  # the lock is lost (or run() cancelled): the links stop before anything else
+            await _stop(task)  # run() cancelled: the links stop before anything else
             raise
         if task.cancelled() or task.exception() is None:
             self._standby("stopping")

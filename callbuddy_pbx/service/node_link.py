@@ -116,7 +116,7 @@ class NodeLink:
         """Until `stop()`: elected (or always, on one box), follow the server; the tick runs throughout."""
         self.supervisor.start(self.task("call-tick"), self._tick)
         try:
-            await self.leadership.run(self._own_link)
+            await self.leadership.run(self._own_link, hold=self._hold, resume=self._resume)
         finally:
             await self.supervisor.stop(self.task("call-tick"), self.task("cel-reconcile"))
             if self.cel is not None:
@@ -146,11 +146,19 @@ class NodeLink:
             raise
 
     async def _resume(self) -> None:
-        """What runs beside the AMI observer while this instance owns the link: the router, the alerts, CEL."""
+        """What runs beside the AMI observer while this instance surely owns the link: the router, the alerts, CEL."""
         for name, run in self.owned:
             self.supervisor.start(name, run)
         if self.cel is not None:
             self.supervisor.start(self.task("cel-reconcile"), self.cel.run)
+
+    async def _hold(self) -> None:
+        """The database is unreachable (the lock's connection failed): stop the router first (two routers on one
+        call is the worst case; its calls go back to the dialplan), the alerts and CEL (they need the database); the
+        AMI observer goes on, and the calls it judges wait for the database in the store writer."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.supervisor.stop(*(name for name, _ in self.owned)), LEAD_STOP_S)
+        await self.supervisor.stop(self.task("cel-reconcile"))
 
     def _leave_calls(self) -> None:
         """Ownership lost: forget the calls in progress (judging them here too would judge them twice)."""

@@ -62,7 +62,8 @@ class NodeHealth:
     def ok(self) -> bool:
         if self.role == "standby":  # another instance follows this server
             return self.leadership_problem is None
-        return self.ami.connected and self.problem is None and (self.cel is None or self.cel.readable)
+        holding = self.role == "holding"  # following on, the database away: calls wait in memory
+        return self.ami.connected and not holding and self.problem is None and (self.cel is None or self.cel.readable)
 
     def to_json(self) -> dict[str, Any]:
         ami = {"connected": self.ami.connected, "last_error": self.ami.last_error}
@@ -107,7 +108,8 @@ class HealthStatus:
             return gateways_ok and nodes_ok and not self.tasks_down and self.leadership_problem is None
         ari_ok = self.ari is None or self.ari.connected
         cel_ok = self.cel is None or self.cel.readable
-        return self.ami.connected and ari_ok and gateways_ok and cel_ok and nodes_ok and not self.tasks_down
+        links_ok = self.ami.connected and self.role != "holding" and ari_ok and cel_ok
+        return links_ok and gateways_ok and nodes_ok and not self.tasks_down
 
     def to_json(self, backlog: int | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
