@@ -209,6 +209,8 @@ async def test_the_owner_killed_mid_traffic_is_replaced_within_5_s_and_every_mis
         try:
             await first.start()
             await wait_for(lambda: ami.logins == 1, 15, "the first instance to log in", first)
+            # On PostgreSQL, calls that wait for the database are kept on this machine (store/spool.py).
+            assert (tmp_path / "data" / "callbuddy-spool.sqlite3").exists()
             await second.start()
             # A standby is healthy without Asterisk links; the owner says since when it owns them.
             standby = await second.wait_health({"role": "standby", "ok": True}, 15)

@@ -29,6 +29,7 @@ from callbuddy_pbx.service.site import service_site
 from callbuddy_pbx.sms.factory import build_gateways
 from callbuddy_pbx.store.db import folder_unwritable
 from callbuddy_pbx.store.schema import StoreError
+from callbuddy_pbx.store.spool import CallSpool
 from callbuddy_pbx.web.health import config_secrets
 from callbuddy_pbx.web.server import start_web
 
@@ -45,7 +46,9 @@ async def serve(config: Config) -> None:
     metrics = Metrics()
     metrics.watch_backlog(store_backlog(store))
     text_back = TextBackService(config, store, gateways, metrics=metrics) if gateways else None
-    service = CallService(config, store, text_back=text_back, metrics=metrics)
+    spool_path = config.storage.spool_path
+    spool = CallSpool(spool_path) if spool_path is not None else None  # PostgreSQL: calls survive its outages
+    service = CallService(config, store, text_back=text_back, metrics=metrics, spool=spool)
     secrets = config_secrets(config)
     # Routing is optional and fails open: if it cannot connect, the dialplan rings the groups itself.
     routing = RoutingService(config, service.devices) if RoutingService.wanted(config) else None

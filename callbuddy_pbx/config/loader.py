@@ -45,6 +45,12 @@ class StorageConfig:
         return "sqlite" if self.url is None else "postgresql"
 
     @property
+    def spool_path(self) -> Path | None:
+        """Where calls judged while PostgreSQL takes no writes are kept until stored (store/spool.py): beside where
+        the SQLite file would be, on this machine. None on SQLite: the store is on this machine already."""
+        return None if self.url is None else self.path.with_name("callbuddy-spool.sqlite3")
+
+    @property
     def shown(self) -> str:
         """Where the store is, as it may be printed or logged: the file, or the URL with no password in it."""
         return str(self.path) if self.url is None else masked(self.url)

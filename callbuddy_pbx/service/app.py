@@ -32,6 +32,7 @@ from callbuddy_pbx.service.recovery_marks import RecoveryMarker
 from callbuddy_pbx.service.supervisor import Supervisor
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.recovery import RecoveryStore
+from callbuddy_pbx.store.spool import CallSpool
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ class CallService:
         on_call: Callable[[CallRecord], None] | None = None,
         text_back: TextBackService | None = None,
         metrics: Metrics | None = None,
+        spool: CallSpool | None = None,
     ) -> None:
         self._store = store
+        self.spool = spool  # calls waiting for the database, kept on disk (PostgreSQL: run.py gives one)
         self._on_call = on_call
         self.text_back = text_back
         self.metrics = metrics
@@ -126,6 +129,9 @@ class CallService:
         """Run until cancelled or `stop()`; the store writer drains what was judged before returning. The writer,
         the grace-period ticks and the outbox are supervised: one that fails is logged, reported down in health
         and started again."""
+        if self.spool is not None:  # calls a previous run judged and could not store: first in line
+            for record in self.spool.open():
+                self.enqueue(record)
         await self.push_bindings.restore()  # before Asterisk is asked about its phones
         self.supervisor.start("push-bindings", self.push_bindings.run)
         self.supervisor.start("call-writer", self._write_calls)
@@ -143,7 +149,10 @@ class CallService:
             try:
                 await asyncio.wait_for(self._finished.join(), STOP_DRAIN_S)
             except TimeoutError:
-                log.error("stopping with %d judged calls not stored (database unavailable)", self._finished.qsize())
+                kept = "kept in the spool for the next start" if self.spool is not None else "lost"
+                log.error(
+                    "stopping with %d judged calls not stored (database unavailable): %s", self._finished.qsize(), kept
+                )
             await self.supervisor.stop("call-writer")
             await self.recovery.flush()
             await self.supervisor.stop("push-bindings")
@@ -151,6 +160,8 @@ class CallService:
                 await self.push_bindings.flush()
             if self.text_back is not None:
                 await self.text_back.close()
+            if self.spool is not None:
+                self.spool.close()
 
     async def _send_texts(self) -> None:
         assert self.text_back is not None
@@ -190,6 +201,10 @@ class CallService:
             while not self._finished.empty() and len(batch) < WRITE_BATCH_MAX:
                 batch.append(self._finished.get_nowait())
             stored, waiting = await self._store_batch(batch)
+            if self.spool is not None:  # on disk before waiting: a crash during the outage loses none of them
+                self.spool.keep(waiting, time.time())
+                waiting_keys = {record.linkedid for record in waiting}
+                self.spool.drop(record.linkedid for record in batch if record.linkedid not in waiting_keys)
             if stored:  # before task_done: a drain (wait_stored) sees the calls with their marks
                 await self.recovery.calls_stored(stored)
             for record in waiting:  # back in the queue before the batch is done: a drain never sees it empty
