@@ -21,7 +21,7 @@ import pytest
 from callbuddy_pbx.routing.service import RoutingService
 from callbuddy_pbx.service import leadership
 from callbuddy_pbx.service.app import CallService
-from callbuddy_pbx.service.leadership import Leadership, Role, SingleBox, lock_key, postgresql_connect
+from callbuddy_pbx.service.leadership import Leadership, Role, SharedLinks, SingleBox, lock_key, postgresql_connect
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
 from callbuddy_pbx.store.db import CallStore
@@ -516,3 +516,33 @@ async def test_a_service_cut_off_from_its_database_keeps_its_ami_link_and_calls_
         await asyncio.wait_for(task, 10)
         await store.close()
         await server.stop()
+
+
+async def test_instances_started_together_share_the_servers_links(pg_cluster: Cluster) -> None:
+    """Six Asterisk servers, two instances started 0.3 s apart: each ends up owning some of the links (each its own
+    writer), rather than the first taking all six; every link has exactly one owner."""
+    url, links = pg_cluster.url("callbuddy_tests"), Links()
+    keys = [fresh_key() for _ in range(6)]
+    elected: dict[str, list[Leadership]] = {}
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for instance in ("a", "b"):
+            shared = SharedLinks()
+            elected[instance] = [
+                Leadership(postgresql_connect(url, None), key, name=f"{instance}{n}", grace_s=0.1, shared=shared)
+                for n, key in enumerate(keys)
+            ]
+            tasks += [asyncio.create_task(e.run(links.lead(f"{instance}{n}"))) for n, e in enumerate(elected[instance])]
+            await asyncio.sleep(0.3)
+        await wait_until(lambda: len(links.running) == 6, 15)
+        owned = {instance: sum(e.role is Role.OWNER for e in found) for instance, found in elected.items()}
+        assert min(owned.values()) >= 2, owned
+        assert all(lock_holder(url, key) is not None for key in keys)
+        assert {name[1:] for name in links.running} == {str(n) for n in range(6)}  # one owner per link
+    finally:
+        for found in elected.values():
+            for e in found:
+                await e.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

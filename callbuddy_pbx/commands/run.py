@@ -21,7 +21,7 @@ from callbuddy_pbx.service.alerts import AlertMonitor
 from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.service.digest import DigestScheduler
 from callbuddy_pbx.service.healthz import service_health
-from callbuddy_pbx.service.leadership import election
+from callbuddy_pbx.service.leadership import SharedLinks, election
 from callbuddy_pbx.service.logs import setup_logging
 from callbuddy_pbx.service.metrics import Metrics, store_backlog
 from callbuddy_pbx.service.notify import Notifier, alert_route
@@ -69,8 +69,9 @@ async def serve(config: Config) -> None:
     if routing is not None:  # like the AMI link, only while this instance owns the Asterisk links
         service.owned.append(("routing", routing.run))
         helpers.append("routing")
+    shared = SharedLinks()  # instances started together share the servers' links
     for node in service.nodes:  # on PostgreSQL, one of the instances sharing it owns each server's link
-        node.leadership = election(config, node.node)
+        node.leadership = election(config, node.node, shared)
     app = service_site(config, store, service, gateways, metrics, routing=routing)
     runner: web.AppRunner | None = None
     try:

@@ -36,6 +36,10 @@ LEAD_STOP_S = 1.0  # how long stopping the links may take (handing routed calls 
 TAKEOVER_GRACE_S = CHECK_S + CHECK_TIMEOUT_S + LEAD_STOP_S + 0.5
 RECONNECT_S = 1.0  # the lock connection failed or could not be made: try again after this
 CONNECT_TIMEOUT_S = 5
+# For this long after a process starts, its elections ask one at a time, each waiting POLL_S per link the process
+# already holds: instances started together share the servers' links (each its own writer) instead of the first
+# taking them all. Later (a takeover), nothing waits: the 5 s takeover is kept.
+SHARE_WINDOW_S = 20.0
 # The server drops a silent client's session (freeing its lock) after idle + interval * count seconds.
 SERVER_KEEPALIVE = {"tcp_keepalives_idle": 5, "tcp_keepalives_interval": 1, "tcp_keepalives_count": 3}
 
@@ -98,6 +102,25 @@ class SingleBox:
         return None
 
 
+class SharedLinks:
+    """The links one process holds, shared by its elections (one per Asterisk server), to spread links over the
+    instances started together (SHARE_WINDOW_S)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.held = 0
+        self._clock = clock
+        self._since = clock()
+        self.turn = asyncio.Lock()
+
+    def wait_s(self) -> float:
+        """How long an election of this process waits before asking for a lock now."""
+        return POLL_S * self.held if self._clock() - self._since < SHARE_WINDOW_S else 0.0
+
+    @property
+    def sharing(self) -> bool:
+        return self._clock() - self._since < SHARE_WINDOW_S
+
+
 class LockConnection(Protocol):
     """What Leadership needs of its database connection (psycopg's AsyncConnection, autocommit)."""
 
@@ -114,8 +137,18 @@ class Leadership:
 
     elected = True
 
-    def __init__(self, connect: Connect, key: int, *, name: str, grace_s: float = TAKEOVER_GRACE_S) -> None:
+    def __init__(
+        self,
+        connect: Connect,
+        key: int,
+        *,
+        name: str,
+        grace_s: float = TAKEOVER_GRACE_S,
+        shared: SharedLinks | None = None,
+    ) -> None:
         self._connect = connect
+        self._shared = shared  # this process's other elections (several Asterisk servers)
+        self._counted = False  # this election's link counts in `shared`
         self._key = key
         self._name = name  # the link's identity, for log lines (never the database URL's secrets)
         self._grace_s = grace_s
@@ -184,11 +217,9 @@ class Leadership:
             self._held = None
             self._standby("the links ended while the database was away")
             return
-        async with asyncio.timeout(CHECK_TIMEOUT_S + POLL_S):
-            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,))
-            row = await cursor.fetchone()
+        taken = await self._try_lock(conn)
         self.problem = None
-        if row is not None and row[0] is True:
+        if taken:
             return
         held, self._held = self._held, None
         await _stop(held)
@@ -203,14 +234,26 @@ class Leadership:
     async def _wait_for_lock(self, conn: LockConnection) -> bool:
         """Poll until the lock is ours (True) or close() (False). A failing poll raises: reconnect."""
         while not self._closing.is_set():
-            async with asyncio.timeout(CHECK_TIMEOUT_S + POLL_S):
-                cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,))
-                row = await cursor.fetchone()
+            if self._shared is not None and self._shared.sharing:
+                async with self._shared.turn:  # one at a time, after the others this process took
+                    await self._pause(self._shared.wait_s())
+                    taken = await self._try_lock(conn)
+            else:
+                taken = await self._try_lock(conn)
             self.problem = None
-            if row is not None and row[0] is True:
+            if taken:
+                if self._shared is not None and not self._counted:
+                    self._shared.held += 1
+                    self._counted = True
                 return True
             await self._pause(POLL_S)
         return False
+
+    async def _try_lock(self, conn: LockConnection) -> bool:
+        async with asyncio.timeout(CHECK_TIMEOUT_S + POLL_S):
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,))
+            row = await cursor.fetchone()
+        return row is not None and row[0] is True
 
     async def _own(self, conn: LockConnection, lead: Lead) -> bool:
         """Hold the lock: wait out the grace, run `lead`, check the connection. True: lead returned (stop)."""
@@ -268,6 +311,9 @@ class Leadership:
         else:
             log.info("role: standby for %s (%s)", self._name, why)
         self.role, self.owner_since = Role.STANDBY, None
+        if self._shared is not None and self._counted:
+            self._shared.held -= 1
+            self._counted = False
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -319,7 +365,7 @@ def postgresql_connect(url: str, password: str | None) -> Connect:
     return connect
 
 
-def election(config: Config, node: AsteriskNode | None = None) -> Ownership:
+def election(config: Config, node: AsteriskNode | None = None, shared: SharedLinks | None = None) -> Ownership:
     """The election for one Asterisk server's link (None: the first, or only, one): on the store's PostgreSQL
     database when there is one (several instances may share it), else none (a single box owns its links). Each
     server is elected on its own, so the links of several spread over the instances that ask first."""
@@ -330,4 +376,4 @@ def election(config: Config, node: AsteriskNode | None = None) -> Ownership:
     ami = (node or config.asterisk_nodes[0]).ami
     identity = link_identity(ami.host, ami.port)
     connect = postgresql_connect(config.storage.url, password_from_environment())
-    return Leadership(connect, lock_key(identity), name=identity)
+    return Leadership(connect, lock_key(identity), name=identity, shared=shared)
