@@ -20,7 +20,7 @@ from callbuddy_pbx.config import (
     StorageConfig,
     TextBack,
 )
-from callbuddy_pbx.model import CallRecord, Outcome, node_key
+from callbuddy_pbx.model import CallRecord, node_key
 from callbuddy_pbx.recovery.textback import TextBackService
 from callbuddy_pbx.service.app import CallService
 from callbuddy_pbx.service.healthz import service_health
@@ -31,6 +31,7 @@ from callbuddy_pbx.sms.simulated import SimulatedGateway
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.messages import MessageStore
 from tests.test_cel_reconcile import empty_cel_table, write_cel_rows_shifted
+from tests.test_store import make_call
 from tests.traces import cel_traces
 from tests.waiting import wait_until, wait_until_async
 
@@ -218,37 +219,4 @@ async def test_a_nodes_cel_sees_the_store_through_its_own_keys(tmp_path: Path) -
 
 
 def _record(key: str, node: str) -> CallRecord:
-    return CallRecord(
-        linkedid=key,
-        business=None,
-        did="+15550001000",
-        caller="+15557654321",
-        caller_raw="5557654321",
-        caller_name=None,
-        outcome=Outcome.NO_ANSWER,
-        answered_by=None,
-        started_at=1.0,
-        ring_at=1.0,
-        answered_at=None,
-        ended_at=2.0,
-        hangup_cause=16,
-        node=node,
-    )
-
-
-async def test_a_server_whose_systemname_is_not_the_configured_one_is_not_followed(tmp_path: Path) -> None:
-    """Two nodes' addresses swapped: each server's calls would be keyed and matched as the other's. With
-    `systemname` set, the mix-up is found at login and named in health, and no call of the wrong server is taken."""
-    async with two_sites(tmp_path, systemnames={"north": "pbx-north", "south": "pbx-north"}) as sites:
-        north, south = sites.service.nodes
-        await asyncio.wait_for(north.ready.wait(), 5)
-        await wait_until(lambda: south.problem is not None, 5)
-        assert "says it is 'pbx-north', not 'pbx-south'" in south.problem
-        body = service_health(sites.service, {"sim": sites.gateway}).to_json()
-        assert body["nodes"]["south"]["ok"] is False and "pbx-north" in body["nodes"]["south"]["problem"]
-        assert body["nodes"]["north"]["ok"] is True and body["nodes"]["north"]["problem"] is None
-        await sites.play("south", ScenarioFactory(seed=9), SOUTH_DID)
-        await sites.play("north", ScenarioFactory(seed=9), NORTH_DID)
-        await wait_until(lambda: len(sites.calls) == 1, 5)
-        await sites.settle()
-        assert [call.node for call in sites.calls] == ["north"]
+    return dataclasses.replace(make_call(key, 2.0), node=node)

@@ -27,8 +27,15 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.adapt import Loader
 
-from callbuddy_pbx.asterisk.cel import CALLER_ID_EVENTS, DIALPLAN_EVENTS, EXTRA_EVENTS, USED_EVENTS, CelRow, event_time
-from callbuddy_pbx.asterisk.cel_sqlite import CHUNK_ROWS, MAX_EXTRA_CHARS, MAX_VALUE_CHARS, CelProbe, CelSourceError
+from callbuddy_pbx.asterisk.cel import CALLER_ID_EVENTS, DIALPLAN_EVENTS, EXTRA_EVENTS, CelRow, event_time
+from callbuddy_pbx.asterisk.cel_sqlite import (
+    CHUNK_ROWS,
+    MAX_EXTRA_CHARS,
+    MAX_VALUE_CHARS,
+    WANTED_ROWS,
+    CelProbe,
+    CelSourceError,
+)
 from callbuddy_pbx.asterisk.tracker import EARLIEST_TIME, LATEST_TIME
 from callbuddy_pbx.config.cel import CelConfig, table_name_ok
 from callbuddy_pbx.db_url import PASSWORD_VARIABLES, UrlError, check_postgresql, masked
@@ -97,11 +104,9 @@ def _row_query(table: str, columns: dict[str, str]) -> str:
         value = f"coalesce(left({name}::text, {limit}), '')"
         only = _ONLY_FOR.get(name)
         picked.append(f"CASE WHEN eventtype IN ({_listed(only)}) THEN {value} ELSE '' END" if only else value)
-    # APP_START matters for the caller's channel only (voicemail, queue, the number it reached after a Goto).
-    wanted = f"(eventtype IN ({_listed(USED_EVENTS)}) AND (eventtype <> 'APP_START' OR uniqueid = linkedid))"
     return (
         f"SELECT id, coalesce(left(eventtype::text, 40), ''), {', '.join(picked)} FROM \"{table}\""  # noqa: S608
-        f" WHERE id > %(after)s AND id <= %(upto)s AND {wanted} ORDER BY id"
+        f" WHERE id > %(after)s AND id <= %(upto)s AND {WANTED_ROWS} ORDER BY id"
     )
 
 

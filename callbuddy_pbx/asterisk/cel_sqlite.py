@@ -54,6 +54,11 @@ def _listed(names: tuple[str, ...]) -> str:
     return ", ".join(f"'{name}'" for name in names)
 
 
+# The rows the judging uses, in SQL both readers share; APP_START matters for the caller's channel only (voicemail,
+# queue, the number it reached after a Goto).
+WANTED_ROWS = f"(eventtype IN ({_listed(USED_EVENTS)}) AND (eventtype <> 'APP_START' OR uniqueid = linkedid))"
+
+
 def _row_query(table: str, columns: set[str]) -> str:
     """The one query rows are read with: CelRow's fields in order, each value bounded and text ('' for none, or
     not read for this row's event), the time as a number when it is one (the stock format), else as written."""
@@ -70,11 +75,9 @@ def _row_query(table: str, columns: set[str]) -> str:
         value = f"coalesce(substr(CAST({name} AS TEXT), 1, {limit}), '')"
         only = _ONLY_FOR.get(name)
         picked.append(f"CASE WHEN eventtype IN ({_listed(only)}) THEN {value} ELSE '' END" if only else value)
-    # APP_START matters for the caller's channel only (voicemail, queue, the number it reached after a Goto).
-    wanted = f"(eventtype IN ({_listed(USED_EVENTS)}) AND (eventtype <> 'APP_START' OR uniqueid = linkedid))"
     return (
         f"SELECT rowid, coalesce(substr(CAST(eventtype AS TEXT), 1, 40), ''), {', '.join(picked)} FROM \"{table}\""  # noqa: S608
-        f" WHERE rowid > ? AND rowid <= ? AND {wanted} ORDER BY rowid"
+        f" WHERE rowid > ? AND rowid <= ? AND {WANTED_ROWS} ORDER BY rowid"
     )
 
 
