@@ -141,3 +141,22 @@ def test_cel_pgsql_without_a_database_to_read_is_named(write: Write) -> None:
     single = write("cel:\n  pgsql: {table: cel_a}\n", "single.yaml")
     (problem,) = problems_of(single)
     assert problem == f"{single}:2: cel.pgsql: the store is SQLite, so name cel_pgsql's database: give url"
+
+
+def test_a_server_may_have_its_own_ari(write: Write) -> None:
+    text = (
+        "asterisk:\n  nodes:\n    - {name: a}\n    - name: b\n      host: 10.0.0.2\n"
+        "      ari: {url: 'http://10.0.0.2:8088', password: correct-horse-battery-42}\n"
+    )
+    config = load_config(write(text))
+    a, b = config.nodes
+    assert a.ari is None and b.ari is not None
+    assert (b.ari.url, b.ari.password) == ("http://10.0.0.2:8088", "correct-horse-battery-42")
+    bad = write(text.replace("http://10.0.0.2:8088", "http://8.8.8.8:8088"), "bad.yaml")
+    (problem,) = problems_of(bad)
+    assert problem.startswith(f"{bad}:6: asterisk.nodes[1].ari.url: 8.8.8.8 is a public address")
+    first = "asterisk:\n  nodes:\n    - {name: a, ari: {password: correct-horse-battery-42}}\nari: {app: other}\n"
+    both = write(first, "both.yaml")
+    assert problems_of(both) == [f"{both}:4: ari: the first of asterisk.nodes has its own ari: give one of them"]
+    own = load_config(write(first.replace("ari: {app: other}\n", ""), "own.yaml"))
+    assert own.ari == own.nodes[0].ari  # "the" ARI is the first server's own

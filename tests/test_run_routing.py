@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from callbuddy_pbx.commands.run import serve
-from callbuddy_pbx.config import ApiToken, Business, Config, default_config
+from callbuddy_pbx.config import ApiToken, AsteriskNode, Business, Config, default_config
 from callbuddy_pbx.config.pbx import NoAnswer, PbxConfig, Phone, RingGroup
 from callbuddy_pbx.sim.ami_server import SimulatedAmiServer
 from callbuddy_pbx.sim.ari_server import SimulatedAriServer
@@ -119,3 +119,46 @@ async def test_health_fails_while_the_ari_link_is_down(tmp_path: Path) -> None:
         finally:
             os.kill(os.getpid(), signal.SIGTERM)
             await asyncio.wait_for(service, 15)
+
+
+async def test_each_server_with_its_own_ari_routes_its_own_calls(tmp_path: Path) -> None:
+    """Two Asterisk servers (asterisk.nodes), the second with an `ari:` of its own: a call into the second's Stasis
+    app rings the second's phones through the second's ARI, and /healthz shows each server's router."""
+    south_did = "15550002000"
+    async with (
+        SimulatedAmiServer(secret=AMI_SECRET) as north_ami,
+        SimulatedAmiServer(secret=AMI_SECRET) as south_ami,
+        SimulatedAriServer(password=PASSWORD) as north_ari,
+        SimulatedAriServer(password=PASSWORD) as south_ari,
+    ):
+        port = free_port()
+        base = routed_config(tmp_path, north_ami, north_ari, port)
+        nodes = (
+            AsteriskNode("north", base.asterisk),
+            AsteriskNode("south", dataclasses.replace(base.asterisk, port=south_ami.port), ari=config_for(south_ari)),
+        )
+        glow = dataclasses.replace(base.businesses[0], node="north")
+        spa = Business("South Spa", ("+" + south_did,), "America/Chicago", node="south")
+        # Its desk is extension 101 on its own PBX (each server numbers its phones on its own).
+        spa_group = RingGroup("+" + south_did, ("101",), ring_s=5, no_answer=NoAnswer("hangup"), routing="callbuddy")
+        pbx = dataclasses.replace(base.pbx, ring_groups=(*base.pbx.ring_groups, spa_group))
+        config = dataclasses.replace(base, nodes=nodes, businesses=(glow, spa), pbx=pbx)
+        service = asyncio.create_task(serve(config))
+        try:
+            await wait_until(lambda: north_ari.open_websockets == 1 and south_ari.open_websockets == 1, 10)
+            status = await wait_for_health(port, lambda s: s.get("ok") is True)
+            assert status["nodes"]["south"]["ari"] == {"connected": True, "last_error": None}  # type: ignore[index]
+            south_ari.phone_answers_after("101", 0.1)
+            caller = south_ari.inbound_call(south_did)
+            await wait_until(lambda: bool(bridged(south_ari)))
+            assert caller in bridged(south_ari)[0]
+            assert [endpoint for endpoint, _, _ in originated(south_ari)] == ["PJSIP/101"]
+            assert originated(north_ari) == []
+            south_ari.restart(down_s=5)  # the second server's Asterisk restarts: its router's link is down
+            status = await wait_for_health(port, lambda s: s.get("ok") is False)
+            assert status["nodes"]["south"]["ok"] is False  # type: ignore[index]
+            assert status["nodes"]["north"]["ok"] is True  # type: ignore[index]
+        finally:
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.wait_for(service, 15)
+        assert north_ari.open_websockets == 0 and south_ari.open_websockets == 0  # both routers stopped

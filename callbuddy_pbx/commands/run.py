@@ -24,6 +24,7 @@ from callbuddy_pbx.service.healthz import service_health
 from callbuddy_pbx.service.leadership import SharedLinks, election
 from callbuddy_pbx.service.logs import setup_logging
 from callbuddy_pbx.service.metrics import Metrics, store_backlog
+from callbuddy_pbx.service.node_link import attach_routing
 from callbuddy_pbx.service.notify import Notifier, alert_route
 from callbuddy_pbx.service.site import service_site
 from callbuddy_pbx.sms.factory import build_gateways
@@ -69,6 +70,8 @@ async def serve(config: Config) -> None:
     if routing is not None:  # like the AMI link, only while this instance owns the Asterisk links
         service.owned.append(("routing", routing.run))
         helpers.append("routing")
+    other_routing = attach_routing(config, service.nodes)  # servers after the first, with an `ari:` of their own
+    helpers += [node.task("routing") for node in service.nodes if node.routing is not None]
     shared = SharedLinks()  # instances started together share the servers' links
     for node in service.nodes:  # on PostgreSQL, one of the instances sharing it owns each server's link
         node.leadership = election(config, node.node, shared)
@@ -98,9 +101,11 @@ async def serve(config: Config) -> None:
     try:
         await service.run()
     finally:
-        if routing is not None:
+        for each in [routing, *other_routing]:
+            if each is None:
+                continue
             try:  # unanswered calls go back to the dialplan while ARI still answers
-                await asyncio.wait_for(routing.stop(), ROUTING_STOP_S)
+                await asyncio.wait_for(each.stop(), ROUTING_STOP_S)
             except TimeoutError:
                 log.warning("routing did not stop within %g s; calls left in Stasis are Asterisk's now", ROUTING_STOP_S)
         await service.supervisor.stop(*helpers)

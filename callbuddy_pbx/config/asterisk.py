@@ -9,6 +9,7 @@ without a second secret to keep in step.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import re
@@ -77,7 +78,7 @@ class InboundConfig:
 
 
 _ASTERISK_KEYS = ("host", "port", "username", "secret")
-_NODE_KEYS = ("name", *_ASTERISK_KEYS, "systemname", "cel")
+_NODE_KEYS = ("name", *_ASTERISK_KEYS, "systemname", "cel", "ari")
 _TIMING_KEYS = (
     "connect_timeout_s",
     "action_timeout_s",
@@ -107,7 +108,9 @@ class AsteriskNode:
     name: str
     ami: AsteriskConfig
     cel: CelConfig = field(default_factory=CelConfig)
-    systemname: str | None = None  # Asterisk's `systemname` (asterisk.conf), when set: shown and checked, not keyed
+    systemname: str | None = None  # Asterisk's `systemname` (asterisk.conf), when set: checked at each login
+    # Its ARI, for `routing: callbuddy` numbers ringing on it (None: none of its own; the first server's is `ari:`).
+    ari: AriConfig | None = None
 
     @property
     def shown(self) -> str:
@@ -124,6 +127,18 @@ class AmiReader:
 
     def __init__(self, reader: Reader) -> None:
         self.r = reader
+        # Each node's `ari:` section, by node name: read after `pbx:` (AriReader needs it), by `with_ari`.
+        self.ari_sections: dict[str, tuple[yaml.Node, str]] = {}
+
+    def with_ari(self, nodes: tuple[AsteriskNode, ...], ari: AriReader, pbx: PbxConfig) -> tuple[AsteriskNode, ...]:
+        """The nodes with their own `ari:` read (after `pbx:`)."""
+        found: list[AsteriskNode] = []
+        for node in nodes:
+            if node.name in self.ari_sections:
+                section, path = self.ari_sections[node.name]
+                node = dataclasses.replace(node, ari=ari.ari(section, pbx, path))
+            found.append(node)
+        return tuple(found)
 
     def asterisk(
         self, node: yaml.Node, base_dir: Path, store_on_postgresql: bool | None = None
@@ -173,6 +188,8 @@ class AmiReader:
                     systemname = None
             if name is None:
                 continue
+            if "ari" in entry:
+                self.ari_sections[name] = (entry["ari"], f"{path}.ari")
             link = (ami.host, ami.port)
             if link in links:
                 self.r.problem(item, path, f"{name} reaches the same AMI ({ami.host}:{ami.port}) as {links[link]}")
@@ -363,24 +380,27 @@ class AriReader:
     def __init__(self, reader: Reader, pbx_reader: PbxReader) -> None:
         self.r = reader
         self._pbx_reader = pbx_reader
+        self._key = "ari"
 
-    def ari(self, node: yaml.Node, pbx: PbxConfig) -> AriConfig:
-        section = self.r.mapping(node, "ari", ARI_KEYS) or {}
+    def ari(self, node: yaml.Node, pbx: PbxConfig, key: str = "ari") -> AriConfig:
+        """The section at `node`; `key` is its path in messages (`asterisk.nodes[1].ari` for a server's own)."""
+        self._key = key
+        section = self.r.mapping(node, key, ARI_KEYS) or {}
         base = AriConfig()
         url = self._url(section["url"]) if "url" in section else base.url
         username = app = None
         if "username" in section:
-            username = self._name(section["username"], "ari.username", "an ARI user name")
+            username = self._name(section["username"], f"{key}.username", "an ARI user name")
         if "app" in section:
-            app = self._name(section["app"], "ari.app", "a Stasis application name")
+            app = self._name(section["app"], f"{key}.app", "a Stasis application name")
         password = self._password(section["password"]) if "password" in section else ""
         if "password" not in section and not pbx.secret_key:
             self._no_password()
 
         def seconds(key: str, default: float, most: float) -> float:
-            value = self.r.positive(section[key], f"ari.{key}") if key in section else None
+            value = self.r.positive(section[key], f"{self._key}.{key}") if key in section else None
             if value is not None and value > most:
-                self.r.problem(section[key], f"ari.{key}", f"{value:g} is too long (at most {most:g} seconds)")
+                self.r.problem(section[key], f"{self._key}.{key}", f"{value:g} is too long (at most {most:g} seconds)")
                 value = None
             return default if value is None else value
 
@@ -388,7 +408,7 @@ class AriReader:
         if reconnect_max_s < base.reconnect_min_s:
             self.r.problem(
                 section["reconnect_max_s"],
-                "ari.reconnect_max_s",
+                f"{key}.reconnect_max_s",
                 f"{reconnect_max_s:g} is less than the first retry's wait ({base.reconnect_min_s:g} seconds)",
             )
             reconnect_max_s = base.reconnect_max_s
@@ -404,28 +424,30 @@ class AriReader:
         )
 
     def _url(self, node: yaml.Node) -> str | None:
-        value = self.r.url(node, "ari.url", "Asterisk's HTTP server, such as http://127.0.0.1:8088")
+        value = self.r.url(node, f"{self._key}.url", "Asterisk's HTTP server, such as http://127.0.0.1:8088")
         if value is None:
             return None
         parts = urlsplit(value)
         if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
             # A password in the URL would end up in logs; ARI's goes in a header (ari.password).
             self.r.problem(
-                node, "ari.url", "expected only scheme, host, port and path (put the password in ari.password)"
+                node, f"{self._key}.url", "expected only scheme, host, port and path (put the password in ari.password)"
             )
             return None
         try:
             parts.port  # noqa: B018 (raises on a port that is not a number or out of range)
         except ValueError:
-            self.r.problem(node, "ari.url", f"{shown(value)} has an invalid port")
+            self.r.problem(node, f"{self._key}.url", f"{shown(value)} has an invalid port")
             return None
         if not _PATH.fullmatch(parts.path):
-            self.r.problem(node, "ari.url", f"{shown(parts.path)} is not a usable path (expected none, or /ari)")
+            self.r.problem(
+                node, f"{self._key}.url", f"{shown(parts.path)} is not a usable path (expected none, or /ari)"
+            )
             return None
         if parts.hostname and public_address(parts.hostname) is not None:
             self.r.problem(
                 node,
-                "ari.url",
+                f"{self._key}.url",
                 f"{parts.hostname} is a public address: ARI controls every call and must not be reached over the "
                 "internet; run CallBuddy on the PBX host (the default http://127.0.0.1:8088) or a private network",
             )
@@ -442,14 +464,14 @@ class AriReader:
         return value
 
     def _password(self, node: yaml.Node) -> str | None:
-        value = self.r.secret(node, "ari.password", "the ARI user's password (ari.conf)")
+        value = self.r.secret(node, f"{self._key}.password", "the ARI user's password (ari.conf)")
         if value is None:
             return None
         # ari.conf reads `;` as the start of a comment; leading/trailing spaces would be trimmed there.
         if len(value) < MIN_SIP_SECRET_CHARS or value != value.strip() or not value.isprintable() or ";" in value:
             self.r.problem(
                 node,
-                "ari.password",
+                f"{self._key}.password",
                 f"expected at least {MIN_SIP_SECRET_CHARS} printable characters on one line, without ';' or "
                 "surrounding spaces (`callbuddy-pbx secrets` prints strong ones)",
             )

@@ -196,7 +196,8 @@ class _Reader(Reader):
         smtp = SmtpReader(self).smtp(top.get("smtp"))  # before the businesses: an e-mail target needs it
         forwarding = ForwardingReader(self, senders, smtp_configured=smtp is not None or "smtp" in top)
         storage = self.storage(top.get("storage", empty), base_dir)
-        asterisk, nodes = AmiReader(self).asterisk(top.get("asterisk", empty), base_dir, storage.url is not None)
+        ami_reader = AmiReader(self)
+        asterisk, nodes = ami_reader.asterisk(top.get("asterisk", empty), base_dir, storage.url is not None)
         if nodes and "cel" in top:
             self.problem(top["cel"], "cel", "with asterisk.nodes, give each node its own cel: section")
         businesses = BusinessesReader(self, forwarding, nodes=[node.name for node in nodes]).businesses(
@@ -209,7 +210,13 @@ class _Reader(Reader):
         texting.finish_web(web)
         pbx_reader = PbxReader(self, businesses, region)
         pbx = pbx_reader.pbx(top.get("pbx", empty), base_dir)  # after the businesses
-        ari = AriReader(self, pbx_reader).ari(top.get("ari", empty), pbx)  # after pbx: its key, its routing
+        ari_reader = AriReader(self, pbx_reader)
+        ari = ari_reader.ari(top.get("ari", empty), pbx)  # after pbx: its key, its routing
+        nodes = ami_reader.with_ari(nodes, ari_reader, pbx)
+        if nodes and nodes[0].ari is not None:  # the first server's own: "the" ARI, where one is meant
+            if "ari" in top:
+                self.problem(top["ari"], "ari", "the first of asterisk.nodes has its own ari: give one of them")
+            ari = nodes[0].ari
         on_postgresql = storage.url is not None
         cel = (
             nodes[0].cel

@@ -69,6 +69,7 @@ def node_health(node: NodeLink, secrets: tuple[str, ...]) -> NodeHealth:
         owner_since=leadership.owner_since if leadership.elected else None,
         leadership_problem=None if leadership.problem is None else safe_detail(leadership.problem, secrets),
         problem=None if node.problem is None else safe_detail(node.problem, secrets),
+        ari=None if node.routing is None else link_health(node.routing, secrets),
     )
 
 

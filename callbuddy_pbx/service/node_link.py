@@ -26,6 +26,7 @@ from callbuddy_pbx.asterisk.tracker import CallTracker
 from callbuddy_pbx.config import AsteriskNode, Business, Config
 from callbuddy_pbx.config.pbx import Phone
 from callbuddy_pbx.model import CallRecord, node_key
+from callbuddy_pbx.routing.service import RoutingService
 from callbuddy_pbx.service.cel_reconcile import CelReconciler
 from callbuddy_pbx.service.devices_seed import seed_devices
 from callbuddy_pbx.service.leadership import LEAD_STOP_S, Ownership, SingleBox
@@ -103,6 +104,7 @@ class NodeLink:
         # Which instance runs this link: an election on PostgreSQL (run.py sets it); a single box always does.
         self.leadership: Ownership = SingleBox()
         self.owned: list[tuple[str, Callable[[], Awaitable[None]]]] = []  # run.py: the ARI router, the alerts
+        self.routing: RoutingService | None = None  # its own ARI router (attach_routing), for a server after the first
         self.ready = asyncio.Event()  # set once connected and reconciled with Asterisk's live channels
         # Why this link's events are not followed: the server is not the one configured (its systemname differs).
         self.problem: str | None = None
@@ -253,6 +255,22 @@ async def wrong_server(client: AmiClient, node: AsteriskNode) -> str | None:
         f"{node.shown}: the Asterisk at {node.ami.host}:{node.ami.port} {said}, not {node.systemname!r}: "
         "its calls are not followed until asterisk.nodes points at the right server"
     )
+
+
+def attach_routing(config: Config, nodes: Sequence[NodeLink]) -> list[RoutingService]:
+    """An ARI router for each server after the first that has an `ari:` of its own (the first server's is run.py's,
+    on `ari:`), run like the first's only while this instance owns that server's link. They are returned for the
+    caller to stop (handing unanswered calls back to the dialplan)."""
+    attached: list[RoutingService] = []
+    if not RoutingService.wanted(config):
+        return attached
+    for node in nodes[1:]:
+        if node.node.ari is None:
+            continue
+        node.routing = RoutingService(dataclasses.replace(config, ari=node.node.ari), node.devices)
+        node.owned.append((node.task("routing"), node.routing.run))
+        attached.append(node.routing)
+    return attached
 
 
 class CallBacksBySite:

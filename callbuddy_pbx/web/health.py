@@ -57,19 +57,23 @@ class NodeHealth:
     owner_since: float | None = None
     leadership_problem: str | None = None
     problem: str | None = None  # why its events are not followed (the server is not the one configured)
+    ari: AmiHealth | None = None  # its own ARI router's link (a server after the first with `ari:`)
 
     @property
     def ok(self) -> bool:
         if self.role == "standby":  # another instance follows this server
             return self.leadership_problem is None
         holding = self.role == "holding"  # following on, the database away: calls wait in memory
-        return self.ami.connected and not holding and self.problem is None and (self.cel is None or self.cel.readable)
+        links_ok = self.ami.connected and (self.ari is None or self.ari.connected)
+        return links_ok and not holding and self.problem is None and (self.cel is None or self.cel.readable)
 
     def to_json(self) -> dict[str, Any]:
         ami = {"connected": self.ami.connected, "last_error": self.ami.last_error}
         body: dict[str, Any] = {"ok": self.ok, "ami": ami, "problem": self.problem}
         if self.cel is not None:
             body["cel"] = _cel_json(self.cel)
+        if self.ari is not None:
+            body["ari"] = {"connected": self.ari.connected, "last_error": self.ari.last_error}
         if self.role is not None:
             problem = self.leadership_problem
             body["leadership"] = {"role": self.role, "owner_since": self.owner_since, "problem": problem}
