@@ -1,4 +1,4 @@
-"""Two real `callbuddy-pbx run` processes on one PostgreSQL database and one simulated Asterisk (with its CEL
+"""Two real `callbuddy-pbx run` processes on one PostgreSQL database and one (then two) simulated Asterisk (with its CEL
 database) and SMSC: only the owner is logged in to AMI; SIGKILL it while calls are ringing; the other logs in within
 5 s, takes the calls still live from Asterisk's channel list and the ones that ended in the gap from CEL, and every
 missed call placed before, during and after is stored once and texted once."""
@@ -264,3 +264,112 @@ async def test_the_owner_killed_mid_traffic_is_replaced_within_5_s_and_every_mis
         assert second.process is not None
         second.process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(second.process.wait(), 15) == 0, second.tail()
+
+
+def write_nodes_config(path: Path, *, ami_ports: dict[str, int], smpp_port: int, web_port: int, url: str) -> None:
+    """The same installation with two Asterisk servers, each with its CEL database."""
+    nodes = "\n".join(
+        f"    - {{name: {name}, host: 127.0.0.1, port: {port}, username: callbuddy, secret: {AMI_SECRET},\n"
+        f"       reconnect_min_s: 0.1, reconnect_max_s: 0.5, cel: {{sqlite: {name}.db, poll_seconds: 0.3}}}}"
+        for name, port in ami_ports.items()
+    )
+    write_config(path, ami_port=1, smpp_port=smpp_port, web_port=web_port, url=url)
+    text = path.read_text()
+    single = text[text.index("asterisk:") : text.index("businesses:")]
+    text = text.replace(single, f"asterisk:\n  nodes:\n{nodes}\n")
+    text = text.replace("cel: {sqlite: master.db, poll_seconds: 0.3}\n", "")  # each node has its own
+    path.write_text(text)
+
+
+async def test_two_instances_share_two_asterisk_servers_and_take_over_a_killed_ones_server(
+    pg_cluster: Cluster, tmp_path: Path
+) -> None:
+    """Two instances started together on two simulated Asterisk servers: each server is followed by one of them;
+    SIGKILL the instance that follows `north` mid-traffic: the other logs in to it within 5 s, and every call on both
+    servers is stored once under its server's key and every missed caller texted once."""
+    url = pg_cluster.fresh_url()
+    names = ("north", "south")
+    cels = {name: SimulatedCelDb(tmp_path / f"{name}.db") for name in names}
+    amis = {name: SimulatedAmiServer(secret=AMI_SECRET, cel_db=cels[name]) for name in names}
+    smsc = SimulatedSmsc(system_id=SMSC_USER, password=SMSC_PASSWORD, receipt_delay_s=0.05)
+    for ami in amis.values():
+        await ami.start()
+    await smsc.start()
+    instances: list[Instance] = []
+    for name in ("a", "b"):
+        port = free_port()
+        config = tmp_path / f"{name}.yaml"
+        ports = {node: ami.port for node, ami in amis.items()}
+        write_nodes_config(config, ami_ports=ports, smpp_port=smsc.port, web_port=port, url=url)
+        instances.append(Instance(name, config, port))
+    players = {name: Player(ami) for name, ami in amis.items()}
+    try:
+        for instance in instances:
+            await instance.start()
+        await wait_for(lambda: all(ami.logins == 1 for ami in amis.values()), 20, "both servers followed", *instances)
+
+        async def follower(node: str) -> Instance:
+            for instance in instances:
+                body = await instance.health()
+                if body.get("nodes", {}).get(node, {}).get("leadership", {}).get("role") == "owner":
+                    return instance
+            raise AssertionError(f"nobody owns {node}")
+
+        doomed = await follower("north")
+        survivor = next(instance for instance in instances if instance is not doomed)
+        # One simulated Asterisk process per server: its Linkedids never repeat (one generator for all its calls).
+        calls = {name: make_calls(12, seed=31 + index, cel=True, gap_s=(0.3, 0.8)) for index, name in enumerate(names)}
+        for name, player in players.items():
+            player.play(calls[name][:6])
+        await asyncio.gather(*(player.done() for player in players.values()))
+        for name, player in players.items():
+            player.play(calls[name][6:], speed=1.0)
+        await wait_for(lambda: players["north"].open_calls >= 2, 10, "calls in progress", doomed)
+        assert doomed.process is not None
+        os.kill(doomed.process.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        await doomed.process.wait()
+        await wait_for(lambda: amis["north"].logins == 2, TAKEOVER_LIMIT_S, "north taken over", survivor)
+        takeover = time.monotonic() - killed
+        await asyncio.gather(*(player.done() for player in players.values()))
+
+        placed = {
+            f"{call.linkedid}@{name}": call
+            for name, player in players.items()
+            for call in player.placed
+            if call.expected_outcome is not None
+        }
+        assert len(placed) == sum(len(player.placed) for player in players.values())  # keys unique per server
+        owed = sorted(e164(call.caller) for call in placed.values() if owed_text(call))
+
+        def settled() -> bool:
+            stored = {linkedid for linkedid, _, _ in stored_calls(url)}
+            return placed.keys() <= stored and len(smsc.messages()) >= len(owed)
+
+        await wait_for(settled, 30, "every call stored and every owed text sent", survivor)
+        await asyncio.sleep(2.0)  # time for a wrong second text, or a second store
+    finally:
+        for player in players.values():
+            await player.stop()
+        for instance in instances:
+            process = instance.process
+            if process is not None and process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), 15)
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+        await smsc.stop()
+        for name in names:
+            await amis[name].stop()
+            cels[name].close()
+
+    calls = stored_calls(url)
+    assert len(calls) == len({linkedid for linkedid, _, _ in calls})  # each stored once
+    assert {linkedid: outcome for linkedid, outcome, _ in calls if linkedid in placed} == {
+        key: call.expected_outcome for key, call in placed.items()
+    }
+    assert all(linkedid.rsplit("@", 1)[-1] in names for linkedid, _, _ in calls)  # every key names its server
+    assert sorted(e164(m.destination) for m in smsc.messages()) == owed  # texted once, nobody twice
+    assert takeover < TAKEOVER_LIMIT_S and amis["south"].logins in (1, 2)
