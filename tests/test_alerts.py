@@ -3,9 +3,11 @@ that records what it is asked to send, and a real webhook receiver."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from aiohttp import web
 from callbuddy_pbx.config import AlertsConfig
 from callbuddy_pbx.service.alerts import (
     AMI_DOWN,
+    DATABASE_AWAY,
     TEXT_FAILURES,
     AlertMonitor,
     AlertNotice,
@@ -455,3 +458,46 @@ async def test_notification_log_lists_by_kind(store) -> None:
     assert await log_.claim(Notice("digest:B:2026-01-01", "digest", "d", business="B"), 12.0)
     assert [row.key for row in await log_.since(["alert"], 0.0)] == ["alert:x:1"]
     assert await log_.exists("digest:B:2026-01-01") and not await log_.exists("digest:B:2026-01-02")
+
+
+class _Away:
+    """A database that answers nothing (as PostgreSQL gone away): every read and write fails as an outage."""
+
+    def execute(self, *args: object) -> object:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    def transaction(self) -> object:
+        raise sqlite3.OperationalError("unable to open database file")
+
+
+async def test_the_database_away_is_alerted_unclaimed_while_the_owner_holds_on(
+    store, gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The owner holding on through a database outage (role `holding`): the installer is told after the AMI-down
+    delay although the notice cannot be recorded (the database is the thing that is away), and nothing else fails."""
+    clock, status = Clock(), FakeStatus()
+    holding = {"on": False}
+
+    def current() -> HealthStatus:
+        base = status()
+        if not holding["on"]:
+            return base
+        return dataclasses.replace(base, role="holding", leadership_problem="lock connection: OperationalError: gone")
+
+    monitor, notifier = monitor_for(store, gateway, current, clock)
+    assert await monitor.check() == []
+    with monkeypatch.context() as away:
+        away.setattr(CallStore, "connection", property(lambda _: _Away()))
+        away.setattr(store, "transaction", _Away().transaction)
+        holding["on"] = True
+        clock.now = T0 + 10
+        assert await monitor.check() == []  # not yet: as long as an AMI link may be down unalerted
+        clock.now = T0 + CONFIG.ami_down_after_s + 11
+        assert kinds(await monitor.check()) == [("alert", DATABASE_AWAY)]
+        (sms,) = gateway.sent
+        assert "the database cannot be reached" in sms.text and "OperationalError" in sms.text
+    holding["on"] = False
+    clock.now = T0 + CONFIG.ami_down_after_s + 60
+    assert kinds(await monitor.check()) == [("resolved", DATABASE_AWAY)]
+    assert await rows(store) == [(f"alert:{DATABASE_AWAY}:{int(T0 + 10)}:resolved", "alert_resolved", clock.now, None)]
+    await notifier.close()

@@ -492,6 +492,14 @@ async def test_a_service_cut_off_from_its_database_keeps_its_ami_link_and_calls_
     service.leadership = Leadership(connect, key, name="svc")
     router = Router(service)
     service.owned.append(("routing", router.run))
+    alerts_started: list[float] = []
+
+    async def alerts() -> None:  # a stand-in for the alert monitor, which goes on to say the database is away
+        alerts_started.append(time.monotonic())
+        await asyncio.Event().wait()
+
+    service.owned.append(("alerts", alerts))
+    service.first.hold_through.add("alerts")
     task = asyncio.create_task(service.run())
     try:
         await wait_until(lambda: service.ami.connected and router.runs == 1, 10)
@@ -505,12 +513,14 @@ async def test_a_service_cut_off_from_its_database_keeps_its_ami_link_and_calls_
         terminate(url, holder)
         await wait_until(lambda: service.leadership.role is Role.HOLDING, 3)
         assert router.stopped_with_ami_up == [True] and service.ami.connected
+        assert service.supervisor.running("alerts") and len(alerts_started) == 1
         await server.replay_raw(trace.raw[half:])  # the call ends while the database is away
         await wait_until(lambda: service.tracker.active_calls == 0, 3)
         cut[0] = False
         await wait_until(lambda: router.runs == 2 and service.leadership.role is Role.OWNER, 10)
         await wait_until(lambda: len(calls) == 1, 5)
         assert server.logins == 1 and calls[0].observed_from_start  # followed whole, on one login
+        assert len(alerts_started) == 1  # ran on through the outage, not started a second time
     finally:
         await service.stop()
         await asyncio.wait_for(task, 10)

@@ -98,6 +98,18 @@ class Instance:
             await asyncio.sleep(0.1)
         raise AssertionError(f"{self.name}: /healthz never said {want}: {body}\n{self.tail()}")
 
+    async def stop(self) -> None:
+        """SIGTERM (killed after 15 s) if still running."""
+        process = self.process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), 15)
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
 
@@ -178,14 +190,7 @@ async def rig(tmp_path: Path, url: str) -> AsyncIterator[tuple[SimulatedAmiServe
         yield ami, smsc, instances
     finally:
         for instance in instances:
-            process = instance.process
-            if process is not None and process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.wait(), 15)
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
+            await instance.stop()
         await smsc.stop()
         await ami.stop()
         cel_db.close()
@@ -352,14 +357,7 @@ async def test_two_instances_share_two_asterisk_servers_and_take_over_a_killed_o
         for player in players.values():
             await player.stop()
         for instance in instances:
-            process = instance.process
-            if process is not None and process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(process.wait(), 15)
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
+            await instance.stop()
         await smsc.stop()
         for name in names:
             await amis[name].stop()

@@ -66,6 +66,7 @@ async def serve(config: Config) -> None:
     helpers = ["alerts", "digests"]
     # Alerts come from the instance that follows Asterisk: a standby sees no AMI link, and two would alert twice.
     service.owned.append(("alerts", monitor.run))
+    service.first.hold_through.add("alerts")  # they say when the database is away
     service.supervisor.start("digests", DigestScheduler(config, store, notifier).run)
     if routing is not None:  # like the AMI link, only while this instance owns the Asterisk links
         service.owned.append(("routing", routing.run))

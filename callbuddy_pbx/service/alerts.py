@@ -49,6 +49,7 @@ TEXT_FAILURES = "text_failures"
 GATEWAY_DOWN = "gateway_down"  # + ":<gateway name>"
 PUSH_REFUSED = "push_refused"  # + ":<provider>" (apns, fcm)
 FORWARDS_FAILING = "forwards_failing"  # replies forwarded to owners are not getting through
+DATABASE_AWAY = "database_away"  # the owner cannot reach the database: calls wait on its disk (sent unclaimed)
 _PUSH_NAMES = {"apns": "Apple (APNs)", "fcm": "Google (FCM)"}
 KINDS: dict[str, str] = {"alert": "alert", "repeat": "alert_repeat", "resolved": "alert_resolved"}  # -> table kind
 
@@ -84,6 +85,7 @@ class Sample:
     failed_texts: int = 0  # texts failed (or expired) within the failures window before `at`
     push_refused: Mapping[str, str] = field(default_factory=dict)  # provider -> the push service's reason
     forwards_trouble: str = ""  # what the reply forwarder reports (empty: forwarding works, or is not set up)
+    database_trouble: str = ""  # why the database cannot be reached (empty: it answers)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,8 @@ def describe(problem: str) -> str:
         return "texts to missed callers are failing"
     if problem == FORWARDS_FAILING:
         return "callers' replies are not reaching the owners"
+    if problem == DATABASE_AWAY:
+        return "the database cannot be reached: calls are kept on this machine until it is back"
     if problem.startswith(f"{GATEWAY_DOWN}:"):
         return f"SMS gateway {problem.split(':', 1)[1]} down"
     if problem.startswith(f"{PUSH_REFUSED}:"):
@@ -189,6 +193,8 @@ class AlertRules:
             current[push_problem(provider)] = (0.0, reason)
         if sample.forwards_trouble:
             current[FORWARDS_FAILING] = (0.0, sample.forwards_trouble)
+        if sample.database_trouble:
+            current[DATABASE_AWAY] = (config.ami_down_after_s, sample.database_trouble)
         notices: list[AlertNotice] = []
         for problem, (after_s, detail) in current.items():
             episode = self._episodes.get(problem)
@@ -229,6 +235,9 @@ def sample_of(
         failed_texts=failed_texts,
         push_refused={provider: safe_detail(reason, secrets) for provider, reason in (push_refused or {}).items()},
         forwards_trouble=safe_detail(status.tasks_down.get(FORWARDS_TASK, ""), secrets),
+        database_trouble=safe_detail(status.leadership_problem or "database unreachable", secrets)
+        if status.role == "holding"
+        else "",
     )
 
 
@@ -286,14 +295,33 @@ class AlertMonitor:
         notices = self.rules.check(sample_of(self._status(), failed, now, self._secrets, refused))
         for notice in notices:
             log.warning("alert: %s", notice.text(self._notifier.service))
-            if await deliver(self._log, self._notifier, self._notice(notice), self._clock):
+            if await self._deliver(notice):
                 self.sent.append(notice)
         return notices
 
+    async def _deliver(self, notice: AlertNotice) -> bool:
+        """Claimed in the database first (once across instances and restarts); but that the database is away is
+        said without a claim: it cannot be recorded, and a repeat is better than silence."""
+        try:
+            return await deliver(self._log, self._notifier, self._notice(notice), self._clock)
+        except Exception as exc:
+            if notice.problem != DATABASE_AWAY or not self._store.is_outage(exc):
+                raise
+        sent, errors = await self._notifier.send(self._notice(notice))
+        if not sent:
+            log.error("alert %s not sent: %s", notice.key, "; ".join(errors))
+        return sent
+
     async def failed_texts(self, now: float) -> int:
+        """Texts failed in the window (0 while the database is away: that is alerted on its own)."""
         since = now - self._config.failures_window_s
-        async with self._store.connection.execute(_FAILED_TEXTS, {"since": since}) as cursor:
-            row = await cursor.fetchone()
+        try:
+            async with self._store.connection.execute(_FAILED_TEXTS, {"since": since}) as cursor:
+                row = await cursor.fetchone()
+        except Exception as exc:
+            if not self._store.is_outage(exc):
+                raise
+            return 0
         return int(row[0]) if row is not None else 0
 
     def _notice(self, notice: AlertNotice) -> Notice:

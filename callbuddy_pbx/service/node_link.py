@@ -104,6 +104,9 @@ class NodeLink:
         # Which instance runs this link: an election on PostgreSQL (run.py sets it); a single box always does.
         self.leadership: Ownership = SingleBox()
         self.owned: list[tuple[str, Callable[[], Awaitable[None]]]] = []  # run.py: the ARI router, the alerts
+        # Owned tasks that go on while holding (the database away, service/leadership): run.py's alerts, which tell
+        # the installer so; nobody else can own the link meanwhile, so they do not run twice.
+        self.hold_through: set[str] = set()
         self.routing: RoutingService | None = None  # its own ARI router (attach_routing), for a server after the first
         self.ready = asyncio.Event()  # set once connected and reconciled with Asterisk's live channels
         # Why this link's events are not followed: the server is not the one configured (its systemname differs).
@@ -150,16 +153,18 @@ class NodeLink:
     async def _resume(self) -> None:
         """What runs beside the AMI observer while this instance surely owns the link: the router, the alerts, CEL."""
         for name, run in self.owned:
-            self.supervisor.start(name, run)
+            if not self.supervisor.running(name):  # one held through an outage runs on
+                self.supervisor.start(name, run)
         if self.cel is not None:
             self.supervisor.start(self.task("cel-reconcile"), self.cel.run)
 
     async def _hold(self) -> None:
         """The database is unreachable (the lock's connection failed): stop the router first (two routers on one
-        call is the worst case; its calls go back to the dialplan), the alerts and CEL (they need the database); the
-        AMI observer goes on, and the calls it judges wait for the database in the store writer."""
+        call is the worst case; its calls go back to the dialplan) and CEL (it needs the database); the AMI observer
+        and `hold_through` (the alerts) go on, and the calls it judges wait for the database in the store writer."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.supervisor.stop(*(name for name, _ in self.owned)), LEAD_STOP_S)
+            held = [name for name, _ in self.owned if name not in self.hold_through]
+            await asyncio.wait_for(self.supervisor.stop(*held), LEAD_STOP_S)
         await self.supervisor.stop(self.task("cel-reconcile"))
 
     def _leave_calls(self) -> None:

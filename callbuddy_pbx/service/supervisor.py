@@ -35,6 +35,9 @@ class Supervisor:
             raise ValueError(f"a task named {name!r} is already supervised")
         self._tasks[name] = asyncio.create_task(self._keep(name, run), name=name)
 
+    def running(self, name: str) -> bool:
+        return name in self._tasks
+
     def down(self) -> dict[str, str]:
         """The tasks not running now (waiting to be started again) or not getting their work done, with the reason."""
         return {**self._trouble, **self._down}
