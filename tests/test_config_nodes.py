@@ -46,7 +46,7 @@ def test_two_servers_each_with_its_settings(write: Write, monkeypatch: pytest.Mo
     assert (south.name, south.ami.host, south.ami.port, south.ami.secret) == ("south", "10.0.0.6", 5039, "south-secret")
     assert not south.cel.enabled and south.systemname is None
     assert config.asterisk == north.ami and config.cel == north.cel  # "the" Asterisk, where one is meant
-    assert config.asterisk_nodes == config.nodes and config.several_nodes
+    assert config.asterisk_nodes == config.nodes and len(config.nodes) > 1
     assert [(b.name, b.node) for b in config.businesses] == [("North Salon", "north"), ("Both Sites Spa", None)]
     assert config.businesses[0].on_node("north") and not config.businesses[0].on_node("south")
     assert config.businesses[1].on_node("south")
@@ -56,7 +56,7 @@ def test_one_asterisk_is_one_unnamed_server_with_plain_keys(write: Write) -> Non
     config = load_config(write("asterisk: {host: 10.0.0.5}\ncel: {sqlite: master.db}\n"))
     (only,) = config.asterisk_nodes
     assert only == AsteriskNode("", config.asterisk, config.cel)
-    assert only.shown == "Asterisk" and not config.several_nodes
+    assert only.shown == "Asterisk" and not config.nodes
     assert node_key("1733412345.12", only.name) == "1733412345.12"  # calls stored before keep their keys
     assert node_key("1733412345.12", "south") == "1733412345.12@south"
 

@@ -96,10 +96,6 @@ class Config:
         """Every Asterisk server followed: the named nodes, or the one unnamed Asterisk of `asterisk:` and `cel:`."""
         return self.nodes or (AsteriskNode("", self.asterisk, self.cel),)
 
-    @property
-    def several_nodes(self) -> bool:
-        return len(self.nodes) > 1
-
 
 # ---------------------------------------------------------------------------------------------------------------------
 # YAML loader: walks yaml's node tree (not the constructed objects) so every problem can name its file and line.

@@ -201,15 +201,14 @@ class CallService:
             while not self._finished.empty() and len(batch) < WRITE_BATCH_MAX:
                 batch.append(self._finished.get_nowait())
             stored, waiting = await self._store_batch(batch)
+            waiting_ids = {record.linkedid for record in waiting}
             if self.spool is not None:  # on disk before waiting: a crash during the outage loses none of them
                 self.spool.keep(waiting, time.time())
-                waiting_keys = {record.linkedid for record in waiting}
-                self.spool.drop(record.linkedid for record in batch if record.linkedid not in waiting_keys)
+                self.spool.drop(record.linkedid for record in batch if record.linkedid not in waiting_ids)
             if stored:  # before task_done: a drain (wait_stored) sees the calls with their marks
                 await self.recovery.calls_stored(stored)
             for record in waiting:  # back in the queue before the batch is done: a drain never sees it empty
                 self._finished.put_nowait(record)
-            waiting_ids = {record.linkedid for record in waiting}
             for record in batch:
                 if record.linkedid not in waiting_ids:
                     self._forget_unstored(record.linkedid)

@@ -112,10 +112,6 @@ class SharedLinks:
         self._since = clock()
         self.turn = asyncio.Lock()
 
-    def wait_s(self) -> float:
-        """How long an election of this process waits before asking for a lock now."""
-        return POLL_S * self.held if self._clock() - self._since < SHARE_WINDOW_S else 0.0
-
     @property
     def sharing(self) -> bool:
         return self._clock() - self._since < SHARE_WINDOW_S
@@ -223,7 +219,6 @@ class Leadership:
             return
         held, self._held = self._held, None
         await _stop(held)
-        self.role = Role.OWNER  # so that _standby says the links stopped
         self._standby("another instance took the links while the database was away")
 
     async def _keepalive(self, conn: LockConnection) -> None:
@@ -236,7 +231,7 @@ class Leadership:
         while not self._closing.is_set():
             if self._shared is not None and self._shared.sharing:
                 async with self._shared.turn:  # one at a time, after the others this process took
-                    await self._pause(self._shared.wait_s())
+                    await self._pause(POLL_S * self._shared.held)
                     taken = await self._try_lock(conn)
             else:
                 taken = await self._try_lock(conn)
@@ -306,7 +301,7 @@ class Leadership:
     def _standby(self, why: str) -> None:
         if why == "stopping":
             log.info("role: none for %s (stopping); lock released", self._name)
-        elif self.role is Role.OWNER:
+        elif self.role is not Role.STANDBY:  # owning, or holding on: its links ran until now
             log.warning("role: standby for %s (%s); links stopped", self._name, why)
         else:
             log.info("role: standby for %s (%s)", self._name, why)
