@@ -39,6 +39,7 @@ from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.store.links import LinkStore
 from callbuddy_pbx.store.messages import MESSAGE_STATES, MessageStore
 from callbuddy_pbx.store.stats import recovery_stats
+from callbuddy_pbx.web.api_json import token_scope
 from callbuddy_pbx.web.callback_api import call_back_api_routes
 from callbuddy_pbx.web.conversations import Answering
 from callbuddy_pbx.web.conversations_api import conversation_api_routes
@@ -87,9 +88,7 @@ def allows(token: ApiToken, business: str | None) -> bool:
 
 def _scope(token: ApiToken, business: str | None) -> list[str] | None:
     """The businesses a query may read: the one asked for, else the token's (None = every business)."""
-    if business is not None:
-        return [business]
-    return list(token.businesses) if token.businesses else None
+    return [business] if business is not None else token_scope(token)
 
 
 def _limit(request: web.Request) -> int:

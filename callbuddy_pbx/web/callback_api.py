@@ -22,7 +22,7 @@ from callbuddy_pbx.config.web import ApiToken
 from callbuddy_pbx.store.conversations import find_thread
 from callbuddy_pbx.store.db import CallStore
 from callbuddy_pbx.web import callback_words
-from callbuddy_pbx.web.api_json import Handler, Scoped, json_answer, json_object
+from callbuddy_pbx.web.api_json import Handler, Scoped, json_answer, json_object, token_scope
 from callbuddy_pbx.web.callback import CALL_BACK_ID, call_backs_of, progress
 from callbuddy_pbx.web.conversations import THREAD_PATH
 
@@ -39,8 +39,7 @@ def _allows(token: ApiToken, business: str) -> bool:
 
 def call_back_api_routes(app: web.Application, store: CallStore, authorised: Callable[[Scoped], Handler]) -> None:
     async def start(request: web.Request, token: ApiToken) -> web.StreamResponse:
-        scope = list(token.businesses) if token.businesses else None
-        thread = await find_thread(store, request.match_info["thread"], scope)
+        thread = await find_thread(store, request.match_info["thread"], token_scope(token))
         if thread is None:
             return _json({"error": "no such conversation"}, 404)
         body = await json_object(request, MAX_JSON_BYTES)
