@@ -173,6 +173,20 @@ def stored_calls(url: str) -> list[tuple[str, str, bool]]:
     return [(str(r[0]), str(r[1]), bool(r[2])) for r in rows]
 
 
+async def settled(url: str, placed: dict[str, Scenario], smsc: SimulatedSmsc, instance: Instance) -> list[str]:
+    """Wait until every placed call (by its stored key) is stored and the SMSC got as many texts as are owed, then
+    a little more (time for a wrong second text, or a second store); return the owed numbers, sorted."""
+    owed = sorted(e164(call.caller) for call in placed.values() if owed_text(call))
+
+    def done() -> bool:
+        stored = {linkedid for linkedid, _, _ in stored_calls(url)}
+        return placed.keys() <= stored and len(smsc.messages()) >= len(owed)
+
+    await wait_for(done, 30, "every call stored and every owed text sent", instance)
+    await asyncio.sleep(2.0)
+    return owed
+
+
 @contextlib.asynccontextmanager
 async def rig(tmp_path: Path, url: str) -> AsyncIterator[tuple[SimulatedAmiServer, SimulatedSmsc, list[Instance]]]:
     cel_db = SimulatedCelDb(tmp_path / "master.db")
@@ -244,14 +258,7 @@ async def test_the_owner_killed_mid_traffic_is_replaced_within_5_s_and_every_mis
             await player.done()
 
             placed = {call.linkedid: call for call in player.placed if call.expected_outcome is not None}
-            owed = sorted(e164(call.caller) for call in placed.values() if owed_text(call))
-
-            def settled() -> bool:
-                stored = {linkedid for linkedid, _, _ in stored_calls(url)}
-                return placed.keys() <= stored and len(smsc.messages()) >= len(owed)
-
-            await wait_for(settled, 30, "every call stored and every owed text sent", second)
-            await asyncio.sleep(2.0)  # time for a wrong second text, or a second store
+            owed = await settled(url, placed, smsc, second)
         finally:
             counting.cancel()
             await player.stop()
@@ -345,14 +352,7 @@ async def test_two_instances_share_two_asterisk_servers_and_take_over_a_killed_o
             if call.expected_outcome is not None
         }
         assert len(placed) == sum(len(player.placed) for player in players.values())  # keys unique per server
-        owed = sorted(e164(call.caller) for call in placed.values() if owed_text(call))
-
-        def settled() -> bool:
-            stored = {linkedid for linkedid, _, _ in stored_calls(url)}
-            return placed.keys() <= stored and len(smsc.messages()) >= len(owed)
-
-        await wait_for(settled, 30, "every call stored and every owed text sent", survivor)
-        await asyncio.sleep(2.0)  # time for a wrong second text, or a second store
+        owed = await settled(url, placed, smsc, survivor)
     finally:
         for player in players.values():
             await player.stop()
